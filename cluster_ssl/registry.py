@@ -31,9 +31,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             choices = ", ".join(sorted(self._items))
-            raise UserError(
-                f"unknown {self.kind} {name!r}; choose one of: {choices}"
-            ) from None
+            raise UserError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,0 +1,163 @@
+"""The ``cluster-ssl`` command: train, eval, list.
+
+User mistakes (a missing data root, an unknown dataset, a bad ``--set`` key...) end with one
+line ``error: ...`` on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cluster_ssl.config import parse_assignments
+from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES
+from cluster_ssl.engine.logging import WANDB_MODES
+from cluster_ssl.errors import UserError
+
+DEFAULT_RECIPE = "dec"
+DEFAULT_DATASET = "digits"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cluster-ssl", description="Self-supervised deep clustering of images."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="run a recipe (a paper's pipeline) on a dataset")
+    train.add_argument(
+        "recipe",
+        nargs="?",
+        default=DEFAULT_RECIPE,
+        help=f"recipe name (default {DEFAULT_RECIPE}); see `cluster-ssl list`",
+    )
+    train.add_argument(
+        "--dataset",
+        default=DEFAULT_DATASET,
+        help=f"dataset name (default {DEFAULT_DATASET}, built in)",
+    )
+    train.add_argument("--data-root", help="directory holding the dataset's files")
+    train.add_argument(
+        "--out", type=Path, help="run directory (default: a new runs/RECIPE-DATASET[-N])"
+    )
+    train.add_argument("--epochs", type=int, help="length of the recipe's main stage")
+    train.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting (repeatable)",
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    train.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+    train.add_argument("--wandb", choices=WANDB_MODES, default="disabled")
+    train.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
+    )
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = commands.add_parser("eval", help="score a checkpoint or a run directory")
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    evaluate.add_argument("--data-root", help="where the dataset lives now, if it moved")
+
+    commands.add_parser("list", help="list recipes, datasets and methods")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval":
+            return _eval(args)
+        return _list()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cluster_ssl.engine.run import RunRequest, train
+
+    overrides: dict[str, object] = parse_assignments(args.assignments)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+        overrides["epochs"] = args.epochs
+    out = args.out or _fresh_out_dir(args.recipe, args.dataset)
+    summary = train(
+        RunRequest(
+            recipe=args.recipe,
+            dataset=args.dataset,
+            out=out,
+            data_root=args.data_root,
+            overrides=overrides,
+            seed=args.seed,
+            device=args.device,
+            precision=args.precision,
+            wandb=args.wandb,
+            resume=args.resume,
+            progress=not args.no_progress,
+            num_workers=args.workers,
+        )
+    )
+    print(_result_line(summary))
+    print(f"run directory: {out}")
+    return 0
+
+
+def _fresh_out_dir(recipe: str, dataset: str) -> Path:
+    base = Path("runs") / f"{recipe}-{dataset}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def _result_line(result: dict) -> str:
+    parts = [f"{key.upper()} {result[key]:.4f}" for key in ("acc", "nmi", "ari") if key in result]
+    parts.append(f"clusters used {result['clusters_used']}/{result['num_clusters']}")
+    return "  ".join(parts)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from cluster_ssl.engine.run import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.device, args.data_root)
+    print(
+        f"evaluated {result['checkpoint']}: stage {result['stage']!r}, epoch {result['epoch']},"
+        f" step {result['step']} ({result['recipe']} on {result['dataset']})"
+    )
+    print(_result_line(result))
+    print(json.dumps({k: v for k, v in result.items() if k != "cluster_sizes"}))
+    return 0
+
+
+def _list() -> int:
+    from cluster_ssl.data.registry import list_datasets
+    from recipes import RECIPES
+
+    print("recipes:")
+    for name in RECIPES.names():
+        recipe = RECIPES.get(name)
+        presets = ", ".join(sorted(recipe.presets)) or "none"
+        print(f"  {name:14s} {recipe.description} (presets: {presets})")
+    print("datasets:")
+    for line in list_datasets():
+        print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

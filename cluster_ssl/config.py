@@ -1,0 +1,91 @@
+"""Recipe configurations: dataclasses, per-dataset presets and ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cluster_ssl.errors import UserError
+
+C = TypeVar("C", bound="RecipeConfig")
+
+
+@dataclass
+class RecipeConfig:
+    """Settings every recipe has; each recipe subclasses this with its paper's hyperparameters.
+
+    ``epochs`` is the length of the recipe's main training stage (each recipe documents
+    which one); ``num_clusters`` defaults to the dataset's number of classes.
+    """
+
+    num_clusters: int | None = None
+    split: str = "train+test"
+    eval_split: str | None = None
+    image_size: int | None = None
+    epochs: int = 100
+    batch_size: int = 256
+    eval_every: int = 0
+
+
+def field_names(cls: type[RecipeConfig]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """``["lr=0.1", "tol=1e-3"]`` -> ``{"lr": "0.1", "tol": "1e-3"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}; for example --set lr=0.01")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]) -> C:
+    """Defaults, then the dataset preset, then the user's overrides (strings are parsed)."""
+    hints = typing.get_type_hints(cls)
+    valid = field_names(cls)
+    values: dict[str, Any] = dict(preset)
+    for key, raw in overrides.items():
+        if key not in valid:
+            raise UserError(
+                f"unknown setting {key!r} for this recipe; valid keys: {', '.join(valid)}"
+            )
+        values[key] = parse_value(raw, hints[key], key) if isinstance(raw, str) else raw
+    return cls(**values)
+
+
+def parse_value(text: str, annotation: Any, key: str) -> Any:
+    """Convert a ``--set`` string to the field's declared type."""
+    options = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in options:
+            return None
+        inner = [option for option in options if option is not type(None)]
+        return parse_value(text, inner[0], key)
+    try:
+        return _convert(text, annotation)
+    except ValueError:
+        name = getattr(annotation, "__name__", str(annotation))
+        raise UserError(f"--set {key}={text!r}: expected a value of type {name}") from None
+
+
+def _convert(text: str, annotation: Any) -> Any:
+    if annotation is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    if typing.get_origin(annotation) is tuple:
+        item = typing.get_args(annotation)[0]
+        return tuple(item(part) for part in text.split(",") if part)
+    return annotation(text)
+
+
+def as_dict(cfg: RecipeConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

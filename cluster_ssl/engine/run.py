@@ -1,0 +1,261 @@
+"""A whole run: resolve the recipe and data, run every stage (resuming where one stopped),
+evaluate, and write ``summary.json``.
+
+Run directory layout::
+
+    OUT/run.json              what was asked for (recipe, dataset, settings), written first
+    OUT/stages/NN-NAME.pt     one checkpoint per stage, rewritten atomically every epoch
+    OUT/metrics.jsonl         one JSON line per logged event
+    OUT/summary.json          final ACC / NMI / ARI, clusters used, time; written last
+    OUT/wandb/                W&B run files when --wandb offline|online
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cluster_ssl.config import as_dict, build_config
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.data.registry import build_dataset
+from cluster_ssl.engine.checkpoint import load_checkpoint, load_state_strict, write_json
+from cluster_ssl.engine.device import resolve_device, resolve_precision
+from cluster_ssl.engine.distributed import DistInfo, init_distributed
+from cluster_ssl.engine.logging import RunLogger
+from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
+from cluster_ssl.errors import UserError
+from cluster_ssl.eval.metrics import evaluate_clustering
+from cluster_ssl.methods.base import StageContext
+from cluster_ssl.recipe import Recipe
+
+
+@dataclass
+class RunRequest:
+    """Everything ``cluster-ssl train`` was asked to do."""
+
+    recipe: str
+    dataset: str = "digits"
+    out: Path = Path("runs/run")
+    data_root: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    wandb: str = "disabled"
+    resume: bool = False
+    progress: bool = True
+    num_workers: int = 2
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "dataset": self.dataset,
+            "data_root": self.data_root,
+            "overrides": self.overrides,
+            "seed": self.seed,
+            "precision": self.precision,
+        }
+
+
+def get_recipe(name: str) -> Recipe:
+    from recipes import RECIPES
+
+    return RECIPES.get(name)
+
+
+@dataclass
+class Prepared:
+    """A run's resolved pieces: config, data and stages."""
+
+    recipe: Recipe
+    config: Any
+    dataset: ImageDataset
+    eval_dataset: ImageDataset
+    num_clusters: int
+    stages: list[Stage]
+
+
+def prepare(record: dict[str, Any]) -> Prepared:
+    """Rebuild a run from its record (``run.json`` or a checkpoint's ``run`` entry)."""
+    recipe = get_recipe(record["recipe"])
+    config = build_config(recipe.config, recipe.preset(record["dataset"]), record["overrides"])
+    dataset = _load(record, config.split, config.image_size)
+    eval_split = config.eval_split or config.split
+    eval_dataset = (
+        dataset if eval_split == config.split else _load(record, eval_split, config.image_size)
+    )
+    num_clusters = config.num_clusters or dataset.num_classes
+    if num_clusters is None:
+        raise UserError(
+            f"dataset {record['dataset']!r} has no labels to count clusters from; "
+            "pass --set num_clusters=K"
+        )
+    if num_clusters > len(dataset):
+        raise UserError(
+            f"num_clusters={num_clusters} is larger than the {len(dataset)} images in "
+            f"{record['dataset']!r} ({config.split}); lower --set num_clusters or add images"
+        )
+    stages = recipe.build(config, dataset, num_clusters)
+    return Prepared(recipe, config, dataset, eval_dataset, num_clusters, stages)
+
+
+def _load(record: dict[str, Any], split: str, image_size: int | None) -> ImageDataset:
+    return build_dataset(
+        record["dataset"], root=record["data_root"], split=split, image_size=image_size
+    )
+
+
+def stage_path(out: Path, index: int, stage: Stage) -> Path:
+    return out / "stages" / f"{index + 1:02d}-{stage.name}.pt"
+
+
+def stage_finished(checkpoint: dict[str, Any], stage: Stage) -> bool:
+    return checkpoint["stop_reason"] is not None or checkpoint["epoch"] >= stage.epochs
+
+
+def train(request: RunRequest) -> dict[str, Any]:
+    """Run (or resume) a recipe end to end; returns the summary that was written."""
+    started = time.perf_counter()
+    out = Path(request.out)
+    record = _claim_out_dir(out, request)
+    device = resolve_device(request.device)
+    dist = init_distributed(device)
+    precision = resolve_precision(record["precision"], device)
+    prepared = prepare(record)
+    config_dict = {**record, "config": as_dict(prepared.config)}
+    logger = RunLogger(
+        out,
+        enabled=dist.is_main,
+        wandb_mode=request.wandb,
+        config=config_dict,
+        group=f"{record['recipe']}/{record['dataset']}",
+        name=out.name,
+    )
+    if dist.is_main:
+        write_json(record, out / "run.json")
+    settings = TrainSettings(seed=record["seed"], precision=precision, progress=request.progress)
+    trainer = Trainer(settings, logger)
+    ctx = StageContext(
+        prepared.dataset,
+        device,
+        record["seed"],
+        dist,
+        num_workers=request.num_workers,
+        echo=logger.echo,
+    )
+    stage_results = []
+    for index, stage in enumerate(prepared.stages):
+        path = stage_path(out, index, stage)
+        checkpoint = load_checkpoint(path) if path.exists() else None
+        if checkpoint is not None and stage_finished(checkpoint, stage):
+            load_state_strict(
+                stage.method.to(device), checkpoint["method"], f"stage {stage.name!r}"
+            )
+            logger.echo(f"stage {stage.name!r} already finished; loaded {path}")
+            continue
+        ctx.step = 0
+        stage_results.append(
+            trainer.fit(
+                stage, ctx, path, stage_index=index, resume=checkpoint, run_config=config_dict
+            )
+        )
+    final = prepared.stages[-1]
+    metrics = evaluate_method(final, prepared.eval_dataset, device, dist, record["seed"])
+    summary = {
+        "recipe": record["recipe"],
+        "dataset": record["dataset"],
+        "split": prepared.config.split,
+        "eval_split": prepared.config.eval_split or prepared.config.split,
+        "seed": record["seed"],
+        "num_clusters": prepared.num_clusters,
+        "num_images": len(prepared.eval_dataset),
+        **metrics,
+        "stages": stage_results,
+        "checkpoint": str(stage_path(out, len(prepared.stages) - 1, final)),
+        "device": str(device),
+        "world_size": dist.world_size,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    logger.log(
+        {k: v for k, v in metrics.items() if k != "cluster_sizes"}, step=ctx.step, stage="final"
+    )
+    if dist.is_main:
+        write_json(summary, out / "summary.json")
+    logger.finish(summary)
+    return summary
+
+
+def evaluate_method(
+    stage: Stage, dataset: ImageDataset, device: torch.device, dist: DistInfo, seed: int
+) -> dict[str, Any]:
+    """Predict with a stage's method on ``dataset`` and score it."""
+    ctx = StageContext(dataset, device, seed, dist)
+    method = stage.method.to(device).eval()
+    with torch.no_grad():
+        prediction = method.predict(ctx)
+    return evaluate_clustering(dataset.labels, prediction.labels, prediction.num_clusters)
+
+
+def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
+    """The run record: new for a fresh run, the stored one for ``--resume``."""
+    run_file = out / "run.json"
+    if request.resume:
+        if not run_file.is_file():
+            raise UserError(
+                f"--resume: {out} holds no run (no run.json); start it without --resume"
+            )
+        stored = json.loads(run_file.read_text())
+        asked = request.record()
+        for key in ("recipe", "dataset"):
+            if asked[key] != stored[key]:
+                raise UserError(
+                    f"--resume: {out} is a {stored['recipe']} run on {stored['dataset']}, "
+                    f"not {asked['recipe']} on {asked['dataset']}; use another --out"
+                )
+        return stored
+    if run_file.exists() or (out / "summary.json").exists():
+        raise UserError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    return request.record()
+
+
+def evaluate_checkpoint(
+    path: Path, device_spec: str = "auto", data_root: str | None = None
+) -> dict[str, Any]:
+    """Score the method stored in a stage checkpoint (or a run directory's last stage)."""
+    path = Path(path)
+    if path.is_dir():
+        summary_file = path / "summary.json"
+        candidates = sorted((path / "stages").glob("*.pt"))
+        if summary_file.is_file():
+            path = Path(json.loads(summary_file.read_text())["checkpoint"])
+        elif candidates:
+            path = candidates[-1]
+        else:
+            raise UserError(f"{path} holds no checkpoint (no stages/*.pt)")
+    checkpoint = load_checkpoint(path)
+    if "run" not in checkpoint or "stage_index" not in checkpoint:
+        raise UserError(f"{path} is not a cluster-ssl stage checkpoint")
+    record = dict(checkpoint["run"])
+    if data_root is not None:
+        record["data_root"] = data_root
+    device = resolve_device(device_spec)
+    prepared = prepare(record)
+    stage = prepared.stages[checkpoint["stage_index"]]
+    load_state_strict(stage.method, checkpoint["method"], f"stage {stage.name!r}")
+    metrics = evaluate_method(stage, prepared.eval_dataset, device, DistInfo(), record["seed"])
+    return {
+        "checkpoint": str(path),
+        "stage": stage.name,
+        "epoch": checkpoint["epoch"],
+        "step": checkpoint["step"],
+        "recipe": record["recipe"],
+        "dataset": record["dataset"],
+        **metrics,
+    }

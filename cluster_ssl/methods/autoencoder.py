@@ -1,0 +1,70 @@
+"""Autoencoder pretraining, the first stage of DEC, IDEC and DCEC."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cluster_ssl.cluster.kmeans import kmeans
+from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
+from cluster_ssl.methods.optim import OptimizerSpec
+
+
+def unit_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1], the input scale of the DEC family."""
+    return images.float().div_(255.0)
+
+
+def reconstruction_loss(
+    autoencoder: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared error between ``x`` and its reconstruction; also returns the embedding.
+
+    L_r = 1/n sum_i ||x_i - g(f(x_i))||^2 / D  (the papers' MSE, averaged over pixels too)
+    """
+    z, reconstruction = autoencoder(x)
+    return F.mse_loss(reconstruction, x.reshape(reconstruction.shape)), z
+
+
+def embed_and_cluster(
+    encode, ctx: StageContext, num_clusters: int, n_init: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embed the dataset with ``encode`` and run k-means on it (on rank 0, shared to all).
+
+    Returns (embedding, centroids, labels).
+    """
+    z = ctx.embed(lambda batch: encode(unit_pixels(batch["image"]))).cpu().numpy()
+    result = ctx.on_main(lambda: kmeans(z, num_clusters, n_init=n_init, seed=ctx.seed))
+    return z, result.centroids, result.labels
+
+
+class AutoencoderPretraining(Method):
+    """Trains an autoencoder to reconstruct its input; clusters by k-means on the embedding."""
+
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        optimizer: OptimizerSpec,
+        num_clusters: int,
+        kmeans_restarts: int = 20,
+    ) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.optimizer_spec = optimizer
+        self.num_clusters = num_clusters
+        self.kmeans_restarts = kmeans_restarts
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss, _ = reconstruction_loss(self.autoencoder, unit_pixels(batch["image"]))
+        return {"loss": loss}
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizer_spec.build(self.parameters())
+
+    def predict(self, ctx: StageContext) -> Prediction:
+        z, _, labels = embed_and_cluster(
+            self.autoencoder.encode, ctx, self.num_clusters, self.kmeans_restarts
+        )
+        return Prediction(labels=labels, num_clusters=self.num_clusters, embedding=z)

@@ -1,0 +1,110 @@
+"""The contract between a method and the trainer.
+
+A method owns the modules it trains and the losses it computes; the trainer owns the
+loop, devices, precision, distribution, checkpoints and logging, and knows no method by
+name. Hooks that need the whole dataset (k-means initialisation, DEC's target
+distribution, mined neighbours, memory banks) go through ``ctx.embed`` so that no method
+writes its own feature-extraction loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.distributed import DistInfo, broadcast_object
+from cluster_ssl.engine.embed import embed
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Prediction:
+    """A method's clustering of a dataset, in dataset order."""
+
+    labels: np.ndarray
+    num_clusters: int
+    confidence: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+
+@dataclass
+class StageContext:
+    """What a method may use from the run: data, device, rank and the global step."""
+
+    dataset: ImageDataset
+    device: torch.device
+    seed: int
+    dist: DistInfo = field(default_factory=DistInfo)
+    step: int = 0
+    epoch: int = 0
+    eval_batch_size: int = 512
+    num_workers: int = 2
+    echo: Callable[[str], None] = print
+
+    def embed(self, fn: Callable[[Batch], torch.Tensor]) -> torch.Tensor:
+        """``fn`` over every sample of the dataset, in order, gathered across ranks."""
+        return embed(
+            fn,
+            self.dataset,
+            self.device,
+            batch_size=self.eval_batch_size,
+            dist=self.dist,
+            num_workers=self.num_workers,
+        )
+
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on rank 0 only and hand its result to every rank (e.g. k-means)."""
+        result = fn() if self.dist.is_main else None
+        return broadcast_object(result)
+
+
+class Method(nn.Module):
+    """Base class: a training objective over the modules it holds.
+
+    Subclasses implement ``training_step``, ``configure_optimizer`` and ``predict``, and
+    override the hooks they need. Per-method state that is not a parameter (a target
+    distribution, a memory bank) goes in ``get_extra_state`` / ``set_extra_state`` so it
+    is checkpointed with the weights.
+    """
+
+    #: set when some held parameters receive no gradient in a step (DDP needs to know)
+    find_unused_parameters: bool = False
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.training_step(batch)
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Losses for one batch; ``"loss"`` is what is minimised, other keys are logged."""
+        raise NotImplementedError
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def configure_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: int
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        return None
+
+    def on_fit_start(self, ctx: StageContext) -> None:
+        """Called once when the stage starts fresh (not on resume)."""
+
+    def on_step_start(self, ctx: StageContext) -> None:
+        """Called before every optimisation step (``ctx.step`` steps done so far)."""
+
+    def on_epoch_end(self, ctx: StageContext) -> dict[str, float]:
+        """Called after every epoch; returns values to log."""
+        return {}
+
+    def stop_reason(self) -> str | None:
+        """A sentence saying why training should end early (DEC's tolerance), or None."""
+        return None
+
+    def predict(self, ctx: StageContext) -> Prediction:
+        raise NotImplementedError

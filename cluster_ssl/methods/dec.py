@@ -1,0 +1,152 @@
+"""The clustering stage of DEC, IDEC and DCEC.
+
+DEC (Xie et al., 2016) fine-tunes the encoder f and the centres mu by minimising
+KL(P || Q) between the Student-t assignments Q and a sharpened target P. IDEC (Guo et al.,
+2017) and DCEC (Guo et al., 2017) keep the decoder g and add its reconstruction error:
+
+    L = L_r + gamma * KL(P || Q),   L_r = ||x - g(f(x))||^2,   gamma = 0.1
+
+P is recomputed from a full pass over the dataset every ``update_interval`` steps, never
+per mini-batch; training stops when fewer than ``tol`` of the argmax labels changed since
+the previous refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cluster_ssl.cluster.student_t import target_distribution
+from cluster_ssl.losses.dec import dec_clustering_loss
+from cluster_ssl.methods.autoencoder import embed_and_cluster, reconstruction_loss, unit_pixels
+from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
+from cluster_ssl.methods.optim import OptimizerSpec
+from cluster_ssl.models.clustering_layer import ClusteringLayer
+
+
+class DECClustering(Method):
+    """KL(P || Q) on a Student-t clustering layer over an encoder, + gamma-weighted recon.
+
+    Args:
+        autoencoder: module with ``encode(x)`` and ``forward(x) -> (z, reconstruction)``.
+        clustering: the layer holding the centres mu.
+        gamma: weight of the KL term when the decoder is kept (IDEC, DCEC); ``None`` drops
+            the decoder and trains the KL term alone (DEC).
+        update_interval: steps between refreshes of P over the whole dataset.
+        tol: stop when the fraction of changed labels between refreshes falls below this.
+    """
+
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        clustering: ClusteringLayer,
+        optimizer: OptimizerSpec,
+        *,
+        gamma: float | None,
+        update_interval: int,
+        tol: float,
+        kmeans_restarts: int = 20,
+    ) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.clustering = clustering
+        self.optimizer_spec = optimizer
+        self.gamma = gamma
+        self.update_interval = update_interval
+        self.tol = tol
+        self.kmeans_restarts = kmeans_restarts
+        self.find_unused_parameters = gamma is None  # the decoder gets no gradient in DEC
+        self.target: torch.Tensor | None = None
+        self.last_labels: torch.Tensor | None = None
+        self.label_change: float | None = None
+        self._stop: str | None = None
+
+    @property
+    def num_clusters(self) -> int:
+        return self.clustering.centres.shape[0]
+
+    def trainable(self) -> list[nn.Parameter]:
+        """DEC trains encoder and centres only; IDEC / DCEC also the decoder."""
+        encoder = self.autoencoder.encoder if self.gamma is None else self.autoencoder
+        return [*encoder.parameters(), *self.clustering.parameters()]
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizer_spec.build(self.trainable())
+
+    def on_fit_start(self, ctx: StageContext) -> None:
+        """Centres from k-means (``kmeans_restarts`` restarts) on the pretrained embedding."""
+        _, centroids, labels = embed_and_cluster(
+            self.autoencoder.encode, ctx, self.num_clusters, self.kmeans_restarts
+        )
+        self.clustering.set_centres(centroids)
+        self.last_labels = torch.as_tensor(labels, device=ctx.device)
+
+    def soft_assignments(self, ctx: StageContext) -> torch.Tensor:
+        """Q over the whole dataset, (N, K), in dataset order."""
+        return ctx.embed(lambda batch: self.clustering(self.encode(batch)))
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        return self.autoencoder.encode(unit_pixels(batch["image"]))
+
+    def on_step_start(self, ctx: StageContext) -> None:
+        if ctx.step % self.update_interval != 0:
+            return
+        was_training = self.training
+        self.eval()
+        q = self.soft_assignments(ctx)
+        self.train(was_training)
+        self.target = target_distribution(q)
+        labels = q.argmax(dim=1)
+        self.last_labels = self.last_labels.to(labels.device)
+        self.label_change = (labels != self.last_labels).float().mean().item()
+        self.last_labels = labels
+        ctx.echo(f"step {ctx.step}: P refreshed, {self.label_change:.4%} of labels changed")
+        if ctx.step > 0 and self.label_change < self.tol:
+            self._stop = (
+                f"{self.label_change:.4%} of labels changed since the last update, "
+                f"below tol={self.tol}"
+            )
+
+    def stop_reason(self) -> str | None:
+        return self._stop
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        x = unit_pixels(batch["image"])
+        if self.target.device != x.device:  # once, after a resume loaded it on the CPU
+            self.target = self.target.to(x.device)
+        p = self.target[batch["index"]]
+        if self.gamma is None:
+            q = self.clustering(self.autoencoder.encode(x))
+            kl = dec_clustering_loss(q, p)
+            return {"loss": kl, "kl": kl}
+        recon, z = reconstruction_loss(self.autoencoder, x)
+        kl = dec_clustering_loss(self.clustering(z), p)
+        return {"loss": recon + self.gamma * kl, "kl": kl, "reconstruction": recon}
+
+    def on_epoch_end(self, ctx: StageContext) -> dict[str, float]:
+        return {} if self.label_change is None else {"label_change": self.label_change}
+
+    def predict(self, ctx: StageContext) -> Prediction:
+        q = self.soft_assignments(ctx)
+        confidence, labels = q.max(dim=1)
+        return Prediction(
+            labels=labels.cpu().numpy(),
+            num_clusters=self.num_clusters,
+            confidence=confidence.cpu().numpy(),
+        )
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "last_labels": self.last_labels,
+            "label_change": self.label_change,
+            "stop": self._stop,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.target = state["target"]
+        self.last_labels = state["last_labels"]
+        self.label_change = state["label_change"]
+        self._stop = state["stop"]

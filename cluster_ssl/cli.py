@@ -159,5 +159,11 @@ def _list() -> int:
     return 0
 
 
+def run_recipe_script(recipe: str, argv: list[str] | None = None) -> int:
+    """``python recipes/NAME.py ARGS`` is ``cluster-ssl train NAME ARGS``."""
+    args = sys.argv[1:] if argv is None else argv
+    return main(["train", recipe, *args])
+
+
 if __name__ == "__main__":
     sys.exit(main())

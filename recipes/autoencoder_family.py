@@ -1,0 +1,68 @@
+"""What DEC, IDEC and DCEC share: a pretraining stage and a clustering stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from cluster_ssl.config import RecipeConfig
+from cluster_ssl.engine.trainer import Stage
+from cluster_ssl.methods.autoencoder import AutoencoderPretraining
+from cluster_ssl.methods.dec import DECClustering
+from cluster_ssl.methods.optim import OptimizerSpec
+from cluster_ssl.models.clustering_layer import ClusteringLayer
+
+
+@dataclass
+class AutoencoderClusteringConfig(RecipeConfig):
+    """Settings of the two stages. ``epochs`` is the length of autoencoder pretraining.
+
+    The clustering stage runs until fewer than ``tol`` of the labels change between two
+    refreshes of P (every ``update_interval`` steps), or for ``maxiter`` steps.
+    """
+
+    split: str = "train+test"
+    epochs: int = 300
+    batch_size: int = 256
+    embedding_dim: int = 10
+    pretrain_optimizer: str = "adam"
+    pretrain_lr: float = 1e-3
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    update_interval: int = 140
+    tol: float = 0.001
+    maxiter: int = 20000
+    kmeans_restarts: int = 20
+    alpha: float = 1.0
+
+
+def autoencoder_stages(
+    cfg: AutoencoderClusteringConfig,
+    autoencoder: nn.Module,
+    num_clusters: int,
+    gamma: float | None,
+) -> list[Stage]:
+    """Pretrain ``autoencoder``, then cluster with KL(P || Q) (+ gamma * recon unless None)."""
+    pretrain = AutoencoderPretraining(
+        autoencoder,
+        OptimizerSpec(cfg.pretrain_optimizer, cfg.pretrain_lr),
+        num_clusters,
+        kmeans_restarts=cfg.kmeans_restarts,
+    )
+    cluster = DECClustering(
+        autoencoder,
+        ClusteringLayer(num_clusters, cfg.embedding_dim, alpha=cfg.alpha),
+        OptimizerSpec(cfg.optimizer, cfg.lr, momentum=cfg.momentum),
+        gamma=gamma,
+        update_interval=cfg.update_interval,
+        tol=cfg.tol,
+        kmeans_restarts=cfg.kmeans_restarts,
+    )
+    return [
+        Stage("pretrain", pretrain, epochs=cfg.epochs, batch_size=cfg.batch_size,
+              eval_every=cfg.eval_every),
+        Stage("cluster", cluster, epochs=cfg.maxiter, batch_size=cfg.batch_size,
+              max_steps=cfg.maxiter, eval_every=cfg.eval_every, drop_last=False),
+    ]

@@ -1,0 +1,63 @@
+"""Atomic writes, strict loading and RNG capture."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cluster_ssl.engine import checkpoint as ckpt
+from cluster_ssl.errors import UserError
+
+
+def test_save_is_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    ckpt.save_checkpoint({"epoch": 1}, path)
+
+    def broken_save(obj, handle):
+        handle.write(b"half a checkp")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
+
+
+def test_write_json_handles_numpy(tmp_path):
+    ckpt.write_json({"a": np.int64(3), "b": np.arange(2)}, tmp_path / "s.json")
+    assert (tmp_path / "s.json").read_text().count("\n") > 1
+
+
+def test_missing_and_damaged_checkpoints_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="checkpoint not found"):
+        ckpt.load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        ckpt.load_checkpoint(bad)
+
+
+def test_strict_loading_names_missing_unexpected_and_mismatched_keys():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    with pytest.raises(UserError, match=r"missing keys 0\.bias.*unexpected keys module\.0\.bias"):
+        ckpt.load_state_strict(model, state, "the backbone")
+    wrong = dict(model.state_dict())
+    wrong["1.weight"] = torch.zeros(5, 4)
+    with pytest.raises(UserError, match=r"shape mismatch at 1\.weight"):
+        ckpt.load_state_strict(model, wrong, "the backbone")
+    other = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    ckpt.load_state_strict(other, model.state_dict(), "the backbone")
+    assert torch.equal(other[0].weight, model[0].weight)
+
+
+def test_rng_state_round_trip():
+    ckpt.seed_everything(3)
+    state = ckpt.rng_state()
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    ckpt.set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first

@@ -1,0 +1,55 @@
+"""Recipe configs: presets, --set parsing and its errors."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from cluster_ssl.config import RecipeConfig, build_config, parse_assignments
+from cluster_ssl.errors import UserError
+
+
+@dataclass
+class ToyConfig(RecipeConfig):
+    lr: float = 0.1
+    dims: tuple[int, ...] = (500, 500)
+    gamma: float | None = None
+    flag: bool = False
+    name: str = "x"
+
+
+def test_defaults_then_preset_then_overrides():
+    cfg = build_config(ToyConfig, {"lr": 0.5, "epochs": 3}, {"lr": "0.25"})
+    assert cfg.lr == 0.25 and cfg.epochs == 3 and cfg.dims == (500, 500)
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("dims", "10,20,30", (10, 20, 30)),
+        ("gamma", "none", None),
+        ("gamma", "0.1", 0.1),
+        ("flag", "true", True),
+        ("flag", "0", False),
+        ("num_clusters", "7", 7),
+        ("name", "abc", "abc"),
+    ],
+)
+def test_values_are_parsed_to_the_declared_type(key, text, expected):
+    assert getattr(build_config(ToyConfig, {}, {key: text}), key) == expected
+
+
+def test_unknown_key_lists_the_valid_ones():
+    with pytest.raises(UserError, match=r"unknown setting 'lrr'.*valid keys: .*\blr\b"):
+        build_config(ToyConfig, {}, {"lrr": "1"})
+
+
+@pytest.mark.parametrize(("key", "text"), [("lr", "fast"), ("epochs", "1.5"), ("flag", "maybe")])
+def test_bad_value_names_the_expected_type(key, text):
+    with pytest.raises(UserError, match=f"--set {key}=.*expected a value of type"):
+        build_config(ToyConfig, {}, {key: text})
+
+
+def test_assignments_need_an_equals_sign():
+    assert parse_assignments(["a=1", " b = x=y "]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(UserError, match="key=value"):
+        parse_assignments(["lr"])

@@ -1,0 +1,7 @@
+"""Clustering building blocks: faiss k-means and kNN, DEC's Student-t assignment."""
+
+from cluster_ssl.cluster.kmeans import KMeansResult, assign, kmeans
+from cluster_ssl.cluster.knn import knn
+from cluster_ssl.cluster.student_t import soft_assign, target_distribution
+
+__all__ = ["KMeansResult", "assign", "kmeans", "knn", "soft_assign", "target_distribution"]

@@ -1,0 +1,152 @@
+"""faiss k-means and kNN against brute force numpy and on well-separated blobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cluster_ssl.cluster.kmeans import KMeansResult, assign, kmeans
+from cluster_ssl.cluster.knn import knn, resolve_use_gpu
+from cluster_ssl.errors import UserError
+from cluster_ssl.eval.metrics import cluster_accuracy
+
+
+def blobs(
+    n_per: int = 50, k: int = 4, d: int = 8, spread: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """k gaussian blobs with centres 10 apart on the axes and small spread."""
+    rng = np.random.default_rng(seed)
+    centres = 10.0 * np.eye(k, d)
+    y = np.repeat(np.arange(k), n_per)
+    x = centres[y] + spread * rng.standard_normal((k * n_per, d))
+    order = rng.permutation(y.size)
+    return x[order].astype(np.float32), y[order]
+
+
+# ---------------------------------------------------------------- k-means
+
+
+def test_kmeans_recovers_blobs() -> None:
+    x, y = blobs()
+    result = kmeans(x, 4, n_init=5, seed=0)
+    assert isinstance(result, KMeansResult)
+    assert result.centroids.shape == (4, 8) and result.centroids.dtype == np.float32
+    assert result.labels.shape == (200,) and result.labels.dtype == np.int64
+    assert cluster_accuracy(y, result.labels) == 1.0
+    dist2 = ((x[:, None, :] - result.centroids[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(result.labels, dist2.argmin(1))
+    assert result.inertia == pytest.approx(dist2.min(1).sum(), rel=1e-4)
+
+
+def test_kmeans_same_seed_identical_result_and_torch_input() -> None:
+    x, _ = blobs(n_per=40, k=6, d=5, spread=3.0, seed=1)  # overlapping: init matters
+    first = kmeans(x, 6, n_init=3, seed=7)
+    second = kmeans(torch.from_numpy(x.astype(np.float64)), 6, n_init=3, seed=7)
+    np.testing.assert_array_equal(first.centroids, second.centroids)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert first.inertia == second.inertia
+
+
+def test_kmeans_k_equals_n_and_one_cluster() -> None:
+    x, _ = blobs(n_per=3, k=2, d=3)
+    assert kmeans(x, 6, n_init=1).inertia == pytest.approx(0.0, abs=1e-4)
+    single = kmeans(x, 1, n_init=1)
+    np.testing.assert_allclose(single.centroids[0], x.mean(0), atol=1e-5)
+    assert (single.labels == 0).all()
+
+
+def test_kmeans_spherical_unit_centroids() -> None:
+    x, y = blobs(spread=0.5)
+    result = kmeans(3.0 * x, 4, n_init=2, spherical=True)
+    np.testing.assert_allclose(np.linalg.norm(result.centroids, axis=1), 1.0, atol=1e-5)
+    assert cluster_accuracy(y, result.labels) == 1.0
+
+
+def test_kmeans_user_errors() -> None:
+    x, _ = blobs(n_per=2, k=2)
+    with pytest.raises(UserError, match=r"k=5 is larger than the number of samples \(4\)"):
+        kmeans(x, 5)
+    with pytest.raises(UserError, match="num_clusters"):
+        kmeans(x, 0)
+    x[1, 2] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        kmeans(x, 2)
+
+
+def test_assign_nearest_centroid() -> None:
+    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.tensor([[9.0, 1.0], [1.0, 1.0], [-1.0, 8.0]])
+    np.testing.assert_array_equal(assign(x, centroids), [1, 0, 2])
+    with pytest.raises(ValueError, match="d=2"):
+        assign(x, np.zeros((3, 4)))
+
+
+def test_gpu_request_without_gpu_is_a_user_error() -> None:
+    if resolve_use_gpu(None):
+        pytest.skip("faiss sees a GPU here")
+    with pytest.raises(UserError, match="GPU"):
+        knn(np.zeros((4, 2), np.float32), 1, use_gpu=True)
+
+
+# ---------------------------------------------------------------- kNN
+
+
+def brute_force_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    x = x.astype(np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    if metric == "l2":
+        scores = ((x[:, None, :] - x[None]) ** 2).sum(-1)
+        np.fill_diagonal(scores, np.inf)
+        order = np.argsort(scores, axis=1, kind="stable")[:, :k]
+    else:
+        scores = x @ x.T
+        np.fill_diagonal(scores, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_knn_matches_brute_force(metric: str) -> None:
+    x = np.random.default_rng(0).standard_normal((150, 6)).astype(np.float32)
+    scores, indices = knn(x, 5, metric=metric, chunk_size=32)  # several chunks, last partial
+    expected_scores, expected_indices = brute_force_knn(x, 5, metric)
+    assert scores.shape == (150, 5) and scores.dtype == np.float32
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-4)
+
+
+def test_knn_include_self() -> None:
+    x = np.random.default_rng(1).standard_normal((20, 3)).astype(np.float32)
+    scores, indices = knn(x, 3, metric="l2", exclude_self=False)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(20))
+    np.testing.assert_allclose(scores[:, 0], 0.0, atol=1e-5)
+    assert knn(x, 20, exclude_self=False)[1].shape == (20, 20)
+
+
+def test_knn_neighbours_share_blob() -> None:
+    x, y = blobs(n_per=30, k=3, d=4, spread=0.5)
+    _, indices = knn(torch.from_numpy(x), 10)
+    assert (y[indices] == y[:, None]).all()
+    assert not (indices == np.arange(x.shape[0])[:, None]).any()
+
+
+def test_knn_exclude_self_with_duplicates() -> None:
+    # Ten identical points: the query itself may rank anywhere among its ties, or not be
+    # returned at all; each row must still hold k distinct other points.
+    x = np.zeros((10, 3), np.float32)
+    x[:, 0] = 1.0
+    _, indices = knn(x, 4, metric="l2")
+    assert indices.shape == (10, 4)
+    for i, row in enumerate(indices):
+        assert i not in row and len(set(row.tolist())) == 4
+
+
+def test_knn_k_too_large_is_a_user_error() -> None:
+    x = np.ones((5, 2), np.float32)
+    with pytest.raises(UserError, match="k=5"):
+        knn(x, 5)
+    with pytest.raises(UserError, match="k=0"):
+        knn(x, 0)

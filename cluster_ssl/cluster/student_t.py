@@ -18,7 +18,9 @@ def soft_assign(z: torch.Tensor, centres: torch.Tensor, alpha: float = 1.0) -> t
     Returns:
         (N, K) rows summing to one.
     """
-    dist2 = (z.float().unsqueeze(1) - centres.float().unsqueeze(0)).pow(2).sum(dim=-1)
+    if z.dtype in (torch.float16, torch.bfloat16):  # distances need fp32 range and precision
+        z, centres = z.float(), centres.float()
+    dist2 = (z.unsqueeze(1) - centres.to(z.dtype).unsqueeze(0)).pow(2).sum(dim=-1)
     kernel = (1.0 + dist2 / alpha).pow(-(alpha + 1.0) / 2.0)
     return kernel / kernel.sum(dim=1, keepdim=True)
 

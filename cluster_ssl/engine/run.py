@@ -257,5 +257,6 @@ def evaluate_checkpoint(
         "step": checkpoint["step"],
         "recipe": record["recipe"],
         "dataset": record["dataset"],
+        "num_clusters": prepared.num_clusters,
         **metrics,
     }

@@ -130,6 +130,15 @@ class Trainer:
 
         started = time.perf_counter()
         epoch = start_epoch
+        progress = tqdm(
+            total=total_steps,
+            initial=ctx.step,
+            desc=stage.name,
+            unit="step",
+            disable=not (self.settings.progress and ctx.dist.is_main),
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         while stop_reason is None and epoch < stage.epochs:
             ctx.epoch = epoch
             batches.set_epoch(epoch)
@@ -158,6 +167,7 @@ class Trainer:
                 stop_reason,
                 run_config,
             )
+        progress.close()
         if stop_reason is None:
             stop_reason = f"finished {stage.epochs} epochs"
         self.logger.echo(f"stage {stage.name!r} done: {stop_reason}")
@@ -194,9 +204,10 @@ class Trainer:
             if scheduler is not None:
                 scheduler.step()
             ctx.step += 1
+            progress.update()
             if ctx.step % self.settings.log_every == 0 or ctx.step == total_steps:
                 logs = self._step_logs(outputs, optimizer, stage, ctx)
-                progress.set_postfix(loss=f"{logs['loss']:.4f}")
+                progress.set_postfix(epoch=ctx.epoch + 1, loss=f"{logs['loss']:.4f}")
                 self.logger.log(logs, step=ctx.step, stage=stage.name)
             if ctx.step >= total_steps:
                 return None

@@ -102,7 +102,6 @@ class DECClustering(Method):
         self.last_labels = self.last_labels.to(labels.device)
         self.label_change = (labels != self.last_labels).float().mean().item()
         self.last_labels = labels
-        ctx.echo(f"step {ctx.step}: P refreshed, {self.label_change:.4%} of labels changed")
         if ctx.step > 0 and self.label_change < self.tol:
             self._stop = (
                 f"{self.label_change:.4%} of labels changed since the last update, "

@@ -1,0 +1,96 @@
+"""The `cluster-ssl` command end to end on digits, and every user-error path it has."""
+
+import json
+
+import pytest
+
+from cluster_ssl.cli import main
+
+FAST = ["--epochs", "2", "--set", "maxiter=30", "--set", "kmeans_restarts=2",
+        "--set", "update_interval=5", "--no-progress"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_train_then_eval_on_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "train", "idec", "--dataset", "digits", "--out", str(out), *FAST)
+    assert code == 0
+    assert "ACC " in stdout and "NMI " in stdout and "ARI " in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("acc", "nmi", "ari", "clusters_used", "seconds", "recipe", "dataset", "seed"):
+        assert key in summary
+    assert summary["recipe"] == "idec" and summary["dataset"] == "digits"
+    assert 0.0 < summary["acc"] <= 1.0 and summary["num_images"] == 1797
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["01-pretrain.pt", "02-cluster.pt"]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {line["stage"] for line in lines} >= {"pretrain", "cluster", "final"}
+
+    code, stdout, _ = run(capsys, "eval", str(out / "stages" / "02-cluster.pt"))
+    assert code == 0
+    assert "stage 'cluster'" in stdout and "02-cluster.pt" in stdout
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["acc"] == pytest.approx(summary["acc"])
+
+    code, stdout, _ = run(capsys, "eval", str(out))  # a run directory works too
+    assert code == 0 and "02-cluster.pt" in stdout
+
+
+def test_list_names_recipes_and_datasets(capsys):
+    code, stdout, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("dec", "idec", "dcec", "digits", "fashion-mnist", "cifar10", "folder"):
+        assert name in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "dec", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (["train", "nope"], "unknown recipe 'nope'"),
+        (["train", "dec", "--set", "lrr=1"], "unknown setting 'lrr'"),
+        (["train", "dec", "--set", "lr=fast"], "expected a value of type float"),
+        (["train", "dec", "--set", "num_clusters=5000"], "num_clusters=5000 is larger than"),
+        (["train", "dec", "--dataset", "cifar10", "--data-root", "{tmp}/missing"], "CIFAR-10"),
+        (["train", "dec", "--epochs", "0"], "--epochs must be at least 1"),
+        (["eval", "{tmp}/none.pt"], "checkpoint not found"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] == "train":
+        argv += ["--out", str(tmp_path / "out")]
+    code, stdout, stderr = run(capsys, *argv)
+    assert code == 2
+    assert stderr.startswith("error: ") and message in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    code, _, stderr = run(capsys, "train", "dec", "--out", str(out), *FAST)
+    assert code == 2 and "already holds a run" in stderr
+    assert (out / "summary.json").read_text() == "{}"
+
+
+def test_nan_loss_stops_with_a_clear_message_and_no_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, stderr = run(capsys, "train", "dec", "--out", str(out), "--set", "pretrain_lr=1e30",
+                          "--set", "pretrain_optimizer=sgd", *FAST)
+    assert code == 2
+    assert "the loss became" in stderr and "lower the learning rate" in stderr
+    assert not list(out.glob("stages/*.pt")) and not (out / "summary.json").exists()
+
+
+def test_default_out_dir_never_reuses_an_old_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "dec-digits").mkdir(parents=True)
+    code, stdout, _ = run(capsys, "train", *FAST)
+    assert code == 0 and "runs/dec-digits-2" in stdout

@@ -1,0 +1,187 @@
+"""Images decoded lazily from files: any folder of pictures, and the ImageNet-style trees.
+
+Every image is decoded with PIL, turned upright by its EXIF orientation, converted to RGB
+(or grey) whatever its mode (palette, RGBA, 16-bit, CMYK), its shorter side resized to
+``image_size`` and centre-cropped to a square.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+DEFAULT_FOLDER_SIZE = 96
+INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+# What PIL raises on broken, truncated or hostile files (struct.error from bad headers).
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    KeyError,
+    IndexError,
+    TypeError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+
+class FileImageDataset(ImageDataset):
+    """Images decoded per item from ``paths``, as uint8 (channels, image_size, image_size)."""
+
+    def __init__(
+        self,
+        name: str,
+        paths: list[Path],
+        image_size: int,
+        channels: int = 3,
+        labels: np.ndarray | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+        self.name = name
+        self.paths = list(paths)
+        self.image_size = image_size
+        self.channels = channels
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.class_names = class_names
+        self.image_shape = (channels, image_size, image_size)
+        if self.labels is not None and len(self.labels) != len(self.paths):
+            raise ValueError("labels and paths differ in length")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        image = decode_image(self.paths[index], self.image_size, self.channels)
+        label = -1 if self.labels is None else int(self.labels[index])
+        return {"image": image, "label": label, "index": index}
+
+
+def decode_image(path: Path, size: int, channels: int = 3) -> torch.Tensor:
+    """Decode ``path`` into a uint8 tensor (channels, size, size); a UserError if unreadable."""
+    try:
+        with Image.open(path) as opened:
+            if opened.format == "JPEG":
+                opened.draft(None, (size, size))  # decode JPEGs at a reduced scale >= size
+            upright = ImageOps.exif_transpose(opened)
+            image = square_resize(to_mode(upright, "RGB" if channels == 3 else "L"), size)
+    except DECODE_ERRORS as error:
+        raise UserError(f"cannot read image {path}: {error}") from None
+    array = np.asarray(image)
+    tensor = torch.from_numpy(array.copy())
+    return tensor.permute(2, 0, 1).contiguous() if channels == 3 else tensor[None]
+
+
+def to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert any PIL image to ``"RGB"`` or ``"L"``.
+
+    16-bit and 32-bit integer images are scaled to 8 bits (not clipped), float images are
+    min-max scaled, and transparent images are composited onto white.
+    """
+    if image.mode in INTEGER_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0
+        image = Image.fromarray(np.clip(np.round(values / scale), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        low, span = values.min(initial=0), np.ptp(values) or 1.0
+        image = Image.fromarray(np.round((values - low) / span * 255).astype(np.uint8), "L")
+    elif image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image if image.mode == mode else image.convert(mode)
+
+
+def square_resize(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` and centre-crop to size x size, in one resampling."""
+    width, height = image.size
+    short = min(width, height)
+    left, top = (width - short) / 2, (height - short) / 2
+    box = (left, top, left + short, top + short)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether the name ends in a supported image extension (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(root: Path) -> list[Path]:
+    """All image files under ``root``, recursively (symlinked folders are not followed), sorted."""
+    found = [
+        Path(folder) / name
+        for folder, _, names in os.walk(root)
+        for name in names
+        if is_image_file(Path(name))
+    ]
+    return sorted(found)
+
+
+def scan_images(
+    root: str | Path, decode: bool = False
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Check every image file under ``root``: (readable paths, [(skipped path, reason)]).
+
+    Each file is opened and checked with ``PIL.Image.verify`` (headers and, for PNG, checksums)
+    without keeping decoded pixels. ``decode=True`` also decodes each image once (JPEGs at a
+    reduced scale), which catches truncated files that ``verify`` lets through.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist or is not a directory")
+    readable: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in list_images(root):
+        reason = _check_image(path, decode)
+        if reason is None:
+            readable.append(path)
+        else:
+            skipped.append((path, reason))
+    return readable, skipped
+
+
+def _check_image(path: Path, decode: bool) -> str | None:
+    """None when ``path`` opens as an image, else the reason it does not."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        if decode:
+            with Image.open(path) as image:
+                image.draft(None, (64, 64))
+                image.load()
+    except DECODE_ERRORS as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def build_folder(
+    root: Path | None,
+    split: str,
+    image_size: int | None,
+    download: bool,
+    channels: int = 3,
+) -> FileImageDataset:
+    """Every image under ``root`` (recursively, sorted paths), unlabelled, decoded lazily."""
+    if root is None:
+        raise UserError("the folder dataset needs a directory: pass --data-root DIR (your images)")
+    if download:
+        raise UserError("the folder dataset cannot be downloaded; point --data-root at your images")
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist or is not a directory")
+    paths = list_images(root)
+    if not paths:
+        raise UserError(
+            f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)"
+        )
+    return FileImageDataset("folder", paths, image_size or DEFAULT_FOLDER_SIZE, channels)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from cluster_ssl.engine.distributed import shutdown
     from cluster_ssl.engine.run import RunRequest, train
 
     overrides: dict[str, object] = parse_assignments(args.assignments)
@@ -111,8 +113,10 @@ def _train(args: argparse.Namespace) -> int:
             num_workers=args.workers,
         )
     )
-    print(_result_line(summary))
-    print(f"run directory: {out}")
+    shutdown()
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
+        print(_result_line(summary))
+        print(f"run directory: {out}")
     return 0
 
 

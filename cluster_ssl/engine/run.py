@@ -23,7 +23,12 @@ import torch
 from cluster_ssl.config import as_dict, build_config
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.data.registry import build_dataset
-from cluster_ssl.engine.checkpoint import load_checkpoint, load_state_strict, write_json
+from cluster_ssl.engine.checkpoint import (
+    load_checkpoint,
+    load_state_strict,
+    seed_everything,
+    write_json,
+)
 from cluster_ssl.engine.device import resolve_device, resolve_precision
 from cluster_ssl.engine.distributed import DistInfo, init_distributed
 from cluster_ssl.engine.logging import RunLogger
@@ -126,6 +131,7 @@ def train(request: RunRequest) -> dict[str, Any]:
     device = resolve_device(request.device)
     dist = init_distributed(device)
     precision = resolve_precision(record["precision"], device)
+    seed_everything(record["seed"])  # model initialisation happens in prepare()
     prepared = prepare(record)
     config_dict = {**record, "config": as_dict(prepared.config)}
     logger = RunLogger(

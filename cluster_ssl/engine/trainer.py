@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +143,16 @@ class Trainer:
             batches.set_epoch(epoch)
             method.train()
             stop_reason = self._run_epoch(
-                stage, model, method, batches, optimizer, scheduler, scaler, ctx, total_steps
+                stage,
+                model,
+                method,
+                batches,
+                optimizer,
+                scheduler,
+                scaler,
+                ctx,
+                total_steps,
+                progress,
             )
             epoch += 1
             epoch_logs = method.on_epoch_end(ctx)
@@ -180,23 +188,29 @@ class Trainer:
         }
 
     def _run_epoch(
-        self, stage, model, method, batches, optimizer, scheduler, scaler, ctx, total_steps
+        self,
+        stage,
+        model,
+        method,
+        batches,
+        optimizer,
+        scheduler,
+        scaler,
+        ctx,
+        total_steps,
+        progress,
     ) -> str | None:
-        progress = tqdm(
-            batches,
-            desc=f"{stage.name} epoch {ctx.epoch + 1}/{stage.epochs}",
-            disable=not (self.settings.progress and ctx.dist.is_main),
-            leave=False,
-            mininterval=1.0,
-        )
-        for batch in progress:
+        nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
+        reason = None
+        for batch in batches:
             method.on_step_start(ctx)
             reason = method.stop_reason()
             if reason is not None:
-                return reason
+                break
             with autocast(ctx.device, self.settings.precision):
                 outputs = model(batch)
             loss = outputs["loss"]
+            nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync per step
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -206,25 +220,32 @@ class Trainer:
             ctx.step += 1
             progress.update()
             if ctx.step % self.settings.log_every == 0 or ctx.step == total_steps:
-                logs = self._step_logs(outputs, optimizer, stage, ctx)
-                progress.set_postfix(epoch=ctx.epoch + 1, loss=f"{logs['loss']:.4f}")
+                self._check_finite(nonfinite, stage, ctx)
+                logs = self._step_logs(outputs, optimizer)
+                progress.set_postfix(epoch=ctx.epoch + 1, loss=f"{logs['loss']:.4g}")
                 self.logger.log(logs, step=ctx.step, stage=stage.name)
             if ctx.step >= total_steps:
-                return None
-        return None
+                break
+        self._check_finite(nonfinite, stage, ctx)  # before anything is checkpointed
+        return reason
 
-    def _step_logs(self, outputs, optimizer, stage, ctx) -> dict[str, float]:
+    @staticmethod
+    def _check_finite(nonfinite: torch.Tensor, stage: Stage, ctx: StageContext) -> None:
+        if bool(all_reduce_mean(nonfinite.float()) > 0):
+            raise UserError(
+                f"the loss became NaN or infinite in stage {stage.name!r} during epoch "
+                f"{ctx.epoch + 1} (by step {ctx.step}); lower the learning rate "
+                "(--set lr=... / pretrain_lr=...) or use --precision fp32; "
+                "the last good checkpoint is kept"
+            )
+
+    @staticmethod
+    def _step_logs(outputs: dict[str, torch.Tensor], optimizer) -> dict[str, float]:
         logs = {
             key: all_reduce_mean(value.detach().float()).item()
             for key, value in outputs.items()
             if value.ndim == 0
         }
-        if not math.isfinite(logs["loss"]):
-            raise UserError(
-                f"the loss became {logs['loss']} in stage {stage.name!r} at epoch "
-                f"{ctx.epoch + 1}, step {ctx.step}; lower the learning rate "
-                "(--set lr=...) or use --precision fp32; the last good checkpoint is kept"
-            )
         logs["lr"] = optimizer.param_groups[0]["lr"]
         return logs
 

@@ -1,0 +1,84 @@
+"""A run killed mid-epoch (and mid-pipeline) and resumed ends exactly where an
+uninterrupted run with the same seed ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cluster_ssl.cli import main
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["train", "dec", "--dataset", "digits", "--epochs", "8", "--no-progress",
+        "--set", "maxiter=60", "--set", "update_interval=10", "--set", "tol=0",
+        "--set", "kmeans_restarts=2", "--set", "batch_size=64"]
+
+
+def start(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cluster_ssl.cli", *ARGS, "--out", str(out),
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_when(process: subprocess.Popen, path: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def final_weights(out: Path) -> dict:
+    return torch.load(out / "stages" / "02-cluster.pt", weights_only=False)["method"]
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    reference = tmp_path / "reference"
+    assert main([*ARGS, "--out", str(reference)]) == 0
+
+    out = tmp_path / "killed"
+    # first kill: in the pretraining stage, just after its first checkpoint
+    kill_when(start(out), out / "stages" / "01-pretrain.pt")
+    assert not (out / "summary.json").exists()
+    # second kill: in the clustering stage, after it checkpointed once
+    kill_when(start(out, "--resume"), out / "stages" / "02-cluster.pt")
+    assert not (out / "summary.json").exists()
+    finished = start(out, "--resume")
+    _, stderr = finished.communicate(timeout=300)
+    assert finished.returncode == 0, stderr.decode()[-2000:]
+    assert "resuming stage 'cluster'" in stderr.decode()
+
+    expected = json.loads((reference / "summary.json").read_text())
+    got = json.loads((out / "summary.json").read_text())
+    for key in ("acc", "nmi", "ari", "clusters_used", "cluster_sizes"):
+        assert got[key] == expected[key], key
+    want, have = final_weights(reference), final_weights(out)
+    assert want.keys() == have.keys()
+    for key in want:
+        if isinstance(want[key], torch.Tensor):
+            assert torch.equal(want[key], have[key]), key
+    assert not list(out.glob("**/*.tmp")), "a temporary checkpoint was left behind"
+
+
+def test_resume_refuses_a_different_recipe(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"recipe": "dec", "dataset": "digits"}))
+    assert main(["train", "idec", "--out", str(out), "--resume"]) == 2
+    assert "is a dec run on digits" in capsys.readouterr().err
+
+
+def test_resume_without_a_run_says_so(tmp_path, capsys):
+    assert main(["train", "dec", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "holds no run" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""IDFD (Tao et al., ICLR 2021): instance discrimination and feature decorrelation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def instance_discrimination_loss(
+    features: torch.Tensor, index: torch.Tensor, bank: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Instance discrimination against a memory bank, full softmax over all N instances.
+
+    Each sample is its own class; with v_i the L2-normalised feature of sample i and
+    m_j the memory bank's row for instance j:
+
+        P(i | v) = exp(v . m_i / tau) / sum_{j=1}^{N} exp(v . m_j / tau)
+        L_I = -(1/B) sum_{b} log P(index_b | v_b)
+
+    i.e. cross-entropy of the logits v . M^T / tau against the instance index. The bank is
+    a constant (detached); it is refreshed after the step by
+    :meth:`cluster_ssl.models.memory_bank.MemoryBank.update`. The features are
+    L2-normalised here (a no-op for normalised inputs). IDFD's public code uses
+    tau = 1.0; the paper discusses tau as a tuned hyperparameter, so the recipe chooses.
+
+    Args:
+        features: (B, d) embeddings of this rank's batch.
+        index: (B,) their dataset indices, in [0, N).
+        bank: (N, d) memory bank (``MemoryBank.memory``), rows L2-normalised.
+        temperature: tau > 0.
+
+    Returns:
+        Scalar loss, the mean over the batch.
+    """
+    if features.dim() != 2 or bank.dim() != 2 or features.shape[1] != bank.shape[1]:
+        raise ValueError(
+            f"need features (B, d) and bank (N, d), got {tuple(features.shape)} "
+            f"and {tuple(bank.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    features = F.normalize(features, dim=1)
+    logits = features @ bank.detach().to(features.dtype).T / temperature
+    return F.cross_entropy(logits, index.to(device=logits.device, dtype=torch.long))
+
+
+def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0) -> torch.Tensor:
+    """IDFD's feature decorrelation: each feature dimension should resemble only itself.
+
+    With F the (B, d) feature matrix of the batch and f_l = F[:, l] / ||F[:, l]|| the l-th
+    feature dimension normalised over the batch (the rows of V = F^T, L2-normalised),
+    the loss is
+
+        Q(l | f) = exp(f_l . f / tau_2) / sum_{m=1}^{d} exp(f_m . f / tau_2)
+        L_F = -(1/d) sum_{l=1}^{d} log Q(l | f_l)
+
+    i.e. cross-entropy of the d x d similarity V V^T / tau_2 with the identity as target,
+    averaged over the d dimensions. IDFD uses tau_2 = 2.0 and L = L_I + alpha L_F with
+    alpha = 1. Under DDP it is computed on this rank's batch.
+
+    Args:
+        features: (B, d) embeddings of the batch.
+        temperature2: tau_2 > 0.
+
+    Returns:
+        Scalar loss.
+    """
+    if features.dim() != 2:
+        raise ValueError(f"features must be (B, d), got {tuple(features.shape)}")
+    if temperature2 <= 0:
+        raise ValueError(f"temperature2 must be positive, got {temperature2}")
+    v = F.normalize(features.T, dim=1)
+    logits = v @ v.T / temperature2
+    return F.cross_entropy(logits, torch.arange(v.shape[0], device=v.device))

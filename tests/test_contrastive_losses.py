@@ -1,0 +1,266 @@
+"""NT-Xent, CC and IDFD losses and the memory bank, against explicit float64 loops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cluster_ssl.losses.cc import (
+    cluster_contrastive_loss,
+    cluster_size_entropy,
+    instance_contrastive_loss,
+)
+from cluster_ssl.losses.contrastive import NTXentLoss, nt_xent
+from cluster_ssl.losses.idfd import feature_decorrelation_loss, instance_discrimination_loss
+from cluster_ssl.models.memory_bank import MemoryBank
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / math.sqrt(sum(float(x) ** 2 for x in v))
+
+
+def numpy_nt_xent(a: np.ndarray, b: np.ndarray, tau: float) -> float:
+    """Mean over the 2B anchors of -log(exp(s_pos/tau) / sum_{k != i} exp(s_ik/tau))."""
+    views = [unit(row) for row in a] + [unit(row) for row in b]
+    n = len(a)
+    total = 0.0
+    for i in range(2 * n):
+        positive = i + n if i < n else i - n
+        denominator = 0.0
+        for k in range(2 * n):
+            if k != i:
+                denominator += math.exp(float(np.dot(views[i], views[k])) / tau)
+        numerator = math.exp(float(np.dot(views[i], views[positive])) / tau)
+        total += -math.log(numerator / denominator)
+    return total / (2 * n)
+
+
+def numpy_entropy(p: np.ndarray) -> float:
+    b, k = p.shape
+    sizes = [sum(p[i, j] for i in range(b)) for j in range(k)]
+    total = sum(sizes)
+    return -sum((s / total) * math.log(s / total) for s in sizes)
+
+
+def random_assignments(rng: np.random.Generator, b: int, k: int) -> np.ndarray:
+    return rng.dirichlet(np.ones(k), size=b)
+
+
+def as_leaf(x: np.ndarray) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64, requires_grad=True)
+
+
+def assert_useful_gradient(*leaves: torch.Tensor) -> None:
+    for leaf in leaves:
+        assert leaf.grad is not None
+        assert torch.isfinite(leaf.grad).all()
+        assert leaf.grad.abs().sum() > 0
+
+
+# --- NT-Xent -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5, 1.0])
+def test_nt_xent_matches_loop(tau: float) -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    za, zb = as_leaf(a), as_leaf(b)
+    loss = nt_xent(za, zb, tau)
+    assert loss.dim() == 0
+    assert loss.item() == pytest.approx(numpy_nt_xent(a, b, tau), rel=1e-10)
+    loss.backward()
+    assert_useful_gradient(za, zb)
+
+
+def test_nt_xent_normalises_inside_and_single_process_gather_is_a_no_op() -> None:
+    rng = np.random.default_rng(1)
+    a, b = torch.tensor(rng.standard_normal((4, 5))), torch.tensor(rng.standard_normal((4, 5)))
+    scales = torch.tensor([[0.1], [2.0], [7.0], [1.0]], dtype=torch.float64)
+    reference = nt_xent(a, b, 0.3)
+    assert nt_xent(a * scales, b, 0.3).item() == pytest.approx(reference.item(), rel=1e-12)
+    assert nt_xent(a, b, 0.3, gather=False).item() == pytest.approx(reference.item(), rel=1e-12)
+    assert NTXentLoss(0.3)(a, b).item() == pytest.approx(reference.item(), rel=1e-12)
+
+
+def test_nt_xent_is_symmetric_in_views_and_lower_for_aligned_views() -> None:
+    rng = np.random.default_rng(2)
+    a, b = torch.tensor(rng.standard_normal((4, 5))), torch.tensor(rng.standard_normal((4, 5)))
+    assert nt_xent(a, b, 0.5).item() == pytest.approx(nt_xent(b, a, 0.5).item(), rel=1e-12)
+    assert nt_xent(a, a + 0.01 * b, 0.5) < nt_xent(a, b, 0.5)
+
+
+def test_temperature_is_validated() -> None:
+    z = torch.randn(4, 5)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            nt_xent(z, z, bad)
+        with pytest.raises(ValueError, match="temperature"):
+            NTXentLoss(bad)
+        with pytest.raises(ValueError, match="temperature"):
+            instance_discrimination_loss(z, torch.arange(4), z, bad)
+        with pytest.raises(ValueError, match="temperature"):
+            feature_decorrelation_loss(z, bad)
+    with pytest.raises(ValueError, match="B, d"):
+        nt_xent(z, z[:3], 0.5)
+
+
+# --- CC ------------------------------------------------------------------------------------
+
+
+def test_instance_contrastive_loss_is_nt_xent_at_half() -> None:
+    a, b = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    assert instance_contrastive_loss(a, b).item() == nt_xent(a, b, 0.5).item()
+
+
+def test_cluster_size_entropy_matches_loop() -> None:
+    p = random_assignments(np.random.default_rng(3), 4, 3)
+    assert cluster_size_entropy(torch.tensor(p)).item() == pytest.approx(
+        numpy_entropy(p), rel=1e-12
+    )
+    uniform = torch.full((4, 3), 1 / 3, dtype=torch.float64)
+    assert cluster_size_entropy(uniform).item() == pytest.approx(math.log(3), rel=1e-12)
+    one_cluster = torch.tensor([[1.0, 0.0, 0.0]] * 4, dtype=torch.float64)
+    assert cluster_size_entropy(one_cluster).item() == 0.0  # an empty cluster adds nothing
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_cluster_contrastive_loss_matches_loop(tau: float) -> None:
+    rng = np.random.default_rng(4)
+    b, k = 4, 3
+    p_a, p_b = random_assignments(rng, b, k), random_assignments(rng, b, k)
+    # the cluster representations are the columns: a 2K-way NT-Xent over K x B matrices
+    contrast = numpy_nt_xent(p_a.T.copy(), p_b.T.copy(), tau)
+    entropy = numpy_entropy(p_a) + numpy_entropy(p_b)
+
+    ta, tb = as_leaf(p_a), as_leaf(p_b)
+    loss, parts = cluster_contrastive_loss(ta, tb, tau)
+    assert parts["cluster_contrast"].item() == pytest.approx(contrast, rel=1e-10)
+    assert parts["entropy"].item() == pytest.approx(entropy, rel=1e-10)
+    assert loss.item() == pytest.approx(contrast - entropy, rel=1e-10)
+    loss.backward()
+    assert_useful_gradient(ta, tb)
+
+
+def test_entropy_constant_shifts_the_value_by_two_log_k_not_the_gradient() -> None:
+    rng = np.random.default_rng(5)
+    k = 3
+    p_a, p_b = random_assignments(rng, 4, k), random_assignments(rng, 4, k)
+    paper_a, paper_b, code_a, code_b = (as_leaf(p) for p in (p_a, p_b, p_a, p_b))
+    paper, paper_parts = cluster_contrastive_loss(paper_a, paper_b)
+    code, code_parts = cluster_contrastive_loss(code_a, code_b, entropy_constant=True)
+    assert (code - paper).item() == pytest.approx(2 * math.log(k), abs=1e-12)
+    # the public code's per-view term: ne = log K + sum_k P(y_k) log P(y_k)
+    ne = sum(math.log(k) - numpy_entropy(p) for p in (p_a, p_b))
+    assert code.item() == pytest.approx(code_parts["cluster_contrast"].item() + ne, rel=1e-10)
+    assert code_parts["entropy"].item() == paper_parts["entropy"].item()
+    paper.backward()
+    code.backward()
+    torch.testing.assert_close(paper_a.grad, code_a.grad, rtol=0, atol=1e-14)
+    torch.testing.assert_close(paper_b.grad, code_b.grad, rtol=0, atol=1e-14)
+
+
+# --- IDFD ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.1])
+def test_instance_discrimination_matches_loop(tau: float) -> None:
+    rng = np.random.default_rng(6)
+    n, b, d = 7, 4, 5
+    bank = np.stack([unit(row) for row in rng.standard_normal((n, d))])
+    feats = rng.standard_normal((b, d))
+    index = [5, 0, 3, 3]
+    expected = 0.0
+    for i in range(b):
+        v = unit(feats[i])
+        logits = [float(np.dot(v, bank[j])) / tau for j in range(n)]
+        log_norm = math.log(sum(math.exp(x) for x in logits))
+        expected += -(logits[index[i]] - log_norm)
+    expected /= b
+
+    leaf = as_leaf(feats)
+    bank_t = torch.tensor(bank, requires_grad=True)
+    loss = instance_discrimination_loss(leaf, torch.tensor(index), bank_t, tau)
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    loss.backward()
+    assert_useful_gradient(leaf)
+    assert bank_t.grad is None  # the bank is a constant
+
+
+@pytest.mark.parametrize("tau2", [2.0, 0.5])
+def test_feature_decorrelation_matches_loop(tau2: float) -> None:
+    rng = np.random.default_rng(7)
+    b, d = 4, 5
+    feats = rng.standard_normal((b, d))
+    columns = [unit(feats[:, j]) for j in range(d)]  # each dimension normalised over the batch
+    expected = 0.0
+    for j in range(d):
+        logits = [float(np.dot(columns[j], columns[m])) / tau2 for m in range(d)]
+        expected += -(logits[j] - math.log(sum(math.exp(x) for x in logits)))
+    expected /= d
+
+    leaf = as_leaf(feats)
+    loss = feature_decorrelation_loss(leaf, tau2)
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    loss.backward()
+    assert_useful_gradient(leaf)
+
+
+def test_feature_decorrelation_is_minimal_for_orthogonal_dimensions() -> None:
+    orthogonal = torch.eye(4, dtype=torch.float64)
+    correlated = orthogonal + 0.5
+    assert feature_decorrelation_loss(orthogonal) < feature_decorrelation_loss(correlated)
+
+
+# --- memory bank ---------------------------------------------------------------------------
+
+
+def test_memory_bank_starts_normalised_and_seeded() -> None:
+    bank = MemoryBank(10, 5, seed=3)
+    torch.testing.assert_close(bank.memory.norm(dim=1), torch.ones(10))
+    torch.testing.assert_close(bank.memory, MemoryBank(10, 5, seed=3).memory)
+    assert not torch.equal(bank.memory, MemoryBank(10, 5, seed=4).memory)
+    assert "memory" in bank.state_dict() and not list(bank.parameters())
+    assert (bank.num_samples, bank.dim) == (10, 5)
+
+
+@pytest.mark.parametrize("momentum", [0.5, 0.9])
+def test_memory_bank_update_formula(momentum: float) -> None:
+    bank = MemoryBank(6, 3, seed=0).double()
+    before = bank.memory.numpy().copy()
+    rng = np.random.default_rng(8)
+    feats = rng.standard_normal((3, 3))
+    index = [4, 1, 4]  # 4 twice: the first occurrence wins
+    bank.update(torch.tensor(index), torch.tensor(feats, requires_grad=True), momentum)
+
+    after = bank.memory.numpy()
+    for row in range(6):
+        if row not in index:
+            np.testing.assert_array_equal(after[row], before[row])
+    for position in (0, 1):
+        row = index[position]
+        expected = unit(momentum * before[row] + (1 - momentum) * unit(feats[position]))
+        np.testing.assert_allclose(after[row], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.ones(6), atol=1e-12)
+    assert not bank.memory.requires_grad
+
+
+def test_loss_backward_survives_a_bank_update_in_between() -> None:
+    bank = MemoryBank(8, 4, seed=1)
+    feats = torch.randn(3, 4, requires_grad=True)
+    index = torch.tensor([2, 5, 7])
+    loss = instance_discrimination_loss(feats, index, bank.memory, 1.0)
+    bank.update(index, F.normalize(feats, dim=1))
+    loss.backward()
+    assert_useful_gradient(feats)
+
+
+def test_memory_bank_rejects_bad_arguments() -> None:
+    bank = MemoryBank(4, 3)
+    with pytest.raises(ValueError, match="momentum"):
+        bank.update(torch.tensor([0]), torch.randn(1, 3), momentum=1.0)
+    with pytest.raises(ValueError, match="features"):
+        bank.update(torch.tensor([0, 1]), torch.randn(2, 4))

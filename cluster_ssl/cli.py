@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", type=Path, help="run directory (default: a new runs/RECIPE-DATASET[-N])"
     )
+    train.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the dataset into --data-root first (needs a network)",
+    )
     train.add_argument("--epochs", type=int, help="length of the recipe's main stage")
     train.add_argument(
         "--set",
@@ -103,6 +108,7 @@ def _train(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             out=out,
             data_root=args.data_root,
+            download=args.download,
             overrides=overrides,
             seed=args.seed,
             device=args.device,
@@ -150,6 +156,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _list() -> int:
     from cluster_ssl.data.registry import list_datasets
+    from cluster_ssl.methods import METHODS
     from recipes import RECIPES
 
     print("recipes:")
@@ -158,8 +165,12 @@ def _list() -> int:
         presets = ", ".join(sorted(recipe.presets)) or "none"
         print(f"  {name:14s} {recipe.description} (presets: {presets})")
     print("datasets:")
-    for line in list_datasets():
-        print(f"  {line}")
+    for spec in list_datasets():
+        print(f"  {spec.name:14s} {spec.description}")
+    print("methods:")
+    for name in METHODS.names():
+        summary = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:14s} {summary}")
     return 0
 
 

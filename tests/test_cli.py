@@ -94,3 +94,16 @@ def test_default_out_dir_never_reuses_an_old_run(tmp_path, capsys, monkeypatch):
     (tmp_path / "runs" / "dec-digits").mkdir(parents=True)
     code, stdout, _ = run(capsys, "train", *FAST)
     assert code == 0 and "runs/dec-digits-2" in stdout
+
+
+def test_an_unreadable_image_is_named(tmp_path, capsys):
+    from tests.data_formats import write_image_folder
+
+    write_image_folder(tmp_path / "images", broken=True)
+    out = tmp_path / "out"
+    code, _, stderr = run(capsys, "train", "dec", "--dataset", "folder", "--data-root",
+                          str(tmp_path / "images"), "--set", "num_clusters=2",
+                          "--set", "image_size=16", "--out", str(out), *FAST)
+    assert code == 2
+    assert stderr.startswith("error: cannot read image ") and len(stderr.splitlines()) == 1
+    assert not list(out.glob("stages/*.pt")) and not (out / "summary.json").exists()

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from cluster_ssl.data.base import ImageDataset, TensorImageDataset
 from cluster_ssl.engine.device import to_device
 from cluster_ssl.engine.distributed import DistInfo
+from cluster_ssl.errors import UserError
 
 
 def epoch_order(
@@ -139,11 +140,24 @@ class StreamingBatches(_Batches):
         )
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for batch in self.loader:
-            yield to_device(
-                {"image": batch["image"], "label": batch["label"], "index": batch["index"]},
-                self.device,
-            )
+        try:
+            for batch in self.loader:
+                yield to_device(
+                    {"image": batch["image"], "label": batch["label"], "index": batch["index"]},
+                    self.device,
+                )
+        except UserError as error:
+            raise UserError(worker_message(error)) from None
+
+
+def worker_message(error: UserError) -> str:
+    """The user's one-line message out of a DataLoader worker's re-raised error.
+
+    A worker's exception comes back with the worker's traceback folded into its message;
+    the original message is the last line, after the exception's qualified name.
+    """
+    last = str(error).strip().splitlines()[-1]
+    return last.split("UserError: ", 1)[-1]
 
 
 def make_batches(

@@ -22,7 +22,7 @@ import torch
 
 from cluster_ssl.config import as_dict, build_config
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.data.registry import build_dataset
+from cluster_ssl.data.registry import DATASETS, build_dataset
 from cluster_ssl.engine.checkpoint import (
     load_checkpoint,
     load_state_strict,
@@ -47,6 +47,7 @@ class RunRequest:
     dataset: str = "digits"
     out: Path = Path("runs/run")
     data_root: str | None = None
+    download: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
@@ -61,6 +62,7 @@ class RunRequest:
             "recipe": self.recipe,
             "dataset": self.dataset,
             "data_root": self.data_root,
+            "download": self.download,
             "overrides": self.overrides,
             "seed": self.seed,
             "precision": self.precision,
@@ -110,8 +112,15 @@ def prepare(record: dict[str, Any]) -> Prepared:
 
 
 def _load(record: dict[str, Any], split: str, image_size: int | None) -> ImageDataset:
+    splits = DATASETS.get(record["dataset"]).splits
+    if split == "train+test" and split not in splits:
+        split = "train"  # the recipe merges splits; this dataset has only one (e.g. a folder)
     return build_dataset(
-        record["dataset"], root=record["data_root"], split=split, image_size=image_size
+        record["dataset"],
+        root=record["data_root"],
+        split=split,
+        image_size=image_size,
+        download=record.get("download", False),
     )
 
 
@@ -224,7 +233,7 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
                     f"not {asked['recipe']} on {asked['dataset']}; use another --out"
                 )
         return stored
-    if run_file.exists() or (out / "summary.json").exists():
+    if (out / "summary.json").exists() or any(out.glob("stages/*.pt")):
         raise UserError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )

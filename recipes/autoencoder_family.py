@@ -61,8 +61,20 @@ def autoencoder_stages(
         kmeans_restarts=cfg.kmeans_restarts,
     )
     return [
-        Stage("pretrain", pretrain, epochs=cfg.epochs, batch_size=cfg.batch_size,
-              eval_every=cfg.eval_every),
-        Stage("cluster", cluster, epochs=cfg.maxiter, batch_size=cfg.batch_size,
-              max_steps=cfg.maxiter, eval_every=cfg.eval_every, drop_last=False),
+        Stage(
+            "pretrain",
+            pretrain,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            eval_every=cfg.eval_every,
+        ),
+        Stage(
+            "cluster",
+            cluster,
+            epochs=cfg.maxiter,
+            batch_size=cfg.batch_size,
+            max_steps=cfg.maxiter,
+            eval_every=cfg.eval_every,
+            drop_last=False,
+        ),
     ]

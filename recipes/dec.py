@@ -28,8 +28,7 @@ class DECConfig(AutoencoderClusteringConfig):
 
 
 def build(cfg: DECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
-    autoencoder = MLPAutoencoder(math.prod(dataset.image_shape), cfg.hidden_dims,
-                                 cfg.embedding_dim)
+    autoencoder = MLPAutoencoder(math.prod(dataset.image_shape), cfg.hidden_dims, cfg.embedding_dim)
     return autoencoder_stages(cfg, autoencoder, num_clusters, gamma=None)
 
 

@@ -1,4 +1,4 @@
-"""IDEC: Improved Deep Embedded Clustering with Local Structure Preservation (Guo et al., IJCAI 2017).
+"""IDEC: Improved Deep Embedded Clustering with Local Structure Preservation (Guo et al. 2017).
 
 DEC with the decoder kept: L = L_r + gamma * KL(P || Q), gamma = 0.1, so the embedding
 keeps the local structure of the data. The paper trains with SGD lr 0.1, momentum 0.99
@@ -30,8 +30,7 @@ class IDECConfig(AutoencoderClusteringConfig):
 
 
 def build(cfg: IDECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
-    autoencoder = MLPAutoencoder(math.prod(dataset.image_shape), cfg.hidden_dims,
-                                 cfg.embedding_dim)
+    autoencoder = MLPAutoencoder(math.prod(dataset.image_shape), cfg.hidden_dims, cfg.embedding_dim)
     return autoencoder_stages(cfg, autoencoder, num_clusters, gamma=cfg.gamma)
 
 

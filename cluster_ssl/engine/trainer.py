@@ -26,6 +26,7 @@ from cluster_ssl.engine.loaders import make_batches
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
+from cluster_ssl.eval.monitor import knn_accuracy
 from cluster_ssl.methods.base import Method, StageContext
 
 CHECKPOINT_FORMAT = 1
@@ -125,6 +126,7 @@ class Trainer:
                 model,
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=method.find_unused_parameters,
+                broadcast_buffers=method.broadcast_buffers,
             )
 
         started = time.perf_counter()
@@ -251,13 +253,21 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, method: Method, ctx: StageContext) -> dict[str, Any]:
-        """The method's clustering of the dataset, scored against labels when there are any."""
+        """The online monitor: the method's clustering scored against the labels (when
+        there are any), kNN accuracy of its embedding, and a collapse warning."""
         method.eval()
         prediction = method.predict(ctx)
         method.train()
         metrics = evaluate_clustering(
             ctx.dataset.labels, prediction.labels, prediction.num_clusters
         )
+        if prediction.embedding is not None and ctx.dataset.labels is not None:
+            metrics["knn_acc"] = knn_accuracy(prediction.embedding, ctx.dataset.labels)
+        if metrics["clusters_used"] < prediction.num_clusters:
+            self.logger.echo(
+                f"warning: collapse at epoch {ctx.epoch + 1}: only {metrics['clusters_used']} "
+                f"of {prediction.num_clusters} clusters are used; {method.collapse_hint()}"
+            )
         self.logger.log_histogram("cluster_sizes", metrics["cluster_sizes"], stage="eval")
         return metrics
 

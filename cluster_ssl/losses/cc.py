@@ -43,6 +43,7 @@ def cluster_contrastive_loss(
     temperature: float = 1.0,
     *,
     entropy_constant: bool = False,
+    entropy_weight: float = 1.0,
     gather: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """CC's cluster-level loss: contrast of cluster representations minus their entropy.
@@ -78,6 +79,8 @@ def cluster_contrastive_loss(
         p_b: (B, K) soft assignments of view b, row i the same sample as row i of ``p_a``.
         temperature: tau_C > 0 (CC uses 1.0).
         entropy_constant: add log K per view, as the public code does.
+        entropy_weight: multiplies the entropy term (1 in the paper); raising it is the knob
+            against collapse onto few clusters.
         gather: gather rows across ranks under DDP.
 
     Returns:
@@ -93,7 +96,7 @@ def cluster_contrastive_loss(
         p_a, p_b = both[:, 0], both[:, 1]
     contrast = nt_xent(p_a.T, p_b.T, temperature, gather=False)
     entropy = cluster_size_entropy(p_a) + cluster_size_entropy(p_b)
-    loss = contrast - entropy
+    loss = contrast - entropy_weight * entropy
     if entropy_constant:
-        loss = loss + 2.0 * math.log(p_a.shape[1])
+        loss = loss + entropy_weight * 2.0 * math.log(p_a.shape[1])
     return loss, {"cluster_contrast": contrast, "entropy": entropy}

@@ -76,6 +76,8 @@ class Method(nn.Module):
 
     #: set when some held parameters receive no gradient in a step (DDP needs to know)
     find_unused_parameters: bool = False
+    #: whether DDP re-sends rank 0's buffers (BatchNorm statistics) before every forward
+    broadcast_buffers: bool = True
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.training_step(batch)
@@ -108,3 +110,7 @@ class Method(nn.Module):
 
     def predict(self, ctx: StageContext) -> Prediction:
         raise NotImplementedError
+
+    def collapse_hint(self) -> str:
+        """The setting to change when predictions use fewer clusters than asked for."""
+        return "check the learning rate and train longer"

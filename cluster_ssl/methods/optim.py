@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,3 +34,47 @@ class OptimizerSpec:
         if self.name == "adamw":
             return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         raise UserError(f"unknown optimizer {self.name!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """Learning-rate schedule over a stage's steps, as a multiplier of the base rate.
+
+    * ``constant``: 1 throughout.
+    * ``cosine``: from 1 down to ``final`` along half a cosine (SimCLR: final = 1e-3).
+    * ``step``: multiplied by ``gamma`` at each milestone, given as fractions of the stage
+      (IDFD: steps at 600/950/1300/1650 of 2000 epochs -> 0.3, 0.475, 0.65, 0.825).
+
+    ``warmup`` is a fraction of the stage with a linear ramp from 0.
+    """
+
+    name: str = "constant"
+    final: float = 1e-3
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    warmup: float = 0.0
+
+    def factor(self, step: int, total: int) -> float:
+        progress = step / max(total, 1)
+        if progress < self.warmup:
+            return (step + 1) / max(self.warmup * total, 1)
+        if self.name == "constant":
+            return 1.0
+        if self.name == "cosine":
+            return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.name == "step":
+            return self.gamma ** sum(progress >= m for m in self.milestones)
+        raise UserError(f"unknown schedule {self.name!r}; use one of {', '.join(SCHEDULES)}")
+
+    def build(
+        self, optimizer: torch.optim.Optimizer, total_steps: int
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        if self.name == "constant" and self.warmup == 0:
+            return None
+        self.factor(0, total_steps)  # validates the name before training starts
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: self.factor(step, total_steps)
+        )

@@ -1,0 +1,85 @@
+"""Contrastive Clustering (Li et al., AAAI 2021): instance- and cluster-level contrast."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.losses.cc import cluster_contrastive_loss, instance_contrastive_loss
+from cluster_ssl.methods.base import Batch, Prediction, StageContext
+from cluster_ssl.methods.contrastive import EmbeddingMethod
+
+
+class ContrastiveClustering(EmbeddingMethod):
+    """L = L_ins + L_clu; the prediction is the argmax of the cluster head.
+
+    L_ins is NT-Xent (tau_I) over the instance head's features of the two views; L_clu
+    contrasts the K columns of the two views' (B, K) soft assignments (tau_C) and subtracts
+    the entropy of each view's cluster-size distribution, which keeps every cluster in use.
+    ``entropy_constant`` adds the public code's log K per view (a constant shift);
+    ``entropy_weight`` scales the entropy term (1 in the paper).
+    """
+
+    def __init__(
+        self,
+        *args,
+        instance_head: nn.Module,
+        cluster_head: nn.Module,
+        views: TwoViews,
+        instance_temperature: float,
+        cluster_temperature: float,
+        entropy_constant: bool = False,
+        entropy_weight: float = 1.0,
+        **kw,
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.instance_head = instance_head
+        self.cluster_head = cluster_head
+        self.views = views
+        self.instance_temperature = instance_temperature
+        self.cluster_temperature = cluster_temperature
+        self.entropy_constant = entropy_constant
+        self.entropy_weight = entropy_weight
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        view_a, view_b = self.views(batch["image"])
+        h = self.backbone(torch.cat([view_a, view_b]))
+        z_a, z_b = self.instance_head(h).chunk(2)
+        p_a, p_b = self.cluster_head(h).chunk(2)
+        instance = instance_contrastive_loss(z_a, z_b, self.instance_temperature)
+        cluster, parts = cluster_contrastive_loss(
+            p_a,
+            p_b,
+            self.cluster_temperature,
+            entropy_constant=self.entropy_constant,
+            entropy_weight=self.entropy_weight,
+        )
+        return {
+            "loss": instance + cluster,
+            "instance": instance,
+            "cluster": cluster,
+            "entropy": parts["entropy"],
+        }
+
+    def predict(self, ctx: StageContext) -> Prediction:
+        def assign(batch: Batch) -> torch.Tensor:
+            h = self.backbone(self.eval_transform(batch["image"]))
+            return torch.cat([self.cluster_head(h), torch.nn.functional.normalize(h, dim=1)], 1)
+
+        out = ctx.embed(assign)
+        probs, z = out[:, : self.num_clusters], out[:, self.num_clusters :]
+        confidence, labels = probs.max(dim=1)
+        return Prediction(
+            labels=labels.cpu().numpy(),
+            num_clusters=self.num_clusters,
+            confidence=confidence.cpu().numpy(),
+            embedding=z.cpu().numpy(),
+        )
+
+    def collapse_hint(self) -> str:
+        return (
+            "the cluster head leaves clusters empty: raise the entropy weight "
+            f"(--set entropy_weight=..., now {self.entropy_weight}) or the batch size, "
+            "or train longer"
+        )

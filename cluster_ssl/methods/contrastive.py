@@ -1,0 +1,66 @@
+"""What the contrastive methods share: a backbone, an eval transform, an optimiser with a
+schedule, and clustering by k-means on the L2-normalised embedding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cluster_ssl.cluster.kmeans import kmeans
+from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
+from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
+
+
+class EmbeddingMethod(Method):
+    """Base of SimCLR, CC and IDFD.
+
+    Args:
+        backbone: maps normalised images to (B, feature_dim) features.
+        eval_transform: the un-augmented view (uint8 -> normalised float), used for every
+            whole-dataset pass (prediction, monitoring, k-means).
+        optimizer, schedule: the recipe's optimiser and learning-rate schedule.
+        num_clusters: K.
+        kmeans_restarts: restarts of the k-means that clusters the embedding.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        eval_transform: nn.Module,
+        optimizer: OptimizerSpec,
+        schedule: ScheduleSpec,
+        num_clusters: int,
+        kmeans_restarts: int = 10,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.eval_transform = eval_transform
+        self.optimizer_spec = optimizer
+        self.schedule = schedule
+        self.num_clusters = num_clusters
+        self.kmeans_restarts = kmeans_restarts
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizer_spec.build(p for p in self.parameters() if p.requires_grad)
+
+    def configure_scheduler(self, optimizer, total_steps):
+        return self.schedule.build(optimizer, total_steps)
+
+    def features(self, batch: Batch) -> torch.Tensor:
+        """Backbone features of the un-augmented images, L2-normalised."""
+        return F.normalize(self.backbone(self.eval_transform(batch["image"])), dim=1)
+
+    def embedding(self, ctx: StageContext) -> torch.Tensor:
+        """The clustered embedding of the whole dataset (N, d), in dataset order."""
+        return ctx.embed(self.features)
+
+    def predict(self, ctx: StageContext) -> Prediction:
+        z = self.embedding(ctx).cpu().numpy()
+        result = ctx.on_main(
+            lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
+        )
+        return Prediction(labels=result.labels, num_clusters=self.num_clusters, embedding=z)
+
+    def collapse_hint(self) -> str:
+        return "train longer or lower the learning rate (--set lr=...)"

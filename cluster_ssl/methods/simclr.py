@@ -1,0 +1,33 @@
+"""SimCLR (Chen et al., 2020): instance contrast between two augmented views."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.losses.contrastive import nt_xent
+from cluster_ssl.methods.base import Batch
+from cluster_ssl.methods.contrastive import EmbeddingMethod
+
+
+class SimCLR(EmbeddingMethod):
+    """NT-Xent on the projected, L2-normalised features of two views of each image.
+
+    L = 1/2B sum_i -log( exp(s(z_i, z_i') / tau) / sum_{k != i} exp(s(z_i, z_k) / tau) )
+
+    over the 2B views of a batch (negatives gathered from every rank). Clustering: k-means
+    on the backbone embedding. Both views go through the backbone in one forward pass.
+    """
+
+    def __init__(self, *args, head: nn.Module, views: TwoViews, temperature: float, **kw):
+        super().__init__(*args, **kw)
+        self.head = head
+        self.views = views
+        self.temperature = temperature
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        view_a, view_b = self.views(batch["image"])
+        z = self.head(self.backbone(torch.cat([view_a, view_b])))
+        z_a, z_b = z.chunk(2)
+        return {"loss": nt_xent(z_a, z_b, self.temperature)}

@@ -1,0 +1,83 @@
+"""What the ResNet recipes share: backbone, optimiser and schedule settings, pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cluster_ssl.augment.pipelines import Pipeline, build_pipeline
+from cluster_ssl.augment.stats import dataset_stats
+from cluster_ssl.config import RecipeConfig
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
+from cluster_ssl.models.backbones import Backbone, build_backbone
+
+
+@dataclass
+class BackboneConfig(RecipeConfig):
+    """A ResNet (or ``timm:NAME``) backbone and its optimiser.
+
+    ``image_size`` (None: the dataset's own size) is the side the augmentations produce.
+    ``width`` scales the ResNet's channels (0.25 trains on a CPU); ``cifar_stem`` uses the
+    3x3 stride-1 first convolution without max-pool that small images need.
+    """
+
+    backbone: str = "resnet18"
+    width: float = 1.0
+    cifar_stem: bool = True
+    pretrained: str | None = None
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    final_lr_fraction: float = 1e-3
+    milestones: tuple[float, ...] = ()
+    warmup: float = 0.0
+    kmeans_restarts: int = 10
+    eval_every: int = 10
+
+
+def make_backbone(cfg: BackboneConfig, dataset: ImageDataset) -> Backbone:
+    return build_backbone(
+        cfg.backbone,
+        in_channels=dataset.image_shape[0],
+        cifar_stem=cfg.cifar_stem,
+        width=cfg.width,
+        pretrained_path=cfg.pretrained,
+        pretrained_ignore=("fc.",),
+    )
+
+
+def image_side(cfg: RecipeConfig, dataset: ImageDataset) -> int:
+    return cfg.image_size or dataset.image_shape[-1]
+
+
+def make_pipeline(kind: str, cfg: RecipeConfig, dataset: ImageDataset, **options) -> Pipeline:
+    mean, std = dataset_stats(dataset.name)
+    channels = dataset.image_shape[0]
+    if len(mean) != channels:  # e.g. grayscale images of a dataset with RGB statistics
+        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+    return build_pipeline(kind, image_size=image_side(cfg, dataset), mean=mean, std=std, **options)
+
+
+def optimizer_of(cfg: BackboneConfig) -> OptimizerSpec:
+    return OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+
+
+def schedule_of(cfg: BackboneConfig) -> ScheduleSpec:
+    return ScheduleSpec(cfg.schedule, cfg.final_lr_fraction, cfg.milestones, warmup=cfg.warmup)
+
+
+def embedding_method_args(
+    cfg: BackboneConfig, dataset: ImageDataset, num_clusters: int
+) -> dict[str, Any]:
+    """Keyword arguments of :class:`~cluster_ssl.methods.contrastive.EmbeddingMethod`."""
+    return {
+        "backbone": make_backbone(cfg, dataset),
+        "eval_transform": make_pipeline("eval", cfg, dataset),
+        "optimizer": optimizer_of(cfg),
+        "schedule": schedule_of(cfg),
+        "num_clusters": num_clusters,
+        "kmeans_restarts": cfg.kmeans_restarts,
+    }

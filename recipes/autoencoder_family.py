@@ -18,8 +18,10 @@ from cluster_ssl.models.clustering_layer import ClusteringLayer
 class AutoencoderClusteringConfig(RecipeConfig):
     """Settings of the two stages. ``epochs`` is the length of autoencoder pretraining.
 
-    The clustering stage runs until fewer than ``tol`` of the labels change between two
-    refreshes of P (every ``update_interval`` steps), or for ``maxiter`` steps.
+    ``pretrain_dropout`` > 0 pretrains a denoising autoencoder (the DEC paper uses 0.2 in
+    its layer-wise pretraining). The clustering stage runs until fewer than ``tol`` of the
+    labels change between two refreshes of P (every ``update_interval`` steps), or for
+    ``maxiter`` steps.
     """
 
     split: str = "train+test"
@@ -28,6 +30,7 @@ class AutoencoderClusteringConfig(RecipeConfig):
     embedding_dim: int = 10
     pretrain_optimizer: str = "adam"
     pretrain_lr: float = 1e-3
+    pretrain_dropout: float = 0.0
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -50,6 +53,7 @@ def autoencoder_stages(
         OptimizerSpec(cfg.pretrain_optimizer, cfg.pretrain_lr),
         num_clusters,
         kmeans_restarts=cfg.kmeans_restarts,
+        dropout=cfg.pretrain_dropout,
     )
     cluster = DECClustering(
         autoencoder,

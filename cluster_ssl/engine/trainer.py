@@ -160,6 +160,7 @@ class Trainer:
             epoch_logs = method.on_epoch_end(ctx)
             if stage.eval_every and (epoch % stage.eval_every == 0 or epoch == stage.epochs):
                 epoch_logs.update(self.evaluate(method, ctx))
+                self.logger.echo(f"{stage.name} epoch {epoch}: {describe(epoch_logs)}")
             if stop_reason is None and ctx.step >= total_steps:
                 stop_reason = f"reached {total_steps} steps"
             epoch_logs["epoch"] = epoch
@@ -308,3 +309,15 @@ class Trainer:
                 path,
             )
         barrier()
+
+
+def describe(metrics: dict[str, Any]) -> str:
+    """``ACC 0.8123  NMI 0.7012  ...`` for the metrics that are present."""
+    names = ("acc", "nmi", "ari", "knn_acc", "clusters_used")
+    return "  ".join(
+        f"{name.upper()} {metrics[name]:.4f}"
+        if isinstance(metrics[name], float)
+        else f"{name.upper()} {metrics[name]}"
+        for name in names
+        if name in metrics
+    )

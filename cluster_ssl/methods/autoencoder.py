@@ -18,13 +18,14 @@ def unit_pixels(images: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_loss(
-    autoencoder: nn.Module, x: torch.Tensor
+    autoencoder: nn.Module, x: torch.Tensor, corrupted: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean squared error between ``x`` and its reconstruction; also returns the embedding.
 
-    L_r = 1/n sum_i ||x_i - g(f(x_i))||^2 / D  (the papers' MSE, averaged over pixels too)
+    L_r = 1/n sum_i ||x_i - g(f(x~_i))||^2 / D  (the papers' MSE, averaged over pixels too),
+    where x~ is ``corrupted`` (a denoising autoencoder) or ``x`` itself.
     """
-    z, reconstruction = autoencoder(x)
+    z, reconstruction = autoencoder(x if corrupted is None else corrupted)
     return F.mse_loss(reconstruction, x.reshape(reconstruction.shape)), z
 
 
@@ -41,7 +42,11 @@ def embed_and_cluster(
 
 
 class AutoencoderPretraining(Method):
-    """Trains an autoencoder to reconstruct its input; clusters by k-means on the embedding."""
+    """Trains an autoencoder to reconstruct its input; clusters by k-means on the embedding.
+
+    ``dropout`` > 0 makes it a denoising autoencoder: input pixels are dropped with that
+    probability and the clean image is the target (the DEC paper pretrains with 0.2).
+    """
 
     def __init__(
         self,
@@ -49,15 +54,19 @@ class AutoencoderPretraining(Method):
         optimizer: OptimizerSpec,
         num_clusters: int,
         kmeans_restarts: int = 20,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.optimizer_spec = optimizer
         self.num_clusters = num_clusters
         self.kmeans_restarts = kmeans_restarts
+        self.dropout = dropout
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss, _ = reconstruction_loss(self.autoencoder, unit_pixels(batch["image"]))
+        x = unit_pixels(batch["image"])
+        corrupted = F.dropout(x, self.dropout) if self.dropout > 0 else None
+        loss, _ = reconstruction_loss(self.autoencoder, x, corrupted)
         return {"loss": loss}
 
     def configure_optimizer(self) -> torch.optim.Optimizer:

@@ -1,0 +1,126 @@
+"""Every paper preset of SimCLR, CC and IDFD runs end to end through the real CLI on a tiny
+dataset written in that dataset's real on-disk format.
+
+Only what must shrink is overridden: one epoch, a small batch, one k-means restart. The
+architecture, image size, optimiser, schedule, augmentation and splits stay the preset's
+(SimCLR's and IDFD's in-training monitor runs too: with one epoch, that epoch is the last and
+is evaluated; CC skips it, see NO_MONITOR). The data
+holds as few images as each preset's splits allow while keeping K: K images per merged
+train+test split, K per split where training and evaluation use different splits.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from cluster_ssl.cli import main
+from cluster_ssl.config import as_dict
+from recipes import RECIPES
+from tests.data_formats import (
+    write_cifar10,
+    write_cifar100,
+    write_imagenet10,
+    write_imagenet_dogs,
+    write_stl10,
+    write_tiny_imagenet,
+)
+
+pytestmark = pytest.mark.slow
+
+RECIPE_NAMES = ("simclr", "cc", "idfd")
+PAPER_DATASETS = ("cifar10", "cifar100-20", "stl10", "imagenet10", "imagenet-dogs", "tiny-imagenet")
+SHRUNK = {"batch_size": 4, "kmeans_restarts": 1}  # and --epochs 1
+# CC's 224-px ResNet-34 skips the in-training monitor (a third of its time on a CPU); the
+# monitor's CC path is tested on digits in test_contrastive_methods.py
+NO_MONITOR = {"cc": {"eval_every": 0}}
+TINY_CLASSES = 3  # Tiny-ImageNet's K is the number of wnids written (200 in the real one)
+NUM_CLASSES = {
+    "cifar10": 10,
+    "cifar100-20": 20,
+    "stl10": 10,
+    "imagenet10": 10,
+    "imagenet-dogs": 15,
+    "tiny-imagenet": TINY_CLASSES,
+}
+
+
+def preset_config(recipe: str, dataset: str):
+    spec = RECIPES.get(recipe)
+    return spec.config(**spec.preset(dataset))
+
+
+def merged(recipe: str, dataset: str) -> bool:
+    """Whether the preset trains and evaluates on one split (train+test) or on two."""
+    config = preset_config(recipe, dataset)
+    return config.eval_split is None or config.eval_split == config.split
+
+
+def write_tiny_data(dataset: str, root: Path, merged_split: bool) -> None:
+    """The fewest images each split needs: with train+test merged, the two halves together
+    hold K images; with separate splits, each holds K (k-means on each needs K points)."""
+    if dataset == "cifar10":
+        n = 5 if merged_split else 10
+        write_cifar10(root, n_train=n, n_test=n)
+    elif dataset == "cifar100-20":
+        n = 10 if merged_split else 20
+        write_cifar100(root, n_train=n, n_test=n)
+    elif dataset == "stl10":
+        # SimCLR trains on train+unlabeled and reports test; CC and IDFD merge train+test
+        n = 5 if merged_split else 10
+        write_stl10(root, n_train=5, n_test=n, n_unlabeled=5)
+    elif dataset == "imagenet10":  # every class folder needs an image in each split
+        write_imagenet10(root, n_per_class=1, splits=("train", "val"))
+    elif dataset == "imagenet-dogs":
+        write_imagenet_dogs(root, n_per_class=1, splits=("train", "val"))
+    elif dataset == "tiny-imagenet":
+        write_tiny_imagenet(
+            root,
+            num_classes=TINY_CLASSES,
+            n_per_class=1 if merged_split else 2,
+            n_val=TINY_CLASSES,
+        )
+    else:  # pragma: no cover - the parametrisation lists every dataset
+        raise AssertionError(dataset)
+
+
+@pytest.mark.parametrize("dataset", PAPER_DATASETS)
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_paper_preset_trains_and_reports(tmp_path, capsys, recipe, dataset):
+    assert dataset in RECIPES.get(recipe).presets
+    root, out = tmp_path / "data", tmp_path / "run"
+    write_tiny_data(dataset, root, merged(recipe, dataset))
+    argv = ["train", recipe, "--dataset", dataset, "--data-root", str(root), "--out", str(out)]
+    shrunk = {**SHRUNK, **NO_MONITOR.get(recipe, {})}
+    argv += ["--epochs", "1"] + [f"--set={key}={value}" for key, value in shrunk.items()]
+    argv += ["--no-progress", "--workers", "0"]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Traceback" not in captured.err
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == recipe and summary["dataset"] == dataset
+    assert 0.0 <= summary["acc"] <= 1.0 and 0.0 <= summary["nmi"] <= 1.0
+    assert -1.0 <= summary["ari"] <= 1.0
+    assert summary["num_clusters"] == NUM_CLASSES[dataset]  # K is never lowered
+    assert 1 <= summary["clusters_used"] <= summary["num_clusters"]
+    assert summary["stages"][0]["steps"] >= 1
+    preset = preset_config(recipe, dataset)
+    assert summary["split"] == preset.split
+    assert summary["eval_split"] == (preset.eval_split or preset.split)
+
+    if recipe not in NO_MONITOR:  # the online monitor scored the training split
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        monitor = [line for line in lines if line["stage"] == recipe and "knn_acc" in line]
+        assert len(monitor) == 1 and {"acc", "nmi", "ari"} <= monitor[0].keys()
+
+    # every setting but the shrunk ones is the preset's (architecture, size, optimiser...)
+    checkpoint = Path(summary["checkpoint"])
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    used = stored["run"]["config"]
+    expected = {**as_dict(preset), **shrunk, "epochs": 1}
+    assert {key: used[key] for key in expected} == expected
+    shutil.rmtree(checkpoint.parent)  # ResNet checkpoints with optimiser state are large

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", type=Path)
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     evaluate.add_argument("--data-root", help="where the dataset lives now, if it moved")
+    evaluate.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
+    )
 
     commands.add_parser("list", help="list recipes, datasets and methods")
     return parser
@@ -144,7 +147,8 @@ def _result_line(result: dict) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from cluster_ssl.engine.run import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.device, args.data_root)
+    result = evaluate_checkpoint(args.checkpoint, args.device, args.data_root, args.workers)
+
     print(
         f"evaluated {result['checkpoint']}: stage {result['stage']!r}, epoch {result['epoch']},"
         f" step {result['step']} ({result['recipe']} on {result['dataset']})"

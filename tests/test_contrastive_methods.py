@@ -41,8 +41,11 @@ def build(recipe, **overrides):
     return prepared.stages[0], prepared.dataset
 
 
-def context(dataset, echo=lambda _: None):
-    return StageContext(dataset, CPU, seed=0, num_workers=0, echo=echo)
+def context(dataset, echo=lambda _: None, training_data=True):
+    return StageContext(
+        dataset, CPU, seed=0, num_workers=0, echo=echo, training_data=training_data
+    )
+
 
 
 def batch_of(dataset, index):
@@ -79,11 +82,12 @@ def trained():
     return get
 
 
-def predict(method, dataset):
+def predict(method, dataset, training_data=True):
     method.eval()
     try:
         with torch.no_grad():
-            return method.predict(context(dataset))
+            return method.predict(context(dataset, training_data=training_data))
+
     finally:
         method.train()
 
@@ -179,7 +183,8 @@ def test_idfd_clusters_on_the_bank_of_its_training_set(trained, monkeypatch):
     from cluster_ssl.data.registry import build_dataset
 
     other = build_dataset("digits", split="train", image_size=8)
-    prediction = predict(method, other)
+    prediction = predict(method, other, training_data=False)
+
     assert prediction.embedding.shape == (len(other), method.backbone.feature_dim)
     assert prediction.labels.shape == (len(other),)
 

@@ -102,11 +102,12 @@ def prepare(record: dict[str, Any]) -> Prepared:
             f"dataset {record['dataset']!r} has no labels to count clusters from; "
             "pass --set num_clusters=K"
         )
-    if num_clusters > len(dataset):
-        raise UserError(
-            f"num_clusters={num_clusters} is larger than the {len(dataset)} images in "
-            f"{record['dataset']!r} ({config.split}); lower --set num_clusters or add images"
-        )
+    for split, data in ((config.split, dataset), (eval_split, eval_dataset)):
+        if num_clusters > len(data):
+            raise UserError(
+                f"num_clusters={num_clusters} is larger than the {len(data)} images in "
+                f"{record['dataset']!r} ({split}); lower --set num_clusters or add images"
+            )
     stages = recipe.build(config, dataset, num_clusters)
     return Prepared(recipe, config, dataset, eval_dataset, num_clusters, stages)
 
@@ -180,7 +181,15 @@ def train(request: RunRequest) -> dict[str, Any]:
             )
         )
     final = prepared.stages[-1]
-    metrics = evaluate_method(final, prepared.eval_dataset, device, dist, record["seed"])
+    metrics = evaluate_method(
+        final,
+        prepared.eval_dataset,
+        device,
+        dist,
+        record["seed"],
+        training_data=prepared.eval_dataset is prepared.dataset,
+        num_workers=request.num_workers,
+    )
     summary = {
         "recipe": record["recipe"],
         "dataset": record["dataset"],
@@ -206,10 +215,23 @@ def train(request: RunRequest) -> dict[str, Any]:
 
 
 def evaluate_method(
-    stage: Stage, dataset: ImageDataset, device: torch.device, dist: DistInfo, seed: int
+    stage: Stage,
+    dataset: ImageDataset,
+    device: torch.device,
+    dist: DistInfo,
+    seed: int,
+    *,
+    training_data: bool,
+    num_workers: int = 2,
 ) -> dict[str, Any]:
-    """Predict with a stage's method on ``dataset`` and score it."""
-    ctx = StageContext(dataset, device, seed, dist)
+    """Predict with a stage's method on ``dataset`` and score it.
+
+    ``training_data`` says whether ``dataset`` is the split the stage trained on (a method
+    may then use state it holds per training sample, such as IDFD's memory bank).
+    """
+    ctx = StageContext(
+        dataset, device, seed, dist, num_workers=num_workers, training_data=training_data
+    )
     method = stage.method.to(device).eval()
     with torch.no_grad():
         prediction = method.predict(ctx)
@@ -241,7 +263,7 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
 
 
 def evaluate_checkpoint(
-    path: Path, device_spec: str = "auto", data_root: str | None = None
+    path: Path, device_spec: str = "auto", data_root: str | None = None, num_workers: int = 2
 ) -> dict[str, Any]:
     """Score the method stored in a stage checkpoint (or a run directory's last stage)."""
     path = Path(path)
@@ -264,7 +286,16 @@ def evaluate_checkpoint(
     prepared = prepare(record)
     stage = prepared.stages[checkpoint["stage_index"]]
     load_state_strict(stage.method, checkpoint["method"], f"stage {stage.name!r}")
-    metrics = evaluate_method(stage, prepared.eval_dataset, device, DistInfo(), record["seed"])
+    metrics = evaluate_method(
+        stage,
+        prepared.eval_dataset,
+        device,
+        DistInfo(),
+        record["seed"],
+        training_data=prepared.eval_dataset is prepared.dataset,
+        num_workers=num_workers,
+    )
+
     return {
         "checkpoint": str(path),
         "stage": stage.name,

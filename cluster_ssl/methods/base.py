@@ -46,6 +46,9 @@ class StageContext:
     epoch: int = 0
     eval_batch_size: int = 512
     num_workers: int = 2
+    #: whether ``dataset`` is the split the stage trains on (not a held-out split)
+    training_data: bool = True
+
     echo: Callable[[str], None] = print
 
     def embed(self, fn: Callable[[Batch], torch.Tensor]) -> torch.Tensor:

@@ -65,8 +65,8 @@ class IDFD(EmbeddingMethod):
         }
 
     def embedding(self, ctx: StageContext) -> torch.Tensor:
-        """The bank when asked for and it describes ``ctx.dataset`` (the training split);
+        """The bank when asked for and ``ctx.dataset`` is the training split it describes;
         the backbone embedding otherwise (e.g. scoring a held-out split)."""
-        if self.cluster_on == "bank" and len(ctx.dataset) == self.bank.num_samples:
+        if self.cluster_on == "bank" and ctx.training_data:
             return F.normalize(self.bank.memory, dim=1)
         return ctx.embed(self.features)

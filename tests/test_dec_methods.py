@@ -39,14 +39,15 @@ def reconstruction_error(autoencoder, dataset):
     return torch.nn.functional.mse_loss(r, x.reshape(r.shape)).item()
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_pretraining_lowers_reconstruction_error(digits, tmp_path, kind):
+@pytest.mark.parametrize(("kind", "dropout"), [("mlp", 0.0), ("conv", 0.0), ("mlp", 0.2)])
+def test_pretraining_lowers_reconstruction_error(digits, tmp_path, kind, dropout):
     torch.manual_seed(0)
     ae = MLPAutoencoder(64, (32, 32, 64), 10) if kind == "mlp" else ConvAutoencoder((1, 8, 8))
     before = reconstruction_error(ae, digits)
     stage = Stage(
         "pretrain",
-        AutoencoderPretraining(ae, OptimizerSpec("adam", 1e-3), 10, 2),
+        AutoencoderPretraining(ae, OptimizerSpec("adam", 1e-3), 10, 2, dropout=dropout),
+
         epochs=5,
         batch_size=32,
     )

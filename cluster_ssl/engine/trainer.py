@@ -59,6 +59,24 @@ class TrainSettings:
     progress: bool = True
 
 
+@dataclass
+class _StageRun:
+    """Everything one call of :meth:`Trainer.fit` works with."""
+
+    stage: Stage
+    stage_index: int
+    ctx: StageContext
+    method: Method
+    model: nn.Module
+    batches: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    total_steps: int
+    checkpoint_path: Path
+    run_config: dict[str, Any]
+
+
 class Trainer:
     """Runs a :class:`Stage` to completion, checkpointing after every epoch.
 
@@ -81,58 +99,19 @@ class Trainer:
         resume: dict[str, Any] | None,
         run_config: dict[str, Any],
     ) -> dict[str, Any]:
-        method = stage.method.to(ctx.device)
-        batches = make_batches(
-            ctx.dataset,
-            stage.batch_size,
-            ctx.device,
-            shuffle=True,
-            drop_last=stage.drop_last,
-            seed=self.settings.seed + stage_index,
-            dist=ctx.dist,
-            num_workers=ctx.num_workers,
-        )
-        steps_per_epoch = len(batches)
-        total_steps = stage.epochs * steps_per_epoch
-        if stage.max_steps is not None:
-            total_steps = min(total_steps, stage.max_steps)
-        optimizer = method.configure_optimizer()
-        scheduler = method.configure_scheduler(optimizer, total_steps)
-        scaler = grad_scaler(ctx.device, self.settings.precision)
-
+        run = self._prepare(stage, ctx, checkpoint_path, stage_index, run_config)
         if resume is None:
             seed_everything(self.settings.seed + 7919 * stage_index + 104729 * ctx.dist.rank)
-            method.train()
-            method.on_fit_start(ctx)
-            start_epoch, stop_reason = 0, None
+            run.method.train()
+            run.method.on_fit_start(ctx)
+            epoch, stop_reason = 0, None
         else:
-            load_state_strict(method, resume["method"], f"stage {stage.name!r}")
-            optimizer.load_state_dict(resume["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(resume["scheduler"])
-            scaler.load_state_dict(resume["scaler"])
-            set_rng_state(resume["rng"][ctx.dist.rank])
-            ctx.step, start_epoch = resume["step"], resume["epoch"]
-            stop_reason = resume["stop_reason"]
-            self.logger.echo(
-                f"resuming stage {stage.name!r} after epoch {start_epoch}, step {ctx.step}"
-            )
-
-        model: nn.Module = method
-        if ctx.dist.enabled:
-            if ctx.device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-            model = DistributedDataParallel(
-                model,
-                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                find_unused_parameters=method.find_unused_parameters,
-                broadcast_buffers=method.broadcast_buffers,
-            )
+            epoch, stop_reason = self._restore(run, resume)
+        run.model = self._distribute(run.method, ctx)
 
         started = time.perf_counter()
-        epoch = start_epoch
         progress = tqdm(
-            total=total_steps,
+            total=run.total_steps,
             initial=ctx.step,
             desc=stage.name,
             unit="step",
@@ -142,42 +121,19 @@ class Trainer:
         )
         while stop_reason is None and epoch < stage.epochs:
             ctx.epoch = epoch
-            batches.set_epoch(epoch)
-            method.train()
-            stop_reason = self._run_epoch(
-                stage,
-                model,
-                method,
-                batches,
-                optimizer,
-                scheduler,
-                scaler,
-                ctx,
-                total_steps,
-                progress,
-            )
+            run.batches.set_epoch(epoch)
+            run.method.train()
+            stop_reason = self._run_epoch(run, progress)
             epoch += 1
-            epoch_logs = method.on_epoch_end(ctx)
+            epoch_logs = run.method.on_epoch_end(ctx)
             if stage.eval_every and (epoch % stage.eval_every == 0 or epoch == stage.epochs):
-                epoch_logs.update(self.evaluate(method, ctx))
+                epoch_logs.update(self.evaluate(run.method, ctx))
                 self.logger.echo(f"{stage.name} epoch {epoch}: {describe(epoch_logs)}")
-            if stop_reason is None and ctx.step >= total_steps:
-                stop_reason = f"reached {total_steps} steps"
+            if stop_reason is None and ctx.step >= run.total_steps:
+                stop_reason = f"reached {run.total_steps} steps"
             epoch_logs["epoch"] = epoch
             self.logger.log(epoch_logs, step=ctx.step, stage=stage.name)
-            self._save(
-                checkpoint_path,
-                stage,
-                stage_index,
-                method,
-                optimizer,
-                scheduler,
-                scaler,
-                ctx,
-                epoch,
-                stop_reason,
-                run_config,
-            )
+            self._save(run, epoch, stop_reason)
         progress.close()
         if stop_reason is None:
             stop_reason = f"finished {stage.epochs} epochs"
@@ -190,54 +146,102 @@ class Trainer:
             "seconds": time.perf_counter() - started,
         }
 
-    def _run_epoch(
-        self,
-        stage,
-        model,
-        method,
-        batches,
-        optimizer,
-        scheduler,
-        scaler,
-        ctx,
-        total_steps,
-        progress,
-    ) -> str | None:
+    def _prepare(self, stage, ctx, checkpoint_path, stage_index, run_config) -> _StageRun:
+        method = stage.method.to(ctx.device)
+        batches = make_batches(
+            ctx.dataset,
+            stage.batch_size,
+            ctx.device,
+            shuffle=True,
+            drop_last=stage.drop_last,
+            seed=self.settings.seed + stage_index,
+            dist=ctx.dist,
+            num_workers=ctx.num_workers,
+        )
+        total_steps = stage.epochs * len(batches)
+        if stage.max_steps is not None:
+            total_steps = min(total_steps, stage.max_steps)
+        optimizer = method.configure_optimizer()
+        return _StageRun(
+            stage=stage,
+            stage_index=stage_index,
+            ctx=ctx,
+            method=method,
+            model=method,
+            batches=batches,
+            optimizer=optimizer,
+            scheduler=method.configure_scheduler(optimizer, total_steps),
+            scaler=grad_scaler(ctx.device, self.settings.precision),
+            total_steps=total_steps,
+            checkpoint_path=checkpoint_path,
+            run_config=run_config,
+        )
+
+    def _restore(self, run: _StageRun, resume: dict[str, Any]) -> tuple[int, str | None]:
+        load_state_strict(run.method, resume["method"], f"stage {run.stage.name!r}")
+        run.optimizer.load_state_dict(resume["optimizer"])
+        if run.scheduler is not None:
+            run.scheduler.load_state_dict(resume["scheduler"])
+        run.scaler.load_state_dict(resume["scaler"])
+        set_rng_state(resume["rng"][run.ctx.dist.rank])
+        run.ctx.step = resume["step"]
+        self.logger.echo(
+            f"resuming stage {run.stage.name!r} after epoch {resume['epoch']}, step {run.ctx.step}"
+        )
+        return resume["epoch"], resume["stop_reason"]
+
+    @staticmethod
+    def _distribute(method: Method, ctx: StageContext) -> nn.Module:
+        """DDP (with SyncBatchNorm on CUDA) around the method when there are several ranks."""
+        if not ctx.dist.enabled:
+            return method
+        model: nn.Module = method
+        if ctx.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        return DistributedDataParallel(
+            model,
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=method.find_unused_parameters,
+            broadcast_buffers=method.broadcast_buffers,
+        )
+
+    def _run_epoch(self, run: _StageRun, progress: tqdm) -> str | None:
+        ctx, method = run.ctx, run.method
         nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
         reason = None
-        for batch in batches:
+        for batch in run.batches:
             method.on_step_start(ctx)
             reason = method.stop_reason()
             if reason is not None:
                 break
             with autocast(ctx.device, self.settings.precision):
-                outputs = model(batch)
+                outputs = run.model(batch)
             loss = outputs["loss"]
             nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync per step
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None:
-                scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            if run.scheduler is not None:
+                run.scheduler.step()
             ctx.step += 1
             progress.update()
-            if ctx.step % self.settings.log_every == 0 or ctx.step == total_steps:
-                self._check_finite(nonfinite, stage, ctx)
-                logs = self._step_logs(outputs, optimizer)
+            if ctx.step % self.settings.log_every == 0 or ctx.step == run.total_steps:
+                self._check_finite(nonfinite, run)
+                logs = self._step_logs(outputs, run.optimizer)
                 progress.set_postfix(epoch=ctx.epoch + 1, loss=f"{logs['loss']:.4g}")
-                self.logger.log(logs, step=ctx.step, stage=stage.name)
-            if ctx.step >= total_steps:
+                self.logger.log(logs, step=ctx.step, stage=run.stage.name)
+            if ctx.step >= run.total_steps:
                 break
-        self._check_finite(nonfinite, stage, ctx)  # before anything is checkpointed
+        self._check_finite(nonfinite, run)  # before anything is checkpointed
         return reason
 
     @staticmethod
-    def _check_finite(nonfinite: torch.Tensor, stage: Stage, ctx: StageContext) -> None:
+    def _check_finite(nonfinite: torch.Tensor, run: _StageRun) -> None:
         if bool(all_reduce_mean(nonfinite.float()) > 0):
             raise UserError(
-                f"the loss became NaN or infinite in stage {stage.name!r} during epoch "
-                f"{ctx.epoch + 1} (by step {ctx.step}); lower the learning rate "
+                f"the loss became NaN or infinite in stage {run.stage.name!r} during epoch "
+                f"{run.ctx.epoch + 1} (by step {run.ctx.step}); lower the learning rate "
                 "(--set lr=... / pretrain_lr=...) or use --precision fp32; "
                 "the last good checkpoint is kept"
             )
@@ -272,20 +276,8 @@ class Trainer:
         self.logger.log_histogram("cluster_sizes", metrics["cluster_sizes"], stage="eval")
         return metrics
 
-    def _save(
-        self,
-        path,
-        stage,
-        stage_index,
-        method,
-        optimizer,
-        scheduler,
-        scaler,
-        ctx,
-        epoch,
-        stop_reason,
-        run_config,
-    ) -> None:
+    def _save(self, run: _StageRun, epoch: int, stop_reason: str | None) -> None:
+        ctx = run.ctx
         rng = [rng_state()]
         if ctx.dist.enabled:
             rng = [None] * ctx.dist.world_size
@@ -294,19 +286,19 @@ class Trainer:
             save_checkpoint(
                 {
                     "format": CHECKPOINT_FORMAT,
-                    "stage": stage.name,
-                    "stage_index": stage_index,
+                    "stage": run.stage.name,
+                    "stage_index": run.stage_index,
                     "epoch": epoch,
                     "step": ctx.step,
                     "stop_reason": stop_reason,
-                    "method": method.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict(),
+                    "method": run.method.state_dict(),
+                    "optimizer": run.optimizer.state_dict(),
+                    "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),
+                    "scaler": run.scaler.state_dict(),
                     "rng": rng,
-                    "run": run_config,
+                    "run": run.run_config,
                 },
-                path,
+                run.checkpoint_path,
             )
         barrier()
 

@@ -1,0 +1,242 @@
+"""Performance measurements for cluster-ssl, one subcommand per measurement.
+
+    python tools/benchmark.py augment [--batch 256] [--steps 20] [--size 32] [--repeats 5]
+
+``augment``: images/s of the device-side ``simclr`` pipeline (two views, batched, on a uint8
+batch already on the device; once per ``--threads`` setting of torch's intra-op threads)
+against torchvision's per-image v2 transforms in a DataLoader (two views per image,
+``--workers`` processes), and kornia.augmentation's stock ops on the same device for
+reference (at the first ``--threads`` setting); all in one run, interleaved, ``--repeats``
+times, reporting the median. Record results in docs/BENCHMARKS.md with the command and the
+machine.
+
+To add a measurement: write ``bench_<name>(args) -> None`` and register its arguments in
+``build_parser`` with ``set_defaults(func=bench_<name>)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
+from cluster_ssl.engine.device import DEVICE_CHOICES, resolve_device  # noqa: E402
+
+
+def machine_summary() -> str:
+    """One line naming the CPU, core count, and library versions."""
+    import kornia
+    import torchvision
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"cpu: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}, kornia {kornia.__version__}"
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(run: Callable[[], int], device: torch.device) -> float:
+    """Images per second of one call of ``run`` (which returns how many images it did)."""
+    _sync(device)
+    start = time.perf_counter()
+    images = run()
+    _sync(device)
+    return images / (time.perf_counter() - start)
+
+
+class _TorchvisionViews(torch.utils.data.Dataset):
+    """``length`` items cycling over ``images``; each item is two augmented views."""
+
+    def __init__(self, images: torch.Tensor, length: int, transform: Callable) -> None:
+        self.images = images
+        self.length = length
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[index % len(self.images)]
+        return self.transform(image), self.transform(image)
+
+
+def _torchvision_simclr(size: int, mean: tuple, std: tuple) -> Callable:
+    """SimCLR's weak augmentation as torchvision v2 per-image tensor transforms."""
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+
+
+def _kornia_simclr(size: int, mean: tuple, std: tuple) -> torch.nn.Module:
+    """The same augmentation from kornia.augmentation's stock ops (float input)."""
+    import kornia.augmentation as K
+
+    return torch.nn.Sequential(
+        K.RandomResizedCrop((size, size), scale=(0.2, 1.0)),
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+        K.RandomGrayscale(p=0.2),
+        K.Normalize(torch.tensor(mean), torch.tensor(std)),
+    )
+
+
+def _print_table(rows: list[tuple[str, list[float]]], batch: int) -> None:
+    print(f"| pipeline | images/s (median) | min | max | ms per batch of {batch} (2 views) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rates in rows:
+        median = statistics.median(rates)
+        print(
+            f"| {name} | {median:,.0f} | {min(rates):,.0f} | {max(rates):,.0f} "
+            f"| {1000 * batch / median:.1f} |"
+        )
+
+
+def bench_augment(args: argparse.Namespace) -> None:
+    """SimCLR two-view augmentation: device pipeline vs torchvision DataLoader vs kornia."""
+    default_threads = torch.get_num_threads()
+    if args.threads:
+        threads = sorted({int(t) for t in args.threads.split(",")})
+    else:
+        threads = sorted({1, default_threads})
+    device = resolve_device(args.device)
+    mean, std = dataset_stats("cifar10")
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8)
+    on_device = images.to(device)
+
+    ours = TwoViews(build_pipeline("simclr", image_size=args.size, mean=mean, std=std))
+    stock = TwoViews(_kornia_simclr(args.size, mean, std)).to(device)
+    dataset = _TorchvisionViews(
+        images, args.batch * args.steps, _torchvision_simclr(args.size, mean, std)
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+    )
+
+    def with_threads(num_threads: int, run: Callable[[], int]) -> Callable[[], int]:
+        def wrapped() -> int:
+            torch.set_num_threads(num_threads)
+            try:
+                return run()
+            finally:
+                torch.set_num_threads(default_threads)
+
+        return wrapped
+
+    def run_ours() -> int:
+        for _ in range(args.steps):
+            ours(on_device)
+        return args.batch * args.steps
+
+    def run_stock() -> int:
+        for _ in range(args.kornia_steps):
+            stock(on_device.float().div(255))
+        return args.batch * args.kornia_steps
+
+    def run_torchvision() -> int:
+        count = 0
+        for first, second in loader:
+            first.to(device)
+            second.to(device)
+            count += first.shape[0]
+        return count
+
+    def threads_label(n: int) -> str:
+        return f"{n} thread{'s' * (n > 1)}"
+
+    candidates = [
+        (f"cluster-ssl `simclr`, device, {threads_label(n)}", with_threads(n, run_ours))
+        for n in threads
+    ]
+    if args.kornia_steps:
+        label = f"kornia.augmentation stock ops, device, {threads_label(threads[0])}"
+        candidates.append((label, with_threads(threads[0], run_stock)))
+    candidates.append(
+        (f"torchvision v2 per image, DataLoader num_workers={args.workers}", run_torchvision)
+    )
+    print(machine_summary())
+    print(f"device {device}, batch {args.batch}, {args.size}x{args.size} RGB uint8")
+    for _, run in candidates:  # warm-up: allocator, worker start-up, first-call overheads
+        run()
+    rates: dict[str, list[float]] = {name: [] for name, _ in candidates}
+    for repeat in range(args.repeats):
+        for name, run in candidates:
+            rates[name].append(_rate(run, device))
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: "
+            + ", ".join(f"{rates[name][-1]:,.0f}" for name, _ in candidates),
+            flush=True,
+        )
+    rows = [(name, rates[name]) for name, _ in candidates]
+    _print_table(rows, args.batch)
+    baseline = statistics.median(rows[-1][1])
+    for name, values in rows[:-1]:
+        print(f"speedup of {name} over torchvision: {statistics.median(values) / baseline:.1f}x")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    augment = commands.add_parser("augment", help=bench_augment.__doc__)
+    augment.add_argument("--batch", type=int, default=256, help="images per batch")
+    augment.add_argument("--steps", type=int, default=20, help="batches per measurement")
+    augment.add_argument("--size", type=int, default=32, help="image side in pixels")
+    augment.add_argument("--repeats", type=int, default=5, help="measurements per pipeline")
+    augment.add_argument("--workers", type=int, default=2, help="torchvision DataLoader workers")
+    augment.add_argument(
+        "--kornia-steps", type=int, default=4, help="batches per kornia measurement (0 skips it)"
+    )
+    augment.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    augment.add_argument(
+        "--threads",
+        default="",
+        help="comma-separated torch intra-op thread counts for the device pipeline "
+        "(default: 1 and torch's default)",
+    )
+    augment.set_defaults(func=bench_augment)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -66,18 +66,18 @@ def barrier() -> None:
 
 def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's ``x`` along dim 0 (no gradient); rows may differ per rank."""
-    info = current()
-    if not info.enabled:
+    if not current().enabled:
         return x
-    count = torch.tensor([x.shape[0]], device=x.device)
-    counts = [torch.zeros_like(count) for _ in range(info.world_size)]
-    dist.all_gather(counts, count)
-    longest = int(max(c.item() for c in counts))
-    padded = x.new_zeros((longest, *x.shape[1:]))
+    return _gather_padded(x, _rows_per_rank(x.shape[0], x.device))
+
+
+def _gather_padded(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """All-gather rows of unequal count: pad to the longest, gather, trim, concatenate."""
+    padded = x.new_zeros((max(counts), *x.shape[1:]))
     padded[: x.shape[0]] = x
-    parts = [torch.zeros_like(padded) for _ in range(info.world_size)]
+    parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded)
-    return torch.cat([part[: int(c.item())] for part, c in zip(parts, counts, strict=True)])
+    return torch.cat([part[:c] for part, c in zip(parts, counts, strict=True)])
 
 
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
@@ -117,13 +117,9 @@ class _GatherWithGrad(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         info = current()
         counts = _rows_per_rank(x.shape[0], x.device)
-        padded = x.new_zeros((max(counts), *x.shape[1:]))
-        padded[: x.shape[0]] = x
-        parts = [torch.empty_like(padded) for _ in counts]
-        dist.all_gather(parts, padded)
         ctx.start = sum(counts[: info.rank])
         ctx.rows = x.shape[0]
-        return torch.cat([part[:c] for part, c in zip(parts, counts, strict=True)])
+        return _gather_padded(x, counts)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:

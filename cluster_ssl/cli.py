@@ -12,13 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from cluster_ssl.config import parse_assignments
+from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, parse_assignments
 from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES
 from cluster_ssl.engine.logging import WANDB_MODES
 from cluster_ssl.errors import UserError
-
-DEFAULT_RECIPE = "dec"
-DEFAULT_DATASET = "digits"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "recipe",
         nargs="?",
-        default=DEFAULT_RECIPE,
         help=f"recipe name (default {DEFAULT_RECIPE}); see `cluster-ssl list`",
     )
     train.add_argument(
         "--dataset",
-        default=DEFAULT_DATASET,
         help=f"dataset name (default {DEFAULT_DATASET}, built in)",
     )
     train.add_argument("--data-root", help="directory holding the dataset's files")
@@ -57,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a recipe setting (repeatable)",
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    train.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+    train.add_argument(
+        "--precision", choices=PRECISION_CHOICES, help="autocast dtype (default auto)"
+    )
     train.add_argument("--wandb", choices=WANDB_MODES, default="disabled")
     train.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
@@ -104,7 +101,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {args.epochs}")
         overrides["epochs"] = args.epochs
-    out = args.out or _fresh_out_dir(args.recipe, args.dataset)
+    if args.resume and args.out is None:
+        raise UserError("--resume needs --out DIR, the run directory to continue")
+    out = args.out or _fresh_out_dir(args.recipe or DEFAULT_RECIPE, args.dataset or DEFAULT_DATASET)
     summary = train(
         RunRequest(
             recipe=args.recipe,

@@ -12,6 +12,10 @@ from cluster_ssl.errors import UserError
 
 C = TypeVar("C", bound="RecipeConfig")
 
+#: what ``cluster-ssl train`` runs when no recipe or dataset is named
+DEFAULT_RECIPE = "dec"
+DEFAULT_DATASET = "digits"
+
 
 @dataclass
 class RecipeConfig:
@@ -56,7 +60,55 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
                 f"unknown setting {key!r} for this recipe; valid keys: {', '.join(valid)}"
             )
         values[key] = parse_value(raw, hints[key], key) if isinstance(raw, str) else raw
-    return cls(**values)
+    config = cls(**values)
+    check_ranges(config)
+    return config
+
+
+#: settings that must be > 0, and settings that must be >= 0, wherever a recipe has them
+POSITIVE = (
+    "num_clusters",
+    "epochs",
+    "batch_size",
+    "update_interval",
+    "maxiter",
+    "kmeans_restarts",
+    "lr",
+    "pretrain_lr",
+    "alpha",
+    "temperature",
+    "instance_temperature",
+    "cluster_temperature",
+    "decorrelation_temperature",
+    "image_size",
+    "width",
+    "strength",
+    "embedding_dim",
+    "feature_dim",
+)
+NON_NEGATIVE = (
+    "tol",
+    "momentum",
+    "weight_decay",
+    "gamma",
+    "eval_every",
+    "entropy_weight",
+    "decorrelation_weight",
+    "warmup",
+    "pretrain_dropout",
+)
+
+
+def check_ranges(config: RecipeConfig) -> None:
+    """One clear error for a value outside its range, before anything is built or trained."""
+    for name in POSITIVE + NON_NEGATIVE:
+        value = getattr(config, name, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if name in POSITIVE and value <= 0:
+            raise UserError(f"--set {name}={value}: must be greater than 0")
+        if name in NON_NEGATIVE and value < 0:
+            raise UserError(f"--set {name}={value}: must not be negative")
 
 
 def parse_value(text: str, annotation: Any, key: str) -> Any:

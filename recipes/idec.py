@@ -39,7 +39,6 @@ PRESETS = {
     "fashion-mnist": {"epochs": 200, "update_interval": 140, "lr": 0.1},
     "usps": {"epochs": 200, "update_interval": 30, "lr": 0.01},
     "digits": {"epochs": 300, "update_interval": 30},
-
 }
 
 RECIPE = Recipe(

@@ -6,8 +6,17 @@ import pytest
 
 from cluster_ssl.cli import main
 
-FAST = ["--epochs", "2", "--set", "maxiter=30", "--set", "kmeans_restarts=2",
-        "--set", "update_interval=5", "--no-progress"]
+FAST = [
+    "--epochs",
+    "2",
+    "--set",
+    "maxiter=30",
+    "--set",
+    "kmeans_restarts=2",
+    "--set",
+    "update_interval=5",
+    "--no-progress",
+]
 
 
 def run(capsys, *argv):
@@ -58,11 +67,18 @@ def test_list_names_recipes_and_datasets(capsys):
         (["train", "dec", "--dataset", "cifar10", "--data-root", "{tmp}/missing"], "CIFAR-10"),
         (["train", "dec", "--epochs", "0"], "--epochs must be at least 1"),
         (["eval", "{tmp}/none.pt"], "checkpoint not found"),
+        (["train", "dec", "--set", "batch_size=0"], "must be greater than 0"),
+        (["train", "dec", "--set", "momentum=-1"], "must not be negative"),
+        (["train", "dec", "--set", "optimizer=adamx"], "unknown optimizer 'adamx'"),
+        (["train", "dec", "--set", "schedule=linear"], "unknown setting 'schedule'"),
+        (["train", "simclr", "--set", "schedule=linear"], "unknown schedule 'linear'"),
+        (["train", "idfd", "--set", "cluster_on=pixels"], "invalid settings for idfd"),
+        (["train", "--resume"], "--resume needs --out"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    if argv[0] == "train":
+    if argv[0] == "train" and "--resume" not in argv:
         argv += ["--out", str(tmp_path / "out")]
     code, stdout, stderr = run(capsys, *argv)
     assert code == 2
@@ -82,8 +98,18 @@ def test_an_existing_run_is_never_overwritten(tmp_path, capsys):
 
 def test_nan_loss_stops_with_a_clear_message_and_no_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, stderr = run(capsys, "train", "dec", "--out", str(out), "--set", "pretrain_lr=1e30",
-                          "--set", "pretrain_optimizer=sgd", *FAST)
+    code, _, stderr = run(
+        capsys,
+        "train",
+        "dec",
+        "--out",
+        str(out),
+        "--set",
+        "pretrain_lr=1e30",
+        "--set",
+        "pretrain_optimizer=sgd",
+        *FAST,
+    )
     assert code == 2
     assert "the loss became NaN or infinite" in stderr and "lower the learning rate" in stderr
     assert not list(out.glob("stages/*.pt")) and not (out / "summary.json").exists()
@@ -101,9 +127,44 @@ def test_an_unreadable_image_is_named(tmp_path, capsys):
 
     write_image_folder(tmp_path / "images", broken=True)
     out = tmp_path / "out"
-    code, _, stderr = run(capsys, "train", "dec", "--dataset", "folder", "--data-root",
-                          str(tmp_path / "images"), "--set", "num_clusters=2",
-                          "--set", "image_size=16", "--out", str(out), *FAST)
+    code, _, stderr = run(
+        capsys,
+        "train",
+        "dec",
+        "--dataset",
+        "folder",
+        "--data-root",
+        str(tmp_path / "images"),
+        "--set",
+        "num_clusters=2",
+        "--set",
+        "image_size=16",
+        "--out",
+        str(out),
+        *FAST,
+    )
     assert code == 2
     assert stderr.startswith("error: cannot read image ") and len(stderr.splitlines()) == 1
     assert not list(out.glob("stages/*.pt")) and not (out / "summary.json").exists()
+
+
+def test_eval_finds_the_checkpoint_of_a_run_trained_elsewhere(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(capsys, "train", "dec", "--out", "relative-run", *FAST)
+    assert code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, stdout, _ = run(capsys, "eval", str(tmp_path / "relative-run"))
+    assert code == 0 and "02-cluster.pt" in stdout
+
+
+def test_resume_keeps_the_settings_the_run_started_with(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "dec", "--out", str(out), *FAST)[0] == 0
+    code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--seed", "3")
+    assert code == 2 and "cannot change seed" in stderr
+    code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--set", "lr=1")
+    assert code == 2 and "cannot change overrides" in stderr
+    code, stdout, _ = run(capsys, "train", "--out", str(out), "--resume", "--no-progress")
+    assert code == 0 and "ACC " in stdout  # nothing left to train: it scores the run again

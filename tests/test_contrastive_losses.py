@@ -264,3 +264,16 @@ def test_memory_bank_rejects_bad_arguments() -> None:
         bank.update(torch.tensor([0]), torch.randn(1, 3), momentum=1.0)
     with pytest.raises(ValueError, match="features"):
         bank.update(torch.tensor([0, 1]), torch.randn(2, 4))
+
+
+def test_losses_run_in_fp32_under_autocast():
+    from cluster_ssl.losses.contrastive import nt_xent
+
+    torch.manual_seed(0)
+    z_a, z_b = torch.randn(8, 16), torch.randn(8, 16)
+    exact = nt_xent(z_a, z_b, 0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = nt_xent(z_a.bfloat16(), z_b.bfloat16(), 0.1)
+    assert inside.dtype == torch.float32
+    rounded = nt_xent(z_a.bfloat16().float(), z_b.bfloat16().float(), 0.1)
+    assert torch.allclose(inside, rounded, atol=1e-6) and torch.allclose(inside, exact, atol=0.05)

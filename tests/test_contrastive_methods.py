@@ -42,10 +42,7 @@ def build(recipe, **overrides):
 
 
 def context(dataset, echo=lambda _: None, training_data=True):
-    return StageContext(
-        dataset, CPU, seed=0, num_workers=0, echo=echo, training_data=training_data
-    )
-
+    return StageContext(dataset, CPU, seed=0, num_workers=0, echo=echo, training_data=training_data)
 
 
 def batch_of(dataset, index):

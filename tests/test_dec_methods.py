@@ -47,7 +47,6 @@ def test_pretraining_lowers_reconstruction_error(digits, tmp_path, kind, dropout
     stage = Stage(
         "pretrain",
         AutoencoderPretraining(ae, OptimizerSpec("adam", 1e-3), 10, 2, dropout=dropout),
-
         epochs=5,
         batch_size=32,
     )

@@ -29,14 +29,17 @@ def test_ranks_get_equal_disjoint_shards_covering_everything():
     ]
     assert {len(s) for s in shards} == {4}
     assert set(torch.cat(shards).tolist()) == set(range(11))
-    unpadded = [epoch_order(11, shuffle=False, seed=0, epoch=0, dist=DistInfo(r, 3), pad=False)
-                for r in range(3)]
+    unpadded = [
+        epoch_order(11, shuffle=False, seed=0, epoch=0, dist=DistInfo(r, 3), pad=False)
+        for r in range(3)
+    ]
     assert sorted(torch.cat(unpadded).tolist()) == list(range(11))
 
 
 def test_device_batches_carry_image_label_and_index():
-    batches = DeviceBatches(toy(), 4, torch.device("cpu"), shuffle=True, drop_last=False,
-                            seed=0, dist=DistInfo())
+    batches = DeviceBatches(
+        toy(), 4, torch.device("cpu"), shuffle=True, drop_last=False, seed=0, dist=DistInfo()
+    )
     seen = []
     for batch in batches:
         assert batch["image"].dtype == torch.uint8
@@ -47,8 +50,9 @@ def test_device_batches_carry_image_label_and_index():
 
 
 def test_drop_last_keeps_full_batches_only():
-    batches = DeviceBatches(toy(), 4, torch.device("cpu"), shuffle=True, drop_last=True,
-                            seed=0, dist=DistInfo())
+    batches = DeviceBatches(
+        toy(), 4, torch.device("cpu"), shuffle=True, drop_last=True, seed=0, dist=DistInfo()
+    )
     assert len(batches) == 2 and all(len(b["index"]) == 4 for b in batches)
 
 

@@ -16,15 +16,35 @@ from cluster_ssl.cli import main
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["train", "dec", "--dataset", "digits", "--epochs", "8", "--no-progress",
-        "--set", "maxiter=60", "--set", "update_interval=10", "--set", "tol=0",
-        "--set", "kmeans_restarts=2", "--set", "batch_size=64"]
+ARGS = [
+    "train",
+    "dec",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "8",
+    "--no-progress",
+    "--set",
+    "maxiter=60",
+    "--set",
+    "update_interval=10",
+    "--set",
+    "tol=0",
+    "--set",
+    "kmeans_restarts=2",
+    "--set",
+    "batch_size=64",
+]
 
 
 def start(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cluster_ssl.cli", *ARGS, "--out", str(out),
-                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cluster_ssl.cli", *ARGS, "--out", str(out), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def kill_when(process: subprocess.Popen, path: Path, timeout: float = 120) -> None:

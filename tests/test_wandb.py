@@ -13,9 +13,25 @@ def test_offline_wandb_writes_a_run_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WANDB_API_KEY", "")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any network use would fail
     out = tmp_path / "run"
-    code = main(["train", "dec", "--dataset", "digits", "--out", str(out), "--wandb", "offline",
-                 "--epochs", "1", "--set", "maxiter=10", "--set", "kmeans_restarts=1",
-                 "--no-progress"])
+    code = main(
+        [
+            "train",
+            "dec",
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--wandb",
+            "offline",
+            "--epochs",
+            "1",
+            "--set",
+            "maxiter=10",
+            "--set",
+            "kmeans_restarts=1",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1

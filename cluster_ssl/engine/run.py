@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from cluster_ssl.config import as_dict, build_config
+from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, as_dict, build_config
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.data.registry import DATASETS, build_dataset
 from cluster_ssl.engine.checkpoint import (
@@ -41,32 +41,53 @@ from cluster_ssl.recipe import Recipe
 
 @dataclass
 class RunRequest:
-    """Everything ``cluster-ssl train`` was asked to do."""
+    """Everything ``cluster-ssl train`` was asked to do.
 
-    recipe: str
-    dataset: str = "digits"
+    ``None`` means "not given": the default for a new run, the stored value on ``--resume``.
+    """
+
+    recipe: str | None = None
+    dataset: str | None = None
     out: Path = Path("runs/run")
     data_root: str | None = None
     download: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    seed: int | None = None
     device: str = "auto"
-    precision: str = "auto"
+    precision: str | None = None
     wandb: str = "disabled"
     resume: bool = False
     progress: bool = True
     num_workers: int = 2
 
-    def record(self) -> dict[str, Any]:
-        return {
+    def given(self) -> dict[str, Any]:
+        """The parts of the run record that were asked for explicitly."""
+        asked = {
             "recipe": self.recipe,
             "dataset": self.dataset,
-            "data_root": self.data_root,
-            "download": self.download,
-            "overrides": self.overrides,
+            "overrides": self.overrides or None,
             "seed": self.seed,
             "precision": self.precision,
         }
+        return {key: value for key, value in asked.items() if value is not None}
+
+    def record(self) -> dict[str, Any]:
+        """The record of a new run: what was given, defaults for the rest."""
+        return {
+            **RECORD_DEFAULTS,
+            **self.given(),
+            "data_root": self.data_root,
+            "download": self.download,
+        }
+
+
+RECORD_DEFAULTS: dict[str, Any] = {
+    "recipe": DEFAULT_RECIPE,
+    "dataset": DEFAULT_DATASET,
+    "overrides": {},
+    "seed": 0,
+    "precision": "auto",
+}
 
 
 def get_recipe(name: str) -> Recipe:
@@ -108,7 +129,14 @@ def prepare(record: dict[str, Any]) -> Prepared:
                 f"num_clusters={num_clusters} is larger than the {len(data)} images in "
                 f"{record['dataset']!r} ({split}); lower --set num_clusters or add images"
             )
-    stages = recipe.build(config, dataset, num_clusters)
+    try:
+        stages = recipe.build(config, dataset, num_clusters)
+    except UserError:
+        raise
+    except ValueError as error:  # a setting the model or method rejects
+        raise UserError(f"invalid settings for {recipe.name}: {error}") from None
+    for stage in stages:  # every stage's optimiser and schedule, before stage 1 trains
+        stage.method.configure_scheduler(stage.method.configure_optimizer(), 1)
     return Prepared(recipe, config, dataset, eval_dataset, num_clusters, stages)
 
 
@@ -247,18 +275,28 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
                 f"--resume: {out} holds no run (no run.json); start it without --resume"
             )
         stored = json.loads(run_file.read_text())
-        asked = request.record()
+        asked = request.given()
         for key in ("recipe", "dataset"):
-            if asked[key] != stored[key]:
+            if asked.get(key, stored[key]) != stored[key]:
                 raise UserError(
                     f"--resume: {out} is a {stored['recipe']} run on {stored['dataset']}, "
-                    f"not {asked['recipe']} on {asked['dataset']}; use another --out"
+                    f"not {asked.get('recipe', stored['recipe'])} on "
+                    f"{asked.get('dataset', stored['dataset'])}; use another --out"
                 )
+        changed = [key for key, value in asked.items() if value != stored[key]]
+        if changed:
+            raise UserError(
+                f"--resume continues {out} with the settings it started with; it cannot "
+                f"change {', '.join(changed)} (drop those options, or start a new --out)"
+            )
+        if request.data_root is not None:  # the dataset moved: read it from its new place
+            stored["data_root"] = request.data_root
         return stored
     if (out / "summary.json").exists() or any(out.glob("stages/*.pt")):
         raise UserError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # left by a run that never checkpointed
     return request.record()
 
 
@@ -270,8 +308,9 @@ def evaluate_checkpoint(
     if path.is_dir():
         summary_file = path / "summary.json"
         candidates = sorted((path / "stages").glob("*.pt"))
-        if summary_file.is_file():
-            path = Path(json.loads(summary_file.read_text())["checkpoint"])
+        if summary_file.is_file():  # its path may be relative to where training ran
+            path = path / "stages" / Path(json.loads(summary_file.read_text())["checkpoint"]).name
+
         elif candidates:
             path = candidates[-1]
         else:

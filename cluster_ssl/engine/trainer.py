@@ -102,8 +102,9 @@ class Trainer:
         run = self._prepare(stage, ctx, checkpoint_path, stage_index, run_config)
         if resume is None:
             seed_everything(self.settings.seed + 7919 * stage_index + 104729 * ctx.dist.rank)
-            run.method.train()
+            run.method.eval()  # whole-dataset passes (k-means initialisation) in eval mode
             run.method.on_fit_start(ctx)
+
             epoch, stop_reason = 0, None
         else:
             epoch, stop_reason = self._restore(run, resume)
@@ -178,11 +179,21 @@ class Trainer:
         )
 
     def _restore(self, run: _StageRun, resume: dict[str, Any]) -> tuple[int, str | None]:
+        saved_world = len(resume["rng"])
+        if saved_world != run.ctx.dist.world_size:
+            raise UserError(
+                f"stage {run.stage.name!r} was checkpointed by {saved_world} process(es) and is "
+                f"resumed by {run.ctx.dist.world_size}; resume with the same number of "
+                "processes, or start a new --out"
+            )
         load_state_strict(run.method, resume["method"], f"stage {run.stage.name!r}")
+
         run.optimizer.load_state_dict(resume["optimizer"])
         if run.scheduler is not None:
             run.scheduler.load_state_dict(resume["scheduler"])
-        run.scaler.load_state_dict(resume["scaler"])
+        if resume["scaler"]:  # empty when the run was not scaling (fp32 / bf16)
+            run.scaler.load_state_dict(resume["scaler"])
+
         set_rng_state(resume["rng"][run.ctx.dist.rank])
         run.ctx.step = resume["step"]
         self.logger.echo(

@@ -8,6 +8,7 @@ import torch
 
 from cluster_ssl.engine.distributed import current, gather_with_grad
 from cluster_ssl.losses.contrastive import nt_xent
+from cluster_ssl.losses.precision import full_precision
 
 
 def instance_contrastive_loss(
@@ -37,6 +38,7 @@ def cluster_size_entropy(p: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return -(prob * prob.clamp_min(eps).log()).sum()
 
 
+@full_precision
 def cluster_contrastive_loss(
     p_a: torch.Tensor,
     p_b: torch.Tensor,

@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.engine.distributed import current, gather_with_grad, rank_offset
+from cluster_ssl.losses.precision import full_precision
 
 
+@full_precision
 def nt_xent(
     z_a: torch.Tensor, z_b: torch.Tensor, temperature: float, *, gather: bool = True
 ) -> torch.Tensor:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from cluster_ssl.losses.precision import full_precision
 
+
+@full_precision
 def dec_clustering_loss(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """KL(P || Q) between target and soft assignments (DEC, eq. 2), averaged over the batch.
 

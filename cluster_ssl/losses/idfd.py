@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cluster_ssl.losses.precision import full_precision
 
+
+@full_precision
 def instance_discrimination_loss(
     features: torch.Tensor, index: torch.Tensor, bank: torch.Tensor, temperature: float
 ) -> torch.Tensor:
@@ -44,6 +47,7 @@ def instance_discrimination_loss(
     return F.cross_entropy(logits, index.to(device=logits.device, dtype=torch.long))
 
 
+@full_precision
 def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0) -> torch.Tensor:
     """IDFD's feature decorrelation: each feature dimension should resemble only itself.
 

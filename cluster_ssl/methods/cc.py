@@ -43,7 +43,8 @@ class ContrastiveClustering(EmbeddingMethod):
         self.entropy_weight = entropy_weight
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        view_a, view_b = self.views(batch["image"])
+        view_a, view_b = self.augment(self.views, batch["image"])
+
         h = self.backbone(torch.cat([view_a, view_b]))
         z_a, z_b = self.instance_head(h).chunk(2)
         p_a, p_b = self.cluster_head(h).chunk(2)
@@ -64,7 +65,8 @@ class ContrastiveClustering(EmbeddingMethod):
 
     def predict(self, ctx: StageContext) -> Prediction:
         def assign(batch: Batch) -> torch.Tensor:
-            h = self.backbone(self.eval_transform(batch["image"]))
+            h = self.backbone(self.augment(self.eval_transform, batch["image"]))
+
             return torch.cat([self.cluster_head(h), torch.nn.functional.normalize(h, dim=1)], 1)
 
         out = ctx.embed(assign)

@@ -3,6 +3,8 @@ schedule, and clustering by k-means on the L2-normalised embedding."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,9 +49,16 @@ class EmbeddingMethod(Method):
     def configure_scheduler(self, optimizer, total_steps):
         return self.schedule.build(optimizer, total_steps)
 
+    @staticmethod
+    def augment(pipeline: nn.Module, images: torch.Tensor) -> Any:
+        """Run an augmentation pipeline in fp32, whatever autocast surrounds the step."""
+        with torch.autocast(images.device.type, enabled=False):
+            return pipeline(images)
+
     def features(self, batch: Batch) -> torch.Tensor:
         """Backbone features of the un-augmented images, L2-normalised."""
-        return F.normalize(self.backbone(self.eval_transform(batch["image"])), dim=1)
+        images = self.augment(self.eval_transform, batch["image"])
+        return F.normalize(self.backbone(images), dim=1)
 
     def embedding(self, ctx: StageContext) -> torch.Tensor:
         """The clustered embedding of the whole dataset (N, d), in dataset order."""

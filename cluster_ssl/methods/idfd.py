@@ -52,7 +52,8 @@ class IDFD(EmbeddingMethod):
         self.cluster_on = cluster_on
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        f = self.head(self.backbone(self.view(batch["image"])))
+        f = self.head(self.backbone(self.augment(self.view, batch["image"])))
+
         instance = instance_discrimination_loss(
             f, batch["index"], self.bank.memory, self.temperature
         )

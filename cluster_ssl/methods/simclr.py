@@ -27,7 +27,8 @@ class SimCLR(EmbeddingMethod):
         self.temperature = temperature
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        view_a, view_b = self.views(batch["image"])
+        view_a, view_b = self.augment(self.views, batch["image"])
+
         z = self.head(self.backbone(torch.cat([view_a, view_b])))
         z_a, z_b = z.chunk(2)
         return {"loss": nt_xent(z_a, z_b, self.temperature)}

@@ -278,7 +278,9 @@ class Trainer:
             ctx.dataset.labels, prediction.labels, prediction.num_clusters
         )
         if prediction.embedding is not None and ctx.dataset.labels is not None:
-            metrics["knn_acc"] = knn_accuracy(prediction.embedding, ctx.dataset.labels)
+            embedding, labels = prediction.embedding, ctx.dataset.labels
+            metrics["knn_acc"] = ctx.on_main(lambda: knn_accuracy(embedding, labels))
+
         if metrics["clusters_used"] < prediction.num_clusters:
             self.logger.echo(
                 f"warning: collapse at epoch {ctx.epoch + 1}: only {metrics['clusters_used']} "

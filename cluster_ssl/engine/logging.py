@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,11 @@ def _start_wandb(out_dir: Path, mode: str, config: dict, group: str | None, name
     except ImportError:
         raise UserError("--wandb needs the wandb package: pip install wandb") from None
     os.environ.setdefault("WANDB_SILENT", "true")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    id_file = out_dir / "wandb-run-id"  # a resumed run continues the same W&B run
+
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+    id_file.write_text(run_id + "\n")
     return wandb.init(
         project=os.environ.get("WANDB_PROJECT", "cluster-ssl"),
         dir=str(out_dir),
@@ -101,5 +107,7 @@ def _start_wandb(out_dir: Path, mode: str, config: dict, group: str | None, name
         group=group,
         name=name,
         job_type=group.split("/")[0] if group else None,
+        id=run_id,
+        resume="allow",
         reinit=True,
     )

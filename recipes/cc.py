@@ -63,6 +63,7 @@ def build(cfg: CCConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage
 
 
 PAPER = {"epochs": 1000, "eval_every": 50}
+CPU = {"backbone": "resnet18", "width": 0.25, "cifar_stem": True, "lr": 1e-3, "strength": 0.5}
 PRESETS = {
     "cifar10": {**PAPER, "strength": 0.5},
     "cifar100-20": {**PAPER, "strength": 0.5},
@@ -70,27 +71,9 @@ PRESETS = {
     "imagenet10": {**PAPER, "strength": 1.0, "blur": True},
     "imagenet-dogs": {**PAPER, "strength": 1.0, "blur": True},
     "tiny-imagenet": {**PAPER, "strength": 0.5},
-    # CPU presets: a quarter-width ResNet-18 with the CIFAR stem at the data's own size
-    "digits": {
-        "backbone": "resnet18",
-        "width": 0.25,
-        "cifar_stem": True,
-        "image_size": 16,
-        "epochs": 60,
-        "lr": 1e-3,
-        "strength": 0.5,
-        "eval_every": 10,
-    },
-    "fashion-mnist": {
-        "backbone": "resnet18",
-        "width": 0.25,
-        "cifar_stem": True,
-        "image_size": None,
-        "epochs": 30,
-        "lr": 1e-3,
-        "strength": 0.5,
-        "eval_every": 5,
-    },
+    # CPU presets: a quarter-width ResNet-18 with the CIFAR stem
+    "digits": {**CPU, "image_size": 16, "epochs": 60, "eval_every": 10},
+    "fashion-mnist": {**CPU, "image_size": None, "epochs": 30, "eval_every": 5},
 }
 
 RECIPE = Recipe(

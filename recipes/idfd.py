@@ -63,6 +63,15 @@ def build(cfg: IDFDConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
 
 
 PAPER = {"epochs": 2000, "eval_every": 100}
+CPU = {
+    "width": 0.25,
+    "batch_size": 256,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 1e-6,
+    "schedule": "cosine",
+    "temperature": 0.1,
+}
 PRESETS = {
     "cifar10": {**PAPER},
     "cifar100-20": {**PAPER},
@@ -71,29 +80,8 @@ PRESETS = {
     "imagenet-dogs": {**PAPER, "image_size": 96, "cifar_stem": False},
     "tiny-imagenet": {**PAPER, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18, Adam, a sharper softmax than tau = 1
-    "digits": {
-        "width": 0.25,
-        "image_size": 16,
-        "epochs": 60,
-        "batch_size": 256,
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 1e-6,
-        "schedule": "cosine",
-        "temperature": 0.1,
-        "eval_every": 10,
-    },
-    "fashion-mnist": {
-        "width": 0.25,
-        "epochs": 30,
-        "batch_size": 256,
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 1e-6,
-        "schedule": "cosine",
-        "temperature": 0.1,
-        "eval_every": 5,
-    },
+    "digits": {**CPU, "image_size": 16, "epochs": 60, "eval_every": 10},
+    "fashion-mnist": {**CPU, "epochs": 30, "eval_every": 5},
 }
 
 RECIPE = Recipe(

@@ -59,6 +59,15 @@ PAPER = {
     "temperature": 0.1,
     "eval_every": 50,
 }
+CPU = {
+    "batch_size": 256,
+    "width": 0.25,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 1e-6,
+    "temperature": 0.2,
+    "schedule": "cosine",
+}
 PRESETS = {
     "cifar10": {**PAPER},
     "cifar100-20": {**PAPER},
@@ -67,29 +76,8 @@ PRESETS = {
     "imagenet-dogs": {**PAPER, "image_size": 224, "cifar_stem": False, "batch_size": 256},
     "tiny-imagenet": {**PAPER, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18 and Adam
-    "digits": {
-        "epochs": 60,
-        "batch_size": 256,
-        "width": 0.25,
-        "image_size": 16,
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 1e-6,
-        "temperature": 0.2,
-        "schedule": "cosine",
-        "split": "train+test",
-        "eval_split": None,
-    },
-    "fashion-mnist": {
-        "epochs": 30,
-        "batch_size": 256,
-        "width": 0.25,
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "weight_decay": 1e-6,
-        "temperature": 0.2,
-        "eval_every": 5,
-    },
+    "digits": {**CPU, "epochs": 60, "image_size": 16, "split": "train+test", "eval_split": None},
+    "fashion-mnist": {**CPU, "epochs": 30, "eval_every": 5},
 }
 
 RECIPE = Recipe(

@@ -41,8 +41,8 @@ def build(recipe, **overrides):
     return prepared.stages[0], prepared.dataset
 
 
-def context(dataset, echo=lambda _: None, training_data=True):
-    return StageContext(dataset, CPU, seed=0, num_workers=0, echo=echo, training_data=training_data)
+def context(dataset, training_data=True):
+    return StageContext(dataset, CPU, seed=0, num_workers=0, training_data=training_data)
 
 
 def batch_of(dataset, index):
@@ -194,7 +194,7 @@ def test_online_monitor_logs_clustering_and_knn_metrics(tmp_path, recipe):
     logger = RunLogger(tmp_path, enabled=True)
     result = Trainer(TrainSettings(progress=False), logger).fit(
         stage,
-        context(dataset, logger.echo),
+        context(dataset),
         tmp_path / "stage.pt",
         stage_index=0,
         resume=None,
@@ -217,7 +217,7 @@ def fit_one_epoch(stage, dataset, tmp_path):
     logger = RunLogger(tmp_path, enabled=True)
     Trainer(TrainSettings(progress=False), logger).fit(
         stage,
-        context(dataset, logger.echo),
+        context(dataset),
         tmp_path / "stage.pt",
         stage_index=0,
         resume=None,

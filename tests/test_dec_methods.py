@@ -25,7 +25,7 @@ def digits():
 
 def fit(stage, dataset, tmp_path):
     trainer = Trainer(TrainSettings(progress=False), RunLogger(tmp_path, enabled=False))
-    ctx = StageContext(dataset, torch.device("cpu"), seed=0, echo=lambda _: None)
+    ctx = StageContext(dataset, torch.device("cpu"), seed=0)
     result = trainer.fit(
         stage, ctx, tmp_path / "stage.pt", stage_index=0, resume=None, run_config={}
     )

@@ -185,12 +185,7 @@ def train(request: RunRequest) -> dict[str, Any]:
     settings = TrainSettings(seed=record["seed"], precision=precision, progress=request.progress)
     trainer = Trainer(settings, logger)
     ctx = StageContext(
-        prepared.dataset,
-        device,
-        record["seed"],
-        dist,
-        num_workers=request.num_workers,
-        echo=logger.echo,
+        prepared.dataset, device, record["seed"], dist, num_workers=request.num_workers
     )
     stage_results = []
     for index, stage in enumerate(prepared.stages):

@@ -49,8 +49,6 @@ class StageContext:
     #: whether ``dataset`` is the split the stage trains on (not a held-out split)
     training_data: bool = True
 
-    echo: Callable[[str], None] = print
-
     def embed(self, fn: Callable[[Batch], torch.Tensor]) -> torch.Tensor:
         """``fn`` over every sample of the dataset, in order, gathered across ranks."""
         return embed(

@@ -59,3 +59,31 @@ def test_drop_last_keeps_full_batches_only():
 def test_embed_returns_rows_in_dataset_order():
     out = embed(lambda b: b["image"].flatten(1).float(), toy(), torch.device("cpu"), batch_size=3)
     assert torch.equal(out[:, 0], torch.arange(10).float())
+
+
+def test_a_method_order_is_followed_and_sharded():
+    order = torch.tensor([3, 3, 3, 0, 1, 1, 9, 9, 2, 5])  # with repeats, as DeepCluster samples
+    batches = DeviceBatches(
+        toy(), 5, torch.device("cpu"), shuffle=True, drop_last=False, seed=0, dist=DistInfo()
+    )
+    batches.set_epoch(0, order)
+    assert torch.cat([b["index"] for b in batches]).tolist() == order.tolist()
+    shards = [
+        epoch_order(10, shuffle=True, seed=0, epoch=0, dist=DistInfo(r, 2), pad=True, order=order)
+        for r in range(2)
+    ]
+    assert sorted(torch.cat(shards).tolist()) == sorted(order.tolist())
+    batches.set_epoch(1)  # back to the seeded shuffle
+    assert sorted(torch.cat([b["index"] for b in batches]).tolist()) == list(range(10))
+
+
+def test_an_order_of_the_wrong_length_is_refused():
+    batches = DeviceBatches(
+        toy(), 5, torch.device("cpu"), shuffle=True, drop_last=False, seed=0, dist=DistInfo()
+    )
+    try:
+        batches.set_epoch(0, torch.arange(4))
+    except ValueError as error:
+        assert "needs 10 indices, got 4" in str(error)
+    else:
+        raise AssertionError("a short order was accepted")

@@ -28,10 +28,19 @@ from cluster_ssl.errors import UserError
 
 
 def epoch_order(
-    n: int, *, shuffle: bool, seed: int, epoch: int, dist: DistInfo, pad: bool
+    n: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    dist: DistInfo,
+    pad: bool,
+    order: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """This rank's sample indices for one epoch."""
-    if shuffle:
+    """This rank's sample indices for one epoch (from ``order`` when one is given)."""
+    if order is not None:
+        order = order.cpu()
+    elif shuffle:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=generator)
     else:
@@ -64,9 +73,15 @@ class _Batches:
         self.seed = seed
         self.dist = dist
         self.epoch = 0
+        self.sample_order: torch.Tensor | None = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, order: torch.Tensor | None = None) -> None:
+        """Start epoch ``epoch``: shuffled by (seed, epoch), or in the given ``order`` of
+        ``len(dataset)`` sample indices (a method's own sampling)."""
+        if order is not None and len(order) != len(self.dataset):
+            raise ValueError(f"an epoch order needs {len(self.dataset)} indices, got {len(order)}")
         self.epoch = epoch
+        self.sample_order = order
 
     def order(self) -> torch.Tensor:
         return epoch_order(
@@ -76,6 +91,7 @@ class _Batches:
             epoch=self.epoch,
             dist=self.dist,
             pad=self.shuffle,
+            order=self.sample_order,
         )
 
     def __len__(self) -> int:

@@ -184,9 +184,16 @@ def train(request: RunRequest) -> dict[str, Any]:
         write_json(record, out / "run.json")
     settings = TrainSettings(seed=record["seed"], precision=precision, progress=request.progress)
     trainer = Trainer(settings, logger)
+    heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
     ctx = StageContext(
-        prepared.dataset, device, record["seed"], dist, num_workers=request.num_workers
+        prepared.dataset,
+        device,
+        record["seed"],
+        dist,
+        num_workers=request.num_workers,
+        heldout=heldout,
     )
+
     stage_results = []
     for index, stage in enumerate(prepared.stages):
         path = stage_path(out, index, stage)

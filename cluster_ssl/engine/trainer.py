@@ -122,11 +122,14 @@ class Trainer:
         )
         while stop_reason is None and epoch < stage.epochs:
             ctx.epoch = epoch
-            run.batches.set_epoch(epoch)
+            run.method.eval()  # whole-dataset passes (pseudo-labels) without augmentation
+            start_logs = run.method.on_epoch_start(ctx)
+            run.batches.set_epoch(epoch, run.method.sample_order(ctx))
             run.method.train()
             stop_reason = self._run_epoch(run, progress)
             epoch += 1
-            epoch_logs = run.method.on_epoch_end(ctx)
+            epoch_logs = {**start_logs, **run.method.on_epoch_end(ctx)}
+
             if stage.eval_every and (epoch % stage.eval_every == 0 or epoch == stage.epochs):
                 epoch_logs.update(self.evaluate(run.method, ctx))
                 self.logger.echo(f"{stage.name} epoch {epoch}: {describe(epoch_logs)}")

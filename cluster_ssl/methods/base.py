@@ -48,17 +48,36 @@ class StageContext:
     num_workers: int = 2
     #: whether ``dataset`` is the split the stage trains on (not a held-out split)
     training_data: bool = True
+    #: the run's evaluation split when it differs from the training split, else None
+    heldout: ImageDataset | None = None
+    _device_images: torch.Tensor | None = field(default=None, repr=False)
 
-    def embed(self, fn: Callable[[Batch], torch.Tensor]) -> torch.Tensor:
-        """``fn`` over every sample of the dataset, in order, gathered across ranks."""
+    def embed(
+        self, fn: Callable[[Batch], torch.Tensor], dataset: ImageDataset | None = None
+    ) -> torch.Tensor:
+        """``fn`` over every sample of ``dataset`` (default: the training data), in order,
+        gathered across ranks."""
         return embed(
             fn,
-            self.dataset,
+            self.dataset if dataset is None else dataset,
             self.device,
             batch_size=self.eval_batch_size,
             dist=self.dist,
             num_workers=self.num_workers,
         )
+
+    def images_at(self, index: torch.Tensor) -> torch.Tensor:
+        """The uint8 images (B, C, H, W) of the given training samples, on the device.
+
+        For SCAN's neighbours and similar pairings. An in-memory dataset is copied to the
+        device once and indexed there; a file-backed one is decoded here, in this process.
+        """
+        if self.dataset.in_memory:
+            if self._device_images is None:
+                self._device_images = self.dataset.images.to(self.device)
+            return self._device_images[index.to(self.device)]
+        images = torch.stack([self.dataset[i]["image"] for i in index.tolist()])
+        return images.to(self.device, non_blocking=True)
 
     def on_main(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on rank 0 only and hand its result to every rank (e.g. k-means)."""
@@ -100,6 +119,19 @@ class Method(nn.Module):
 
     def on_step_start(self, ctx: StageContext) -> None:
         """Called before every optimisation step (``ctx.step`` steps done so far)."""
+
+    def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
+        """Called in eval mode before every epoch (pseudo-labels, E-steps); returns values
+        to log."""
+        return {}
+
+    def sample_order(self, ctx: StageContext) -> torch.Tensor | None:
+        """The epoch's order of sample indices (all ranks together), or None to shuffle.
+
+        Lets a method sample by its own rule (DeepCluster: uniformly over pseudo-classes);
+        the order must have one entry per sample and depend only on the seed and epoch.
+        """
+        return None
 
     def on_epoch_end(self, ctx: StageContext) -> dict[str, float]:
         """Called after every epoch; returns values to log."""

@@ -1,6 +1,7 @@
 """Batch sources: seeded epoch order, rank sharding, device-resident slicing."""
 
 import numpy as np
+import pytest
 import torch
 
 from cluster_ssl.data.base import TensorImageDataset
@@ -81,9 +82,5 @@ def test_an_order_of_the_wrong_length_is_refused():
     batches = DeviceBatches(
         toy(), 5, torch.device("cpu"), shuffle=True, drop_last=False, seed=0, dist=DistInfo()
     )
-    try:
+    with pytest.raises(ValueError, match="needs 10 indices, got 4"):
         batches.set_epoch(0, torch.arange(4))
-    except ValueError as error:
-        assert "needs 10 indices, got 4" in str(error)
-    else:
-        raise AssertionError("a short order was accepted")

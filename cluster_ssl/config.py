@@ -85,6 +85,14 @@ POSITIVE = (
     "strength",
     "embedding_dim",
     "feature_dim",
+    "num_neighbours",
+    "num_heads",
+    "scan_epochs",
+    "scan_batch_size",
+    "scan_lr",
+    "selflabel_epochs",
+    "selflabel_batch_size",
+    "selflabel_lr",
 )
 NON_NEGATIVE = (
     "tol",
@@ -96,6 +104,8 @@ NON_NEGATIVE = (
     "decorrelation_weight",
     "warmup",
     "pretrain_dropout",
+    "scan_weight_decay",
+    "selflabel_weight_decay",
 )
 
 

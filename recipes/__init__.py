@@ -2,8 +2,8 @@
 
 from cluster_ssl.recipe import Recipe
 from cluster_ssl.registry import Registry
-from recipes import cc, dcec, dec, idec, idfd, simclr
+from recipes import cc, dcec, dec, idec, idfd, scan, simclr
 
 RECIPES: Registry[Recipe] = Registry("recipe")
-for _module in (dec, idec, dcec, simclr, cc, idfd):
+for _module in (dec, idec, dcec, simclr, cc, idfd, scan):
     RECIPES.register(_module.RECIPE.name)(_module.RECIPE)

@@ -1,10 +1,10 @@
-"""Every paper preset of SimCLR, CC and IDFD runs end to end through the real CLI on a tiny
+"""Every paper preset of the ResNet recipes runs end to end through the real CLI on a tiny
 dataset written in that dataset's real on-disk format.
 
 Only what must shrink is overridden: one epoch, a small batch, one k-means restart. The
 architecture, image size, optimiser, schedule, augmentation and splits stay the preset's
-(SimCLR's and IDFD's in-training monitor runs too: with one epoch, that epoch is the last and
-is evaluated; CC skips it, see NO_MONITOR). The data
+(the in-training monitor runs too: with one epoch, that epoch is the last and is evaluated;
+CC skips it, see SHRUNK_FOR). The data
 holds as few images as each preset's splits allow while keeping K: K images per merged
 train+test split, K per split where training and evaluation use different splits.
 """
@@ -30,12 +30,24 @@ from tests.data_formats import (
 
 pytestmark = pytest.mark.slow
 
-RECIPE_NAMES = ("simclr", "cc", "idfd")
+RECIPE_NAMES = ("simclr", "cc", "idfd", "scan")
 PAPER_DATASETS = ("cifar10", "cifar100-20", "stl10", "imagenet10", "imagenet-dogs", "tiny-imagenet")
 SHRUNK = {"batch_size": 4, "kmeans_restarts": 1}  # and --epochs 1
-# CC's 224-px ResNet-34 skips the in-training monitor (a third of its time on a CPU); the
-# monitor's CC path is tested on digits in test_contrastive_methods.py
-NO_MONITOR = {"cc": {"eval_every": 0}}
+# What else must shrink, per recipe. CC's 224-px ResNet-34 skips the in-training monitor (a
+# third of its time on a CPU; the monitor's CC path is tested on digits in
+# test_contrastive_methods.py). SCAN's later steps shrink like its pretext, mine 2
+# neighbours among the few images, and take every image as confident after one epoch.
+SHRUNK_FOR = {
+    "cc": {"eval_every": 0},
+    "scan": {
+        "scan_epochs": 1,
+        "selflabel_epochs": 1,
+        "scan_batch_size": 4,
+        "selflabel_batch_size": 4,
+        "num_neighbours": 2,
+        "confidence_threshold": 0.0,
+    },
+}
 TINY_CLASSES = 3  # Tiny-ImageNet's K is the number of wnids written (200 in the real one)
 NUM_CLASSES = {
     "cifar10": 10,
@@ -93,7 +105,7 @@ def test_paper_preset_trains_and_reports(tmp_path, capsys, recipe, dataset):
     root, out = tmp_path / "data", tmp_path / "run"
     write_tiny_data(dataset, root, merged(recipe, dataset))
     argv = ["train", recipe, "--dataset", dataset, "--data-root", str(root), "--out", str(out)]
-    shrunk = {**SHRUNK, **NO_MONITOR.get(recipe, {})}
+    shrunk = {**SHRUNK, **SHRUNK_FOR.get(recipe, {})}
     argv += ["--epochs", "1"] + [f"--set={key}={value}" for key, value in shrunk.items()]
     argv += ["--no-progress", "--workers", "0"]
     code = main(argv)
@@ -112,7 +124,7 @@ def test_paper_preset_trains_and_reports(tmp_path, capsys, recipe, dataset):
     assert summary["split"] == preset.split
     assert summary["eval_split"] == (preset.eval_split or preset.split)
 
-    if recipe not in NO_MONITOR:  # the online monitor scored the training split
+    if shrunk.get("eval_every") != 0:  # the online monitor scored the training split
         lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         monitor = [line for line in lines if line["stage"] == recipe and "knn_acc" in line]
         assert len(monitor) == 1 and {"acc", "nmi", "ari"} <= monitor[0].keys()

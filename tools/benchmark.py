@@ -10,6 +10,13 @@ reference (at the first ``--threads`` setting); all in one run, interleaved, ``-
 times, reporting the median. Record results in docs/BENCHMARKS.md with the command and the
 machine.
 
+    python tools/benchmark.py mining [--n 70000] [--dim 128] [--k 20] [--repeats 3]
+
+``mining``: SCAN's neighbour mining (:func:`cluster_ssl.cluster.neighbours.mine_neighbours`,
+exact faiss search in chunks) against scikit-learn's brute-force ``NearestNeighbors``
+(cosine) on the same L2-normalised features (``--n`` points around 10 Gaussian centres in
+``--dim`` dimensions), in one run, with the agreement of the two neighbour lists.
+
 To add a measurement: write ``bench_<name>(args) -> None`` and register its arguments in
 ``build_parser`` with ``set_defaults(func=bench_<name>)``.
 """
@@ -25,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -209,6 +217,45 @@ def bench_augment(args: argparse.Namespace) -> None:
         print(f"speedup of {name} over torchvision: {statistics.median(values) / baseline:.1f}x")
 
 
+def _clustered_features(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """``n`` float32 points around 10 Gaussian centres, L2-normalised (like an embedding)."""
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, dim))
+    x = centres[rng.integers(0, 10, size=n)] + rng.normal(size=(n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def bench_mining(args: argparse.Namespace) -> None:
+    """Top-k neighbour mining: faiss (ours) against scikit-learn brute force."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from cluster_ssl.cluster.neighbours import mine_neighbours
+
+    print(machine_summary())
+    x = _clustered_features(args.n, args.dim)
+    print(f"{args.n:,} x {args.dim} float32 features, k = {args.k}")
+    faiss_times = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        ours = mine_neighbours(x, args.k).numpy()
+        faiss_times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    search = NearestNeighbors(n_neighbors=args.k + 1, algorithm="brute", metric="cosine")
+    theirs = search.fit(x).kneighbors(x, return_distance=False)
+    sklearn_seconds = time.perf_counter() - started
+    theirs = np.array([[j for j in row if j != i][: args.k] for i, row in enumerate(theirs)])
+    agreement = np.mean([len(set(a) & set(b)) / args.k for a, b in zip(ours, theirs, strict=True)])
+    median = statistics.median(faiss_times)
+    print(
+        f"faiss (cluster-ssl mine_neighbours): {median:.2f} s median of {args.repeats} "
+        f"(min {min(faiss_times):.2f}, max {max(faiss_times):.2f})"
+    )
+    print(f"scikit-learn NearestNeighbors brute cosine: {sklearn_seconds:.2f} s")
+    print(f"speedup: {sklearn_seconds / median:.1f}x; neighbour lists agree on {agreement:.4f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 1 and torch's default)",
     )
     augment.set_defaults(func=bench_augment)
+
+    mining = commands.add_parser("mining", help=bench_mining.__doc__)
+    mining.add_argument("--n", type=int, default=70000, help="number of feature vectors")
+    mining.add_argument("--dim", type=int, default=128, help="feature dimension")
+    mining.add_argument("--k", type=int, default=20, help="neighbours per sample")
+    mining.add_argument("--repeats", type=int, default=3, help="faiss measurements")
+    mining.set_defaults(func=bench_mining)
     return parser
 
 

@@ -42,10 +42,11 @@ class Pipeline(nn.Sequential):
 
 
 def default_cutout(image_size: int) -> int:
-    """SCAN's Cutout side for a given image side: 16 up to 32 px (CIFAR), 32 up to 96 px
-    (STL-10), 75 above (ImageNet)."""
+    """SCAN's Cutout side for a given image side: half the side up to 32 px (16 on CIFAR),
+    32 up to 96 px (STL-10), 75 above (ImageNet)."""
     if image_size <= 32:
-        return 16
+        return max(1, image_size // 2)
+
     if image_size <= 96:
         return 32
     return 75

@@ -228,6 +228,7 @@ class Trainer:
             reason = method.stop_reason()
             if reason is not None:
                 break
+            batch = method.prepare_batch(batch, ctx)
             with autocast(ctx.device, self.settings.precision):
                 outputs = run.model(batch)
             loss = outputs["loss"]

@@ -117,6 +117,11 @@ class Method(nn.Module):
     def on_fit_start(self, ctx: StageContext) -> None:
         """Called once when the stage starts fresh (not on resume)."""
 
+    def prepare_batch(self, batch: Batch, ctx: StageContext) -> Batch:
+        """Add what a step needs beyond the batch itself (SCAN: each anchor's neighbour
+        images); runs before the forward pass, outside DDP."""
+        return batch
+
     def on_step_start(self, ctx: StageContext) -> None:
         """Called before every optimisation step (``ctx.step`` steps done so far)."""
 

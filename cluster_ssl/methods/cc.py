@@ -64,20 +64,7 @@ class ContrastiveClustering(EmbeddingMethod):
         }
 
     def predict(self, ctx: StageContext) -> Prediction:
-        def assign(batch: Batch) -> torch.Tensor:
-            h = self.backbone(self.augment(self.eval_transform, batch["image"]))
-
-            return torch.cat([self.cluster_head(h), torch.nn.functional.normalize(h, dim=1)], 1)
-
-        out = ctx.embed(assign)
-        probs, z = out[:, : self.num_clusters], out[:, self.num_clusters :]
-        confidence, labels = probs.max(dim=1)
-        return Prediction(
-            labels=labels.cpu().numpy(),
-            num_clusters=self.num_clusters,
-            confidence=confidence.cpu().numpy(),
-            embedding=z.cpu().numpy(),
-        )
+        return self.head_prediction(ctx, self.cluster_head)
 
     def collapse_hint(self) -> str:
         return (

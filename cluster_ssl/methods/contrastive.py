@@ -3,6 +3,7 @@ schedule, and clustering by k-means on the L2-normalised embedding."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -71,5 +72,27 @@ class EmbeddingMethod(Method):
         )
         return Prediction(labels=result.labels, num_clusters=self.num_clusters, embedding=z)
 
+    def head_prediction(
+        self, ctx: StageContext, probabilities: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Prediction:
+        """Clusters as the argmax of a cluster head's (B, K) ``probabilities`` of the
+        backbone features, with that maximum as the confidence and the L2-normalised
+        features as the embedding (for the kNN monitor)."""
+
+        def assign(batch: Batch) -> torch.Tensor:
+            h = self.backbone(self.augment(self.eval_transform, batch["image"]))
+            return torch.cat([probabilities(h), F.normalize(h, dim=1)], dim=1)
+
+        out = ctx.embed(assign)
+        probs, z = out[:, : self.num_clusters], out[:, self.num_clusters :]
+        confidence, labels = probs.max(dim=1)
+        return Prediction(
+            labels=labels.cpu().numpy(),
+            num_clusters=self.num_clusters,
+            confidence=confidence.cpu().numpy(),
+            embedding=z.cpu().numpy(),
+        )
+
     def collapse_hint(self) -> str:
+
         return "train longer or lower the learning rate (--set lr=...)"

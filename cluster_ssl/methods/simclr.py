@@ -32,3 +32,8 @@ class SimCLR(EmbeddingMethod):
         z = self.head(self.backbone(torch.cat([view_a, view_b])))
         z_a, z_b = z.chunk(2)
         return {"loss": nt_xent(z_a, z_b, self.temperature)}
+
+    def projection(self, batch: Batch) -> torch.Tensor:
+        """The head's L2-normalised features of the un-augmented images (SCAN mines
+        neighbours on these)."""
+        return self.head(self.backbone(self.augment(self.eval_transform, batch["image"])))

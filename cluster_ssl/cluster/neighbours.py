@@ -1,0 +1,34 @@
+"""SCAN's neighbour mining: the top-k nearest neighbours of every sample in a feature space."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cluster_ssl.cluster.knn import knn
+
+
+def mine_neighbours(features: torch.Tensor | np.ndarray, k: int) -> torch.Tensor:
+    """(N, k) indices of each sample's k most similar other samples, most similar first.
+
+    Similarity is the inner product of L2-normalised features (cosine), searched exactly
+    with faiss in chunks, so no N x N matrix is built; the sample itself is excluded.
+    """
+    if isinstance(features, torch.Tensor):
+        features = features.detach().float().cpu().numpy()
+    _, indices = knn(features, k, metric="cosine", exclude_self=True)
+    return torch.from_numpy(indices)
+
+
+def neighbour_accuracy(neighbours: torch.Tensor, labels: np.ndarray | None) -> float | None:
+    """Fraction of (sample, neighbour) pairs whose labels agree (SCAN's mining accuracy);
+    None without labels. Unlabelled samples (label < 0) are left out."""
+    if labels is None:
+        return None
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    anchors = labels.unsqueeze(1).expand_as(neighbours)
+    same = anchors == labels[neighbours.cpu()]
+    known = (anchors >= 0) & (labels[neighbours.cpu()] >= 0)
+    if not bool(known.any()):
+        return None
+    return float(same[known].float().mean())

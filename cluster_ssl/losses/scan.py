@@ -1,0 +1,90 @@
+"""SCAN (Van Gansbeke et al., ECCV 2020): the clustering loss and self-labelling's loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cluster_ssl.engine.distributed import current, gather_with_grad
+from cluster_ssl.losses.precision import full_precision
+
+#: SCAN clamps probabilities at this value inside every logarithm
+EPS = 1e-8
+
+
+def mean_assignment_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p_bar) = -sum_k p_bar_k log p_bar_k with p_bar = mean_i p_i over the batch (B, K)."""
+    mean = p.mean(dim=0).clamp_min(EPS)
+    return -(mean * mean.log()).sum()
+
+
+@full_precision
+def scan_loss(
+    anchor_logits: torch.Tensor,
+    neighbour_logits: torch.Tensor,
+    entropy_weight: float = 5.0,
+    *,
+    gather: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SCAN's clustering loss for one head (paper eq. 2):
+
+        L = -1/|D| sum_X sum_{k in N_X} log <Phi(X), Phi(k)>  -  lambda * H(p_bar),
+        p_bar = 1/|D| sum_X Phi(X),   H(p) = -sum_c p_c log p_c
+
+    with Phi the softmax of the head, one neighbour k drawn per anchor X, <.,.> clamped
+    at 1e-8 before the log (the public code's BCE) and lambda = 5 in every paper config.
+    The entropy term is at most log K, so a negative total is normal.
+
+    Under DDP with ``gather`` the anchors' probabilities are gathered from every rank (with
+    gradient) before p_bar is taken, so the entropy describes the global batch.
+
+    Returns:
+        ``(loss, {"consistency": ..., "entropy": H(p_bar)})``.
+    """
+    if anchor_logits.shape != neighbour_logits.shape or anchor_logits.dim() != 2:
+        raise ValueError(
+            "anchor and neighbour logits must both be (B, K), got "
+            f"{tuple(anchor_logits.shape)} and {tuple(neighbour_logits.shape)}"
+        )
+    anchors = anchor_logits.softmax(dim=1)
+    neighbours = neighbour_logits.softmax(dim=1)
+    agreement = (anchors * neighbours).sum(dim=1)
+    consistency = -agreement.clamp_min(EPS).log().mean()
+    if gather and current().enabled:
+        anchors = gather_with_grad(anchors)
+    entropy = mean_assignment_entropy(anchors)
+    return consistency - entropy_weight * entropy, {
+        "consistency": consistency,
+        "entropy": entropy,
+    }
+
+
+@full_precision
+def confident_self_label_loss(
+    weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """SCAN's self-labelling loss (paper eq. 3, with class balancing as the public code).
+
+    Pseudo-labels y_i = argmax Phi(x_i) on the un-augmented view, kept where
+    max Phi(x_i) > threshold (the "confident" set C). Cross-entropy of the strongly
+    augmented view against them, each class c weighted w_c = |C| / |C_c| (inverse of its
+    frequency among the confident samples) and normalised by the weights (PyTorch's
+    weighted mean):
+
+        L = sum_{i in C} w_{y_i} * (-log softmax(f(T(x_i)))_{y_i}) / sum_{i in C} w_{y_i}
+
+    Returns:
+        ``(loss, confident)``: loss is None when no sample passes the threshold (the caller
+        must report it); ``confident`` is the (B,) mask, for logging the confident fraction.
+    """
+    with torch.no_grad():
+        confidence, targets = weak_logits.softmax(dim=1).max(dim=1)
+        confident = confidence > threshold
+    if not bool(confident.any()):
+        return None, confident
+    targets = targets[confident]
+    num_classes = weak_logits.shape[1]
+    counts = torch.bincount(targets, minlength=num_classes).float()
+    weights = torch.where(counts > 0, targets.numel() / counts.clamp_min(1), 1.0)
+    loss = F.cross_entropy(strong_logits[confident], targets, weight=weights)
+    return loss, confident

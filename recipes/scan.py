@@ -1,0 +1,147 @@
+"""SCAN (Van Gansbeke et al., ECCV 2020): pretext -> mined neighbours -> clustering ->
+self-labelling, as one pipeline of three stages (one checkpoint each).
+
+1. ``pretext``: SimCLR (see recipes/simclr.py for its settings).
+2. ``scan``: the top-``num_neighbours`` neighbours (20 on CIFAR / STL-10, 50 on ImageNet)
+   of every image are mined with faiss on the L2-normalised projection-head features of the
+   un-augmented images and kept in the stage checkpoint; ``num_heads`` = 10 linear heads
+   are trained with the SCAN loss (entropy weight 5) under the strong augmentation, the
+   whole network with Adam lr 1e-4, wd 1e-4 (CIFAR-10: 50 epochs, batch 128; CIFAR-100-20:
+   100 epochs, batch 512; STL-10: 100 epochs, batch 128). The head with the lowest SCAN
+   loss on the held-out split is kept. ImageNet configs train the heads only
+   (``update_heads_only``) under the weak (SimCLR) augmentation.
+3. ``selflabel``: confidence threshold 0.99, class-balanced cross-entropy on strong views,
+   Adam lr 1e-4, wd 1e-4, batch 1000, 200 epochs.
+
+Protocol: trains on the train split and reports the test split (which also picks the
+head), as SCAN does. STL-10's pretext trains on train+unlabelled; here every stage shares
+one training split, so all three use train+unlabelled (SCAN's later steps use train only).
+Overclustering: ``--set num_clusters=N`` above the class count; ACC is then also reported
+by majority vote (``acc_overcluster``).
+
+    python recipes/scan.py --dataset digits --out runs/scan-digits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.trainer import Stage
+from cluster_ssl.errors import UserError
+from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
+from cluster_ssl.methods.scan import SCANClustering
+from cluster_ssl.methods.selflabel import SelfLabelling
+from cluster_ssl.models.heads import MultiClusterHead
+from cluster_ssl.recipe import Recipe
+from recipes import simclr
+from recipes.contrastive_common import make_pipeline
+
+
+@dataclass
+class SCANConfig(simclr.SimCLRConfig):
+    """SimCLR's settings (``epochs`` is the pretext length) plus the two SCAN steps."""
+
+    num_neighbours: int = 20
+    num_heads: int = 10
+    entropy_weight: float = 5.0
+    update_heads_only: bool = False
+    scan_augmentation: str = "scan_strong"
+    cutout: int | None = None
+    scan_epochs: int = 50
+    scan_batch_size: int = 128
+    scan_lr: float = 1e-4
+    scan_weight_decay: float = 1e-4
+    selflabel_epochs: int = 200
+    selflabel_batch_size: int = 1000
+    selflabel_lr: float = 1e-4
+    selflabel_weight_decay: float = 1e-4
+    confidence_threshold: float = 0.99
+
+
+def _adam(lr: float, weight_decay: float) -> OptimizerSpec:
+    return OptimizerSpec("adam", lr, weight_decay=weight_decay)
+
+
+def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
+    if not 0.0 <= cfg.confidence_threshold < 1.0:
+        raise UserError(
+            f"--set confidence_threshold={cfg.confidence_threshold}: must be in [0, 1) "
+            "(SCAN uses 0.99)"
+        )
+    pretext = simclr.simclr_method(cfg, dataset, num_clusters)
+    backbone, eval_transform = pretext.backbone, pretext.eval_transform
+    cutout = {"cutout": cfg.cutout} if cfg.scan_augmentation == "scan_strong" else {}
+    scan_view = make_pipeline(cfg.scan_augmentation, cfg, dataset, **cutout)
+    shared = {
+        "backbone": backbone,
+        "eval_transform": eval_transform,
+        "schedule": ScheduleSpec("constant"),
+        "num_clusters": num_clusters,
+        "kmeans_restarts": cfg.kmeans_restarts,
+    }
+    clustering = SCANClustering(
+        **shared,
+        optimizer=_adam(cfg.scan_lr, cfg.scan_weight_decay),
+        pretext_features=pretext.projection,
+        heads=MultiClusterHead(backbone.feature_dim, num_clusters, cfg.num_heads),
+        augmentation=scan_view,
+        num_neighbours=cfg.num_neighbours,
+        entropy_weight=cfg.entropy_weight,
+        update_heads_only=cfg.update_heads_only,
+    )
+    selflabel = SelfLabelling(
+        **shared,
+        optimizer=_adam(cfg.selflabel_lr, cfg.selflabel_weight_decay),
+        initial_head=clustering.best_head_module,
+        augmentation=make_pipeline("scan_strong", cfg, dataset, cutout=cfg.cutout),
+        threshold=cfg.confidence_threshold,
+    )
+    every = {"eval_every": cfg.eval_every}
+    return [
+        Stage("pretext", pretext, cfg.epochs, cfg.batch_size, **every),
+        Stage("scan", clustering, cfg.scan_epochs, cfg.scan_batch_size, **every),
+        Stage("selflabel", selflabel, cfg.selflabel_epochs, cfg.selflabel_batch_size, **every),
+    ]
+
+
+IMAGENET = {"num_neighbours": 50, "update_heads_only": True, "scan_augmentation": "simclr"}
+PRESETS = {
+    "cifar10": {**simclr.PRESETS["cifar10"], "scan_epochs": 50, "scan_batch_size": 128},
+    "cifar100-20": {**simclr.PRESETS["cifar100-20"], "scan_epochs": 100, "scan_batch_size": 512},
+    "stl10": {**simclr.PRESETS["stl10"], "scan_epochs": 100, "scan_batch_size": 128},
+    "imagenet10": {**simclr.PRESETS["imagenet10"], **IMAGENET, "scan_epochs": 100},
+    "imagenet-dogs": {**simclr.PRESETS["imagenet-dogs"], **IMAGENET, "scan_epochs": 100},
+    "tiny-imagenet": {**simclr.PRESETS["tiny-imagenet"], "scan_epochs": 100},
+    # CPU presets: SimCLR's quarter-width ResNet-18, shorter SCAN steps
+    "digits": {
+        **simclr.PRESETS["digits"],
+        "split": "train",
+        "eval_split": "test",
+        "scan_epochs": 30,
+        "scan_batch_size": 128,
+        "selflabel_epochs": 30,
+        "selflabel_batch_size": 256,
+    },
+    "fashion-mnist": {
+        **simclr.PRESETS["fashion-mnist"],
+        "scan_epochs": 20,
+        "scan_batch_size": 256,
+        "selflabel_epochs": 20,
+        "selflabel_batch_size": 1000,
+    },
+}
+
+RECIPE = Recipe(
+    name="scan",
+    description="SCAN: SimCLR pretext, neighbour-consistency clustering, self-labelling",
+    config=SCANConfig,
+    build=build,
+    presets=PRESETS,
+    protocol="train split for training, test split reported and used to pick the head",
+)
+
+if __name__ == "__main__":
+    from cluster_ssl.cli import run_recipe_script
+
+    raise SystemExit(run_recipe_script(RECIPE.name))

@@ -1,0 +1,283 @@
+"""SCAN: its two losses against the paper's formulas, neighbour mining on blobs, head
+selection, both steps training, the whole three-stage recipe through the CLI (including a
+resume that reuses the mined neighbours), and the clear errors."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cluster_ssl.cli import main
+from cluster_ssl.cluster.neighbours import mine_neighbours, neighbour_accuracy
+from cluster_ssl.engine.run import prepare
+from cluster_ssl.errors import UserError
+from cluster_ssl.losses.scan import confident_self_label_loss, scan_loss
+from cluster_ssl.methods import scan as scan_module
+from cluster_ssl.methods.base import StageContext
+from cluster_ssl.methods.scan import SCANClustering
+
+CPU = torch.device("cpu")
+# the digits CPU preset shrunk: the 359 test images at 8 px, small batches
+TINY = {
+    "split": "test",
+    "eval_split": None,
+    "image_size": 8,
+    "batch_size": 64,
+    "scan_batch_size": 64,
+    "selflabel_batch_size": 64,
+    "num_neighbours": 5,
+    "num_heads": 3,
+    "kmeans_restarts": 1,
+}
+
+
+def softmax_rows(logits):
+    out = []
+    for row in logits.tolist():
+        exps = [math.exp(v) for v in row]
+        out.append([e / sum(exps) for e in exps])
+    return out
+
+
+def dot(a, b):
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_scan_loss_matches_the_paper_formula():
+    torch.manual_seed(0)
+    anchors, neighbours = torch.randn(6, 4), torch.randn(6, 4)
+    loss, parts = scan_loss(anchors, neighbours, entropy_weight=5.0, gather=False)
+
+    pa, pn = softmax_rows(anchors), softmax_rows(neighbours)
+    consistency = -sum(math.log(dot(pa[i], pn[i])) for i in range(6)) / 6
+    mean = [sum(row[c] for row in pa) / 6 for c in range(4)]
+    entropy = -sum(m * math.log(m) for m in mean)
+    assert parts["consistency"].item() == pytest.approx(consistency, rel=1e-5)
+    assert parts["entropy"].item() == pytest.approx(entropy, rel=1e-5)
+    assert loss.item() == pytest.approx(consistency - 5.0 * entropy, rel=1e-5)
+
+
+def test_scan_loss_is_low_for_agreeing_balanced_pairs_and_clamps_disagreement():
+    eye = torch.eye(4) * 30
+    agree, _ = scan_loss(eye, eye, entropy_weight=1.0, gather=False)
+    assert agree.item() == pytest.approx(-math.log(4), abs=1e-4)  # 0 consistency, max entropy
+    disagree, parts = scan_loss(eye, eye.roll(1, dims=0), entropy_weight=0.0, gather=False)
+    assert parts["consistency"].item() == pytest.approx(-math.log(1e-8), rel=1e-3)
+    assert torch.isfinite(disagree)
+
+
+def test_self_label_loss_is_class_balanced_cross_entropy_on_confident_samples():
+    weak = torch.tensor([[9.0, 0, 0], [9.0, 0, 0], [9.0, 0, 0], [0, 9.0, 0], [0, 0, 0.5]])
+    torch.manual_seed(1)
+    strong = torch.randn(5, 3)
+    loss, confident = confident_self_label_loss(weak, strong, threshold=0.99)
+
+    assert confident.tolist() == [True, True, True, True, False]
+    targets = [0, 0, 0, 1]
+    weight = {0: 4 / 3, 1: 4 / 1}  # |C| / |C_c|
+    log_probs = F.log_softmax(strong, dim=1)
+    numerator = sum(-weight[t] * log_probs[i, t].item() for i, t in enumerate(targets))
+    expected = numerator / sum(weight[t] for t in targets)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_self_label_loss_reports_an_empty_confident_set():
+    loss, confident = confident_self_label_loss(torch.zeros(4, 3), torch.randn(4, 3), 0.99)
+    assert loss is None and not confident.any()
+
+
+def test_mining_finds_neighbours_inside_each_blob():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)) * 10
+    labels = np.repeat(np.arange(4), 25)
+    features = centres[labels] + rng.normal(size=(100, 16))
+    neighbours = mine_neighbours(torch.from_numpy(features).float(), k=10)
+    assert neighbours.shape == (100, 10)
+    assert not (neighbours == torch.arange(100)[:, None]).any()  # never the sample itself
+    assert neighbour_accuracy(neighbours, labels) == 1.0
+
+
+def test_neighbour_accuracy_counts_agreeing_pairs():
+    neighbours = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    assert neighbour_accuracy(neighbours, np.array([0, 0, 1])) == pytest.approx(2 / 6)
+    assert neighbour_accuracy(neighbours, None) is None
+
+
+def stages(**overrides):
+    prepared = prepare(
+        {
+            "recipe": "scan",
+            "dataset": "digits",
+            "data_root": None,
+            "overrides": {**TINY, **overrides},
+        }
+    )
+    return [stage.method for stage in prepared.stages], prepared.dataset
+
+
+def test_the_kept_head_has_the_lowest_heldout_loss():
+    (_, clustering, _), dataset = stages()
+    n, k = 8, 10
+    torch.manual_seed(0)
+    logits = torch.randn(n, 3 * k) * 3
+    neighbours = torch.randint(n, (n, 4))
+    clustering.neighbours = neighbours
+    ctx = SimpleNamespace(heldout=None, dataset=dataset, embed=lambda fn, data: logits)
+    clustering._select_head(ctx)
+
+    expected = []
+    for head in range(3):
+        probs = softmax_rows(logits[:, head * k : (head + 1) * k])
+        pairs = [
+            math.log(max(dot(probs[i], probs[j]), 1e-8))
+            for i in range(n)
+            for j in neighbours[i].tolist()
+        ]
+        mean = [sum(row[c] for row in probs) / n for c in range(k)]
+        entropy = -sum(m * math.log(m) for m in mean)
+        expected.append(-sum(pairs) / len(pairs) - entropy)
+    assert clustering.heldout_losses == pytest.approx(expected, rel=1e-4)
+    assert clustering.best_head == int(np.argmin(expected))
+
+
+def run_steps(method, ctx, steps, seed=0):
+    torch.manual_seed(seed)
+    optimizer = method.configure_optimizer()
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    method.train()
+    for _ in range(steps):
+        index = torch.randperm(len(ctx.dataset), generator=generator)[:64]
+        batch = method.prepare_batch({"image": ctx.dataset.images[index], "index": index}, ctx)
+        loss = method.training_step(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_scan_step_mines_then_trains_and_its_loss_falls():
+    torch.manual_seed(0)
+    (_, clustering, _), dataset = stages(scan_lr=1e-3)
+    ctx = StageContext(dataset, CPU, seed=0, num_workers=0)
+    clustering.eval()
+    clustering.on_fit_start(ctx)
+    assert clustering.neighbours.shape == (len(dataset), 5)
+    assert 0.1 < clustering.mining_accuracy <= 1.0
+    losses = run_steps(clustering, ctx, 30)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+    logs = clustering.on_epoch_end(ctx)
+    assert logs["best_head"] == clustering.best_head and "neighbour_acc" in logs
+    state = clustering.state_dict()
+    fresh = stages()[0][1]
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.neighbours, clustering.neighbours)
+    assert fresh.best_head == clustering.best_head
+
+
+def test_self_labelling_starts_from_the_kept_head_and_its_loss_falls():
+    torch.manual_seed(0)
+    (_, clustering, selflabel), dataset = stages(confidence_threshold=0.5, selflabel_lr=1e-3)
+    ctx = StageContext(dataset, CPU, seed=0, num_workers=0)
+    clustering.best_head = 2
+    with torch.no_grad():  # a sharper head: some images pass the threshold
+        clustering.heads.heads[2].weight.mul_(30)
+    selflabel.eval()
+    selflabel.on_fit_start(ctx)
+    assert torch.equal(selflabel.head.weight, clustering.heads.heads[2].weight)
+    assert 0 < selflabel.confident_fraction <= 1
+    selflabel.on_epoch_start(ctx)
+    losses = run_steps(selflabel, ctx, 30)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert selflabel.on_epoch_end(ctx)["confident_at_start"] == selflabel.confident_fraction
+
+
+def test_self_labelling_stops_clearly_when_nothing_is_confident():
+    (_, _, selflabel), dataset = stages(confidence_threshold=0.99)
+    with pytest.raises(
+        UserError,
+        match=r"no image passes the confidence threshold 0\.99.*"
+        r"--set confidence_threshold=",
+    ):
+        selflabel.on_fit_start(StageContext(dataset, CPU, seed=0, num_workers=0))
+
+
+CLI = ["train", "scan", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+
+
+def cli_args(out, **settings):
+    merged = {**TINY, "scan_epochs": 2, "selflabel_epochs": 1, "eval_every": 0, **settings}
+    sets = [item for key, value in merged.items() for item in ("--set", f"{key}={value}")]
+    return [*CLI, "--out", str(out), *sets]
+
+
+def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = {"epochs": 0}
+    original_end = SCANClustering.on_epoch_end
+
+    def interrupted(self, ctx):
+        calls["epochs"] += 1
+        if calls["epochs"] == 2:  # after the scan stage checkpointed its first epoch
+            raise KeyboardInterrupt
+        return original_end(self, ctx)
+
+    monkeypatch.setattr(SCANClustering, "on_epoch_end", interrupted)
+    assert main(cli_args(out, confidence_threshold=0.2)) == 130  # interrupted
+
+    saved = torch.load(out / "stages" / "02-scan.pt", weights_only=False)
+    assert saved["epoch"] == 1
+    mined = saved["method"]["_extra_state"]["neighbours"]
+
+    monkeypatch.setattr(SCANClustering, "on_epoch_end", original_end)
+
+    def no_mining(*args, **kwargs):
+        raise AssertionError("the neighbours were mined again on resume")
+
+    monkeypatch.setattr(scan_module, "mine_neighbours", no_mining)
+    assert main([*cli_args(out, confidence_threshold=0.2), "--resume"]) == 0
+    final = torch.load(out / "stages" / "02-scan.pt", weights_only=False)
+    assert torch.equal(final["method"]["_extra_state"]["neighbours"], mined)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"].endswith("03-selflabel.pt")
+    assert [s["stage"] for s in summary["stages"]] == ["scan", "selflabel"]
+    assert summary["clusters_used"] >= 1 and 0 <= summary["acc"] <= 1
+
+
+def test_an_unconfident_clustering_step_stops_self_labelling_with_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(cli_args(out, confidence_threshold=0.999)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: self-labelling: no image passes the confidence threshold")
+    assert (out / "stages" / "02-scan.pt").exists()  # the finished steps are kept
+    assert not (out / "stages" / "03-selflabel.pt").exists()
+    assert not (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("num_neighbours=400", "num_neighbours=400 needs more than that many images"),
+        ("confidence_threshold=1.5", "confidence_threshold=1.5: must be in [0, 1)"),
+        ("num_heads=0", "num_heads=0: must be greater than 0"),
+    ],
+)
+def test_bad_scan_settings_get_one_line(tmp_path, capsys, setting, message):
+    key, value = setting.split("=")
+    assert main(cli_args(tmp_path / "run", **{key: value})) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("error:")]) == 1
+    assert message in err[-1]
+
+
+def test_overclustering_is_scored_by_majority_vote(tmp_path):
+    out = tmp_path / "run"
+    assert main(cli_args(out, num_clusters=15, confidence_threshold=0.0, scan_epochs=1)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_clusters"] == 15 and len(summary["cluster_sizes"]) == 15
+    assert summary["acc_overcluster"] >= summary["acc"]  # many-to-one never scores lower

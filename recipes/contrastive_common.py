@@ -19,7 +19,9 @@ class BackboneConfig(RecipeConfig):
 
     ``image_size`` (None: the dataset's own size) is the side the augmentations produce.
     ``width`` scales the ResNet's channels (0.25 trains on a CPU); ``cifar_stem`` uses the
-    3x3 stride-1 first convolution without max-pool that small images need.
+    3x3 stride-1 first convolution without max-pool that small images need. ``flip=False``
+    turns off the horizontal flips of the augmentations (for digits, letters, and other
+    images a mirror turns into something else).
     """
 
     backbone: str = "resnet18"
@@ -36,6 +38,7 @@ class BackboneConfig(RecipeConfig):
     warmup: float = 0.0
     kmeans_restarts: int = 10
     eval_every: int = 10
+    flip: bool = True
 
 
 def make_backbone(cfg: BackboneConfig, dataset: ImageDataset) -> Backbone:
@@ -53,11 +56,17 @@ def image_side(cfg: RecipeConfig, dataset: ImageDataset) -> int:
     return cfg.image_size or dataset.image_shape[-1]
 
 
-def make_pipeline(kind: str, cfg: RecipeConfig, dataset: ImageDataset, **options) -> Pipeline:
+#: the pipelines with a horizontal flip that ``BackboneConfig.flip`` switches
+FLIPPING = ("simclr", "cc", "scan_strong")
+
+
+def make_pipeline(kind: str, cfg: BackboneConfig, dataset: ImageDataset, **options) -> Pipeline:
     mean, std = dataset_stats(dataset.name)
     channels = dataset.image_shape[0]
     if len(mean) != channels:  # e.g. grayscale images of a dataset with RGB statistics
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+    if kind in FLIPPING:
+        options.setdefault("flip", cfg.flip)
     return build_pipeline(kind, image_size=image_side(cfg, dataset), mean=mean, std=std, **options)
 
 

@@ -48,6 +48,7 @@ class SCANConfig(simclr.SimCLRConfig):
     update_heads_only: bool = False
     scan_augmentation: str = "scan_strong"
     cutout: int | None = None
+    strong_ops: int = 4
     scan_epochs: int = 50
     scan_batch_size: int = 128
     scan_lr: float = 1e-4
@@ -71,8 +72,9 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
         )
     pretext = simclr.simclr_method(cfg, dataset, num_clusters)
     backbone, eval_transform = pretext.backbone, pretext.eval_transform
-    cutout = {"cutout": cfg.cutout} if cfg.scan_augmentation == "scan_strong" else {}
-    scan_view = make_pipeline(cfg.scan_augmentation, cfg, dataset, **cutout)
+    strong = {"cutout": cfg.cutout, "strong_ops": cfg.strong_ops}
+    scan_options = strong if cfg.scan_augmentation == "scan_strong" else {}
+    scan_view = make_pipeline(cfg.scan_augmentation, cfg, dataset, **scan_options)
     shared = {
         "backbone": backbone,
         "eval_transform": eval_transform,
@@ -94,7 +96,7 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
         **shared,
         optimizer=_adam(cfg.selflabel_lr, cfg.selflabel_weight_decay),
         initial_head=clustering.best_head_module,
-        augmentation=make_pipeline("scan_strong", cfg, dataset, cutout=cfg.cutout),
+        augmentation=make_pipeline("scan_strong", cfg, dataset, **strong),
         threshold=cfg.confidence_threshold,
     )
     every = {"eval_every": cfg.eval_every}

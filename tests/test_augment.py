@@ -6,6 +6,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from cluster_ssl.augment import PIPELINES, TwoViews, build_pipeline, dataset_stats
 from cluster_ssl.augment import functional as AF
+from cluster_ssl.augment.pipelines import default_cutout
 from cluster_ssl.augment.transforms import (
     SCAN_OPS,
     ColorJitter,
@@ -117,7 +118,24 @@ def test_idfd_never_flips_while_simclr_does():
     assert all(getattr(step, "flip_p", 0.0) == 0.0 for step in idfd)
 
 
+@pytest.mark.parametrize("kind", ["simclr", "cc", "scan_strong"])
+def test_flip_false_turns_the_flips_off(kind):
+    ramp = (255 - 8 * torch.arange(32)).to(torch.uint8)
+    images = ramp.view(1, 1, 1, 32).expand(64, 3, 32, 32).contiguous()
+    # scan_strong without its random operations and cutout: the padded crop keeps the ramp
+    # in the columns its reflect padding does not reach
+    options = {"strong_ops": 0, "cutout": 0} if kind == "scan_strong" else {}
+    inner = slice(4, 28) if kind == "scan_strong" else slice(None)
+    torch.manual_seed(0)
+    for flip, expected in ((False, True), (True, False)):
+        pipeline = build_pipeline(
+            kind, image_size=32, mean=RGB_MEAN, std=RGB_STD, flip=flip, **options
+        )
+        assert bool(columns_decrease(pipeline(images)[..., inner]).all()) is expected
+
+
 def test_cutout_zeroes_one_square_of_at_most_the_given_side():
+
     torch.manual_seed(0)
     images = torch.ones(200, 3, 32, 32)
     out = Cutout(8)(images)
@@ -297,7 +315,12 @@ def test_bad_arguments_are_user_errors():
         build_pipeline("cc", image_size=32, mean=RGB_MEAN, std=RGB_STD, strength=3.0)
     with pytest.raises(UserError, match="no cutout"):
         build_pipeline("eval", image_size=32, mean=RGB_MEAN, std=RGB_STD, cutout=8)
+    with pytest.raises(UserError, match="strong_ops applies to scan_strong"):
+        build_pipeline("simclr", image_size=32, mean=RGB_MEAN, std=RGB_STD, strong_ops=2)
+    with pytest.raises(UserError, match="strong_ops must be >= 0"):
+        build_pipeline("scan_strong", image_size=32, mean=RGB_MEAN, std=RGB_STD, strong_ops=-1)
     pipeline = build_pipeline("eval", image_size=28, mean=RGB_MEAN, std=RGB_STD)
+
     with pytest.raises(ValueError, match="3 channel statistics"):
         pipeline(gray_batch())
 
@@ -308,3 +331,7 @@ def test_pipelines_run_on_the_input_device():
     for kind in PIPELINES:
         out = build_pipeline(kind, image_size=32, mean=RGB_MEAN, std=RGB_STD)(images)
         assert out.device == images.device
+
+
+def test_scan_cutout_scales_with_small_images():
+    assert [default_cutout(side) for side in (8, 16, 32, 64, 96, 224)] == [4, 8, 16, 32, 32, 75]

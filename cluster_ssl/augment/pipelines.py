@@ -52,17 +52,20 @@ def default_cutout(image_size: int) -> int:
     return 75
 
 
-def _weak_steps(kind: str, image_size: int, strength: float, blur: bool) -> list[nn.Module]:
+def _weak_steps(
+    kind: str, image_size: int, strength: float, blur: bool, flip: bool
+) -> list[nn.Module]:
     """Crop/flip, colour jitter, grayscale and optional blur of the contrastive pipelines."""
     s = strength
+    flip_p = 0.5 if flip else 0.0
     hue = {"simclr": 0.1, "cc": 0.2, "idfd": 0.0}[kind] * s
     if hue > 0.5:
         raise UserError(f"strength {s} makes the {kind} hue jitter {hue:g}, above the 0.5 maximum")
     if kind == "simclr":
-        crop = RandomResizedCrop(image_size, scale=(0.2, 1.0), flip_p=0.5)
+        crop = RandomResizedCrop(image_size, scale=(0.2, 1.0), flip_p=flip_p)
         jitter = ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, hue, p=0.8, inplace=True)
     elif kind == "cc":
-        crop = RandomResizedCrop(image_size, scale=(0.08, 1.0), flip_p=0.5)
+        crop = RandomResizedCrop(image_size, scale=(0.08, 1.0), flip_p=flip_p)
         jitter = ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, hue, p=0.8, inplace=True)
     else:  # idfd: no flip, jitter always applied, no hue
         crop = RandomResizedCrop(image_size, scale=(0.2, 1.0), flip_p=0.0)
@@ -83,6 +86,8 @@ def build_pipeline(
     strength: float = 1.0,
     blur: bool = False,
     cutout: int | None = None,
+    flip: bool = True,
+    strong_ops: int = 4,
 ) -> Pipeline:
     """Build the augmentation pipeline ``kind`` (one of :data:`PIPELINES`).
 
@@ -101,7 +106,10 @@ def build_pipeline(
     a Gaussian blur (p 0.5, sigma 0.1-2, odd kernel ~10% of ``image_size``) to them.
     ``cutout`` is the largest hole side: None means SCAN's value for ``scan_strong``
     (:func:`default_cutout`) and no Cutout for the other kinds; 0 disables it. Cutout comes
-    after normalisation and fills zeros, as SCAN does. On 1-channel images the saturation,
+    after normalisation and fills zeros, as SCAN does. ``flip=False`` drops the horizontal
+    flips of ``simclr``, ``cc`` and ``scan_strong`` (for digits and other images that flipping
+    changes into something else); ``strong_ops`` is the number of RandAugment operations of
+    ``scan_strong`` per image (4 in SCAN). On 1-channel images the saturation,
     hue and grayscale steps are skipped (they are the identity there).
 
     Where this differs from the per-image torchvision / PIL originals: ColorJitter draws
@@ -124,13 +132,18 @@ def build_pipeline(
         raise UserError(f"strength and blur apply to simclr, cc and idfd, not to {kind!r}")
     if kind == "eval" and cutout:
         raise UserError("the eval pipeline takes no cutout")
+    if kind != "scan_strong" and strong_ops != 4:
+        raise UserError(f"strong_ops applies to scan_strong, not to {kind!r}")
+    if strong_ops < 0:
+        raise UserError(f"strong_ops must be >= 0, got {strong_ops}")
 
     steps: list[nn.Module] = [ToFloat()]
     if contrastive:
-        steps += _weak_steps(kind, image_size, strength, blur)
+        steps += _weak_steps(kind, image_size, strength, blur, flip)
     elif kind == "scan_strong":
-        steps += [Resize(image_size), RandomPaddedCrop(image_size // 8, flip_p=0.5)]
-        steps.append(RandomOps(num_ops=4))
+        flip_p = 0.5 if flip else 0.0
+        steps += [Resize(image_size), RandomPaddedCrop(image_size // 8, flip_p=flip_p)]
+        steps.append(RandomOps(num_ops=strong_ops))
         if cutout is None:
             cutout = default_cutout(image_size)
     else:

@@ -57,7 +57,7 @@ def image_side(cfg: RecipeConfig, dataset: ImageDataset) -> int:
 
 
 #: the pipelines with a horizontal flip that ``BackboneConfig.flip`` switches
-FLIPPING = ("simclr", "cc", "scan_strong")
+FLIPPING = ("simclr", "cc", "scan_strong", "crop_flip")
 
 
 def make_pipeline(kind: str, cfg: BackboneConfig, dataset: ImageDataset, **options) -> Pipeline:

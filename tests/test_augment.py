@@ -118,7 +118,7 @@ def test_idfd_never_flips_while_simclr_does():
     assert all(getattr(step, "flip_p", 0.0) == 0.0 for step in idfd)
 
 
-@pytest.mark.parametrize("kind", ["simclr", "cc", "scan_strong"])
+@pytest.mark.parametrize("kind", ["simclr", "cc", "scan_strong", "crop_flip"])
 def test_flip_false_turns_the_flips_off(kind):
     ramp = (255 - 8 * torch.arange(32)).to(torch.uint8)
     images = ramp.view(1, 1, 1, 32).expand(64, 3, 32, 32).contiguous()

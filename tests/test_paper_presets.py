@@ -30,7 +30,7 @@ from tests.data_formats import (
 
 pytestmark = pytest.mark.slow
 
-RECIPE_NAMES = ("simclr", "cc", "idfd", "scan")
+RECIPE_NAMES = ("simclr", "cc", "idfd", "scan", "pcl", "deepcluster")
 PAPER_DATASETS = ("cifar10", "cifar100-20", "stl10", "imagenet10", "imagenet-dogs", "tiny-imagenet")
 SHRUNK = {"batch_size": 4, "kmeans_restarts": 1}  # and --epochs 1
 # What else must shrink, per recipe. CC's 224-px ResNet-34 skips the in-training monitor (a
@@ -39,6 +39,10 @@ SHRUNK = {"batch_size": 4, "kmeans_restarts": 1}  # and --epochs 1
 # neighbours among the few images, and take every image as confident after one epoch.
 SHRUNK_FOR = {
     "cc": {"eval_every": 0},
+    # DeepCluster's k-means and PCA must fit in the fewest images (3 Tiny-ImageNet ones)
+    "deepcluster": {"num_pseudo_classes": 3, "pca_dim": 2},
+    # PCL's queue and prototypes must fit in the few images; no warm-up: the E-step runs
+    "pcl": {"queue_size": 2, "num_prototypes": (2, 3), "warmup_epochs": 0},
     "scan": {
         "scan_epochs": 1,
         "selflabel_epochs": 1,
@@ -98,6 +102,12 @@ def write_tiny_data(dataset: str, root: Path, merged_split: bool) -> None:
         raise AssertionError(dataset)
 
 
+def as_set(key: str, value) -> str:
+    """The ``--set`` argument of a setting; a tuple as its comma-separated items."""
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    return f"--set={key}={text}"
+
+
 @pytest.mark.parametrize("dataset", PAPER_DATASETS)
 @pytest.mark.parametrize("recipe", RECIPE_NAMES)
 def test_paper_preset_trains_and_reports(tmp_path, capsys, recipe, dataset):
@@ -106,7 +116,7 @@ def test_paper_preset_trains_and_reports(tmp_path, capsys, recipe, dataset):
     write_tiny_data(dataset, root, merged(recipe, dataset))
     argv = ["train", recipe, "--dataset", dataset, "--data-root", str(root), "--out", str(out)]
     shrunk = {**SHRUNK, **SHRUNK_FOR.get(recipe, {})}
-    argv += ["--epochs", "1"] + [f"--set={key}={value}" for key, value in shrunk.items()]
+    argv += ["--epochs", "1"] + [as_set(key, value) for key, value in shrunk.items()]
     argv += ["--no-progress", "--workers", "0"]
     code = main(argv)
     captured = capsys.readouterr()

@@ -29,7 +29,7 @@ from cluster_ssl.augment.transforms import (
 )
 from cluster_ssl.errors import UserError
 
-PIPELINES: tuple[str, ...] = ("eval", "simclr", "cc", "idfd", "scan_strong")
+PIPELINES: tuple[str, ...] = ("eval", "simclr", "cc", "idfd", "scan_strong", "crop_flip")
 
 
 class Pipeline(nn.Sequential):
@@ -88,6 +88,7 @@ def build_pipeline(
     cutout: int | None = None,
     flip: bool = True,
     strong_ops: int = 4,
+    crop_scale: float = 0.08,
 ) -> Pipeline:
     """Build the augmentation pipeline ``kind`` (one of :data:`PIPELINES`).
 
@@ -101,6 +102,8 @@ def build_pipeline(
       grayscale p 0.2, no flip, normalise.
     - ``scan_strong``: resize when needed, flip, RandomCrop with ``image_size // 8`` reflect
       padding, 4 of SCAN's 14 RandAugment operations per image, normalise, Cutout.
+    - ``crop_flip`` (DeepCluster): RandomResizedCrop(scale ``crop_scale``-1), flip,
+      normalise; no colour change.
 
     ``strength`` (s) scales the colour jitter of the three contrastive kinds; ``blur`` adds
     a Gaussian blur (p 0.5, sigma 0.1-2, odd kernel ~10% of ``image_size``) to them.
@@ -136,6 +139,10 @@ def build_pipeline(
         raise UserError(f"strong_ops applies to scan_strong, not to {kind!r}")
     if strong_ops < 0:
         raise UserError(f"strong_ops must be >= 0, got {strong_ops}")
+    if not 0 < crop_scale <= 1:
+        raise UserError(f"crop_scale must be in (0, 1], got {crop_scale}")
+    if kind != "crop_flip" and crop_scale != 0.08:
+        raise UserError(f"crop_scale applies to crop_flip, not to {kind!r}")
 
     steps: list[nn.Module] = [ToFloat()]
     if contrastive:
@@ -146,6 +153,9 @@ def build_pipeline(
         steps.append(RandomOps(num_ops=strong_ops))
         if cutout is None:
             cutout = default_cutout(image_size)
+    elif kind == "crop_flip":
+        crop = RandomResizedCrop(image_size, scale=(crop_scale, 1.0), flip_p=0.5 if flip else 0.0)
+        steps.append(crop)
     else:
         steps.append(Resize(image_size))
     # every step before this one returned a tensor the pipeline made: safe to overwrite

@@ -4,7 +4,9 @@ from cluster_ssl.methods.autoencoder import AutoencoderPretraining
 from cluster_ssl.methods.base import Method, Prediction, StageContext
 from cluster_ssl.methods.cc import ContrastiveClustering
 from cluster_ssl.methods.dec import DECClustering
+from cluster_ssl.methods.deepcluster import DeepCluster
 from cluster_ssl.methods.idfd import IDFD
+from cluster_ssl.methods.pcl import PCL
 from cluster_ssl.methods.scan import SCANClustering
 from cluster_ssl.methods.selflabel import SelfLabelling
 from cluster_ssl.methods.simclr import SimCLR
@@ -16,6 +18,8 @@ METHODS.register("dec")(DECClustering)
 METHODS.register("simclr")(SimCLR)
 METHODS.register("cc")(ContrastiveClustering)
 METHODS.register("idfd")(IDFD)
+METHODS.register("deepcluster")(DeepCluster)
+METHODS.register("pcl")(PCL)
 METHODS.register("scan")(SCANClustering)
 METHODS.register("selflabel")(SelfLabelling)
 
@@ -24,8 +28,10 @@ __all__ = [
     "AutoencoderPretraining",
     "ContrastiveClustering",
     "DECClustering",
+    "DeepCluster",
     "IDFD",
     "Method",
+    "PCL",
     "Prediction",
     "SCANClustering",
     "SelfLabelling",

@@ -1,0 +1,158 @@
+"""PCL: Prototypical Contrastive Learning of Unsupervised Representations (Li, Zhou, Xiong,
+Hoi, ICLR 2021), clustered by k-means.
+
+MoCo v2 (query encoder = ResNet + MLP head to 128, L2-normalised; momentum encoder; queue of
+keys) trained with L = InfoNCE + the mean ProtoNCE over M k-means clusterings of the
+momentum encoder's features, recomputed every epoch after an InfoNCE-only warm-up.
+Concentration phi with alpha = 10, clipped to its 10th-90th percentile, mean = tau = 0.2.
+Paper (ImageNet): k = 25000, 50000, 100000; momentum 0.999, queue 16384, lr 0.03, batch
+256, 200 epochs, 20 warm-up epochs. The presets follow the public CIFAR clustering
+reproduction: CIFAR ResNet-18, k = 250, 500, 1000, queue 4096, momentum 0.99, SGD lr 0.1
+(momentum 0.9, weight decay 1e-4) at batch 256 (it scaled lr 0.1 linearly per 256 images
+on 4 x 128), cosine schedule, 1000 epochs, 50 warm-up
+epochs, no blur; the ImageNet subsets at 224 px (ImageNet stem) with MoCo v2's blur.
+MoCo's shuffling BatchNorm is done within each process: 8 groups of the batch (MoCo's 8
+GPUs), the key views' groups drawn from a permutation.
+Augmentation: MoCo v2's (RandomResizedCrop 0.2-1, flip, colour jitter p 0.8, grayscale
+p 0.2). Negative prototypes are drawn per sample from every prototype but its positive
+(the paper); ``negative_sampling=batch`` draws them once per batch from those that are no
+sample's positive (the public code). Protocol: train+test merged, as that reproduction.
+Evaluation: k-means on the backbone embedding.
+
+    python recipes/pcl.py --dataset digits --out runs/pcl-digits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.trainer import Stage
+from cluster_ssl.errors import UserError
+from cluster_ssl.methods.pcl import PCL
+from cluster_ssl.models.heads import ProjectionHead
+from cluster_ssl.models.momentum import KeyQueue
+from cluster_ssl.recipe import Recipe
+from recipes.contrastive_common import BackboneConfig, embedding_method_args, make_pipeline
+
+
+@dataclass
+class PCLConfig(BackboneConfig):
+    split: str = "train+test"
+    epochs: int = 1000
+    batch_size: int = 256
+    feature_dim: int = 128
+    mlp_head: bool = True
+    blur: bool = False
+    temperature: float = 0.2
+    queue_size: int = 4096
+    encoder_momentum: float = 0.99
+    num_prototypes: tuple[int, ...] = (250, 500, 1000)
+    warmup_epochs: int = 50
+    negative_prototypes: int = 4096
+    negative_sampling: str = "per_sample"
+    prototype_weight: float = 1.0
+    bn_groups: int = 8
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+
+
+def check_sizes(cfg: PCLConfig, dataset: ImageDataset) -> None:
+    """The queue and every clustering must fit in the training set (before training)."""
+    n = len(dataset)
+    if cfg.queue_size < 1 or cfg.queue_size > n:
+        raise UserError(
+            f"queue_size={cfg.queue_size} does not fit the {n} training images; use "
+            f"--set queue_size=... between 1 and {n} (a few batches is enough on small data)"
+        )
+    too_many = [k for k in cfg.num_prototypes if k > n]
+    if too_many:
+        raise UserError(
+            f"num_prototypes {too_many} exceed the {n} training images; "
+            f"lower --set num_prototypes=... (each at most {n})"
+        )
+
+
+def pcl_method(cfg: PCLConfig, dataset: ImageDataset, num_clusters: int) -> PCL:
+    check_sizes(cfg, dataset)
+    args = embedding_method_args(cfg, dataset, num_clusters)
+    rep = args["backbone"].feature_dim
+    head = ProjectionHead(rep, rep, cfg.feature_dim, num_layers=2 if cfg.mlp_head else 1)
+    return PCL(
+        **args,
+        head=head,
+        views=TwoViews(make_pipeline("simclr", cfg, dataset, blur=cfg.blur)),
+        queue=KeyQueue(cfg.queue_size, cfg.feature_dim),
+        encoder_momentum=cfg.encoder_momentum,
+        temperature=cfg.temperature,
+        num_prototypes=cfg.num_prototypes,
+        warmup_epochs=cfg.warmup_epochs,
+        negative_prototypes=cfg.negative_prototypes,
+        negative_sampling=cfg.negative_sampling,
+        prototype_weight=cfg.prototype_weight,
+        bn_groups=cfg.bn_groups,
+    )
+
+
+def build(cfg: PCLConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
+    method = pcl_method(cfg, dataset, num_clusters)
+    return [Stage("pcl", method, cfg.epochs, cfg.batch_size, eval_every=cfg.eval_every)]
+
+
+PAPER = {"epochs": 1000, "warmup_epochs": 50, "eval_every": 50}
+IMAGENET = {**PAPER, "image_size": 224, "cifar_stem": False, "blur": True}
+CPU = {
+    "width": 0.25,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 1e-6,
+    "schedule": "cosine",
+}
+PRESETS = {
+    "cifar10": {**PAPER},
+    "cifar100-20": {**PAPER},
+    "stl10": {**PAPER, "image_size": 96, "cifar_stem": False},
+    "imagenet10": {**IMAGENET},
+    "imagenet-dogs": {**IMAGENET},
+    "tiny-imagenet": {**PAPER, "image_size": 64},
+    # CPU presets: a quarter-width ResNet-18, Adam, prototypes and queue sized for the data;
+    # digits takes small batches for more steps, in 4 BatchNorm groups of 16
+    "digits": {
+        **CPU,
+        "image_size": 16,
+        "epochs": 60,
+        "batch_size": 64,
+        "bn_groups": 4,
+        "warmup_epochs": 10,
+        "num_prototypes": (10, 20, 40),
+        "queue_size": 512,
+        "negative_prototypes": 512,
+        "eval_every": 10,
+    },
+    "fashion-mnist": {
+        **CPU,
+        "epochs": 30,
+        "warmup_epochs": 5,
+        "num_prototypes": (50, 100, 200),
+        "queue_size": 4096,
+        "eval_every": 5,
+    },
+}
+
+RECIPE = Recipe(
+    name="pcl",
+    description="PCL: MoCo + ProtoNCE over multi-granularity k-means prototypes (Li et al. 2021)",
+    config=PCLConfig,
+    build=build,
+    presets=PRESETS,
+    protocol="train+test merged (the public CIFAR clustering reproduction's protocol)",
+)
+
+if __name__ == "__main__":
+    from cluster_ssl.cli import run_recipe_script
+
+    raise SystemExit(run_recipe_script(RECIPE.name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cluster_ssl.augment.pipelines import Pipeline, build_pipeline
+from cluster_ssl.augment.pipelines import DEFAULT_CROP_SCALE, Pipeline, build_pipeline
 from cluster_ssl.augment.stats import dataset_stats
 from cluster_ssl.config import RecipeConfig
 from cluster_ssl.data.base import ImageDataset
@@ -21,7 +21,8 @@ class BackboneConfig(RecipeConfig):
     ``width`` scales the ResNet's channels (0.25 trains on a CPU); ``cifar_stem`` uses the
     3x3 stride-1 first convolution without max-pool that small images need. ``flip=False``
     turns off the horizontal flips of the augmentations (for digits, letters, and other
-    images a mirror turns into something else).
+    images a mirror turns into something else). ``crop_scale`` is the smallest area fraction
+    of the random crops (None: each paper's, 0.2 for SimCLR and IDFD, 0.08 for CC).
     """
 
     backbone: str = "resnet18"
@@ -39,6 +40,7 @@ class BackboneConfig(RecipeConfig):
     kmeans_restarts: int = 10
     eval_every: int = 10
     flip: bool = True
+    crop_scale: float | None = None
 
 
 def make_backbone(cfg: BackboneConfig, dataset: ImageDataset) -> Backbone:
@@ -67,6 +69,8 @@ def make_pipeline(kind: str, cfg: BackboneConfig, dataset: ImageDataset, **optio
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
     if kind in FLIPPING:
         options.setdefault("flip", cfg.flip)
+    if kind in DEFAULT_CROP_SCALE:
+        options.setdefault("crop_scale", cfg.crop_scale)
     return build_pipeline(kind, image_size=image_side(cfg, dataset), mean=mean, std=std, **options)
 
 

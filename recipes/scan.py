@@ -122,6 +122,7 @@ PRESETS = {
     # self-labelling lowered test ACC from 0.947 to 0.914; at 0.9 it raised it to 0.958
     "digits": {
         **simclr.PRESETS["digits"],
+        "epochs": 60,
         "split": "train",
         "eval_split": "test",
         "flip": False,
@@ -134,13 +135,19 @@ PRESETS = {
         "selflabel_batch_size": 256,
         "confidence_threshold": 0.9,
     },
-
+    # Fashion-MNIST, sized for under 2 hours on 2 CPU cores: 20 px, 35 pretext epochs, the
+    # paper's lr for 10 clustering epochs (2,340 steps), 5 self-labelling epochs at
+    # confidence 0.9 (the digits lesson), two strong operations on the small images
     "fashion-mnist": {
         **simclr.PRESETS["fashion-mnist"],
-        "scan_epochs": 20,
+        "image_size": 20,
+        "epochs": 35,
+        "strong_ops": 2,
+        "scan_epochs": 10,
         "scan_batch_size": 256,
-        "selflabel_epochs": 20,
+        "selflabel_epochs": 5,
         "selflabel_batch_size": 1000,
+        "confidence_threshold": 0.9,
     },
 }
 

@@ -76,7 +76,15 @@ PRESETS = {
     "imagenet-dogs": {**PAPER, "image_size": 224, "cifar_stem": False, "batch_size": 256},
     "tiny-imagenet": {**PAPER, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18 and Adam
-    "digits": {**CPU, "epochs": 60, "image_size": 16, "split": "train+test", "eval_split": None},
+    # digits: no flips (a mirrored 2 is not a 2); 100 epochs (0.873 at 60, 0.896 at 100)
+    "digits": {
+        **CPU,
+        "epochs": 100,
+        "image_size": 16,
+        "flip": False,
+        "split": "train+test",
+        "eval_split": None,
+    },
     "fashion-mnist": {**CPU, "epochs": 30, "eval_every": 5},
 }
 

@@ -335,3 +335,17 @@ def test_pipelines_run_on_the_input_device():
 
 def test_scan_cutout_scales_with_small_images():
     assert [default_cutout(side) for side in (8, 16, 32, 64, 96, 224)] == [4, 8, 16, 32, 32, 75]
+
+
+@pytest.mark.parametrize(("kind", "default"), [("simclr", 0.2), ("cc", 0.08), ("idfd", 0.2)])
+def test_crop_scale_defaults_to_the_papers_and_can_be_raised(kind, default):
+    def crop_scales(**options):
+        pipeline = build_pipeline(kind, image_size=16, mean=GRAY_MEAN, std=GRAY_STD, **options)
+        return [step.scale for step in pipeline if hasattr(step, "scale")]
+
+    assert crop_scales() == [(default, 1.0)]
+    assert crop_scales(crop_scale=0.5) == [(0.5, 1.0)]
+    with pytest.raises(UserError, match=r"crop_scale must be in \(0, 1\]"):
+        crop_scales(crop_scale=0.0)
+    with pytest.raises(UserError, match="crop_scale applies to"):
+        build_pipeline("eval", image_size=16, mean=GRAY_MEAN, std=GRAY_STD, crop_scale=0.5)

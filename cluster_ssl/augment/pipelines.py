@@ -52,23 +52,28 @@ def default_cutout(image_size: int) -> int:
     return 75
 
 
+#: the smallest crop area (RandomResizedCrop's scale) of each cropping pipeline
+DEFAULT_CROP_SCALE = {"simclr": 0.2, "cc": 0.08, "idfd": 0.2, "crop_flip": 0.08}
+
+
 def _weak_steps(
-    kind: str, image_size: int, strength: float, blur: bool, flip: bool
+    kind: str, image_size: int, strength: float, blur: bool, flip: bool, crop_scale: float
 ) -> list[nn.Module]:
     """Crop/flip, colour jitter, grayscale and optional blur of the contrastive pipelines."""
     s = strength
     flip_p = 0.5 if flip else 0.0
+    scale = (crop_scale, 1.0)
     hue = {"simclr": 0.1, "cc": 0.2, "idfd": 0.0}[kind] * s
     if hue > 0.5:
         raise UserError(f"strength {s} makes the {kind} hue jitter {hue:g}, above the 0.5 maximum")
     if kind == "simclr":
-        crop = RandomResizedCrop(image_size, scale=(0.2, 1.0), flip_p=flip_p)
+        crop = RandomResizedCrop(image_size, scale=scale, flip_p=flip_p)
         jitter = ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, hue, p=0.8, inplace=True)
     elif kind == "cc":
-        crop = RandomResizedCrop(image_size, scale=(0.08, 1.0), flip_p=flip_p)
+        crop = RandomResizedCrop(image_size, scale=scale, flip_p=flip_p)
         jitter = ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, hue, p=0.8, inplace=True)
     else:  # idfd: no flip, jitter always applied, no hue
-        crop = RandomResizedCrop(image_size, scale=(0.2, 1.0), flip_p=0.0)
+        crop = RandomResizedCrop(image_size, scale=scale, flip_p=0.0)
         jitter = ColorJitter(0.4 * s, 0.4 * s, 0.4 * s, hue, p=1.0, inplace=True)
     steps: list[nn.Module] = [crop, jitter, RandomGrayscale(p=0.2, inplace=True)]
     if blur:
@@ -88,7 +93,7 @@ def build_pipeline(
     cutout: int | None = None,
     flip: bool = True,
     strong_ops: int = 4,
-    crop_scale: float = 0.08,
+    crop_scale: float | None = None,
 ) -> Pipeline:
     """Build the augmentation pipeline ``kind`` (one of :data:`PIPELINES`).
 
@@ -112,7 +117,10 @@ def build_pipeline(
     after normalisation and fills zeros, as SCAN does. ``flip=False`` drops the horizontal
     flips of ``simclr``, ``cc`` and ``scan_strong`` (for digits and other images that flipping
     changes into something else); ``strong_ops`` is the number of RandAugment operations of
-    ``scan_strong`` per image (4 in SCAN). On 1-channel images the saturation,
+    ``scan_strong`` per image (4 in SCAN). ``crop_scale`` is the smallest crop area of the
+    cropping kinds (None: each paper's, :data:`DEFAULT_CROP_SCALE`; a 0.08 crop of a 16 px
+    digit is a blur of a few pixels). On 1-channel images the saturation,
+
     hue and grayscale steps are skipped (they are the identity there).
 
     Where this differs from the per-image torchvision / PIL originals: ColorJitter draws
@@ -139,14 +147,15 @@ def build_pipeline(
         raise UserError(f"strong_ops applies to scan_strong, not to {kind!r}")
     if strong_ops < 0:
         raise UserError(f"strong_ops must be >= 0, got {strong_ops}")
+    if crop_scale is not None and kind not in DEFAULT_CROP_SCALE:
+        raise UserError(f"crop_scale applies to {', '.join(DEFAULT_CROP_SCALE)}, not to {kind!r}")
+    crop_scale = DEFAULT_CROP_SCALE.get(kind, 1.0) if crop_scale is None else crop_scale
     if not 0 < crop_scale <= 1:
         raise UserError(f"crop_scale must be in (0, 1], got {crop_scale}")
-    if kind != "crop_flip" and crop_scale != 0.08:
-        raise UserError(f"crop_scale applies to crop_flip, not to {kind!r}")
 
     steps: list[nn.Module] = [ToFloat()]
     if contrastive:
-        steps += _weak_steps(kind, image_size, strength, blur, flip)
+        steps += _weak_steps(kind, image_size, strength, blur, flip, crop_scale)
     elif kind == "scan_strong":
         flip_p = 0.5 if flip else 0.0
         steps += [Resize(image_size), RandomPaddedCrop(image_size // 8, flip_p=flip_p)]

@@ -72,7 +72,16 @@ PRESETS = {
     "imagenet-dogs": {**PAPER, "strength": 1.0, "blur": True},
     "tiny-imagenet": {**PAPER, "strength": 0.5},
     # CPU presets: a quarter-width ResNet-18 with the CIFAR stem
-    "digits": {**CPU, "image_size": 16, "epochs": 60, "eval_every": 10},
+    # digits: no flips, and crops of at least 30% of the image (CC's 8% of a 16 px digit is
+    # a few pixels): ACC 0.746 with CC's crops and flips, 0.957 with these
+    "digits": {
+        **CPU,
+        "image_size": 16,
+        "epochs": 60,
+        "eval_every": 10,
+        "flip": False,
+        "crop_scale": 0.3,
+    },
     "fashion-mnist": {**CPU, "image_size": None, "epochs": 30, "eval_every": 5},
 }
 

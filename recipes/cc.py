@@ -82,7 +82,8 @@ PRESETS = {
         "flip": False,
         "crop_scale": 0.3,
     },
-    "fashion-mnist": {**CPU, "image_size": None, "epochs": 30, "eval_every": 5},
+    # Fashion-MNIST, sized for 90 minutes on one CPU core: 20 px, 30 epochs, 30% crops
+    "fashion-mnist": {**CPU, "image_size": 20, "epochs": 30, "eval_every": 5, "crop_scale": 0.3},
 }
 
 RECIPE = Recipe(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cluster_ssl.cluster.kmeans import KMeansResult, assign, kmeans
-from cluster_ssl.cluster.knn import knn, resolve_use_gpu
+from cluster_ssl.cluster.knn import ivf_index, knn, resolve_use_gpu
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import cluster_accuracy
 
@@ -150,3 +150,26 @@ def test_knn_k_too_large_is_a_user_error() -> None:
         knn(x, 5)
     with pytest.raises(UserError, match="k=0"):
         knn(x, 0)
+
+
+def test_approximate_search_finds_the_exact_neighbours_on_clustered_data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16)) * 4
+    x = (centres[rng.integers(0, 8, 4000)] + rng.normal(size=(4000, 16))).astype(np.float32)
+    _, exact = knn(x, 10)
+    _, approx = knn(x, 10, approximate=True)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx, exact, strict=True)])
+    assert recall > 0.97
+    assert not (approx == np.arange(4000)[:, None]).any()
+
+
+def test_rows_an_inverted_file_cannot_fill_are_searched_exactly():
+    # 60 points make 7 lists probed one at a time: some lists hold fewer than k + 1 points
+    x = np.random.default_rng(1).normal(size=(60, 4)).astype(np.float32)
+    _, raw = ivf_index(x, inner_product=False).search(x, 21)
+    short = (raw < 0).any(axis=1)
+    assert short.any()  # the plain IVF search leaves holes in these rows
+    _, approx = knn(x, 20, metric="l2", approximate=True)
+    _, exact = knn(x, 20, metric="l2")
+    assert (approx >= 0).all()
+    assert np.array_equal(approx[short], exact[short])

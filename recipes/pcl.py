@@ -120,9 +120,12 @@ PRESETS = {
     "imagenet-dogs": {**IMAGENET},
     "tiny-imagenet": {**PAPER, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18, Adam, prototypes and queue sized for the data;
-    # digits takes small batches for more steps, in 4 BatchNorm groups of 16
+    # digits takes small batches for more steps, in 4 BatchNorm groups of 16, no flips and
+    # crops of at least 30% (ACC 0.728 with flips and 20% crops, 0.912 without)
     "digits": {
         **CPU,
+        "flip": False,
+        "crop_scale": 0.3,
         "image_size": 16,
         "epochs": 60,
         "batch_size": 64,

@@ -79,8 +79,9 @@ PRESETS = {
     "imagenet10": {**PAPER, "image_size": 96, "cifar_stem": False},
     "imagenet-dogs": {**PAPER, "image_size": 96, "cifar_stem": False},
     "tiny-imagenet": {**PAPER, "image_size": 64},
-    # CPU presets: a quarter-width ResNet-18, Adam, a sharper softmax than tau = 1
-    "digits": {**CPU, "image_size": 16, "epochs": 60, "eval_every": 10},
+    # CPU presets: a quarter-width ResNet-18, Adam, a sharper softmax than tau = 1. Digits:
+    # tau 0.2 and 100 epochs (seed 0: 0.842 at tau 0.1 and 60 epochs, 0.894 with these)
+    "digits": {**CPU, "image_size": 16, "epochs": 100, "eval_every": 10, "temperature": 0.2},
     "fashion-mnist": {**CPU, "epochs": 30, "eval_every": 5},
 }
 

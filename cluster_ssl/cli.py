@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     evaluate.add_argument("--data-root", help="where the dataset lives now, if it moved")
     evaluate.add_argument(
+        "--split",
+        help="score this split (train, test, train+test, ...) instead of the run's eval split",
+    )
+    evaluate.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
     )
 
@@ -146,11 +150,14 @@ def _result_line(result: dict) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from cluster_ssl.engine.run import evaluate_checkpoint
 
-    result = evaluate_checkpoint(args.checkpoint, args.device, args.data_root, args.workers)
+    result = evaluate_checkpoint(
+        args.checkpoint, args.device, args.data_root, args.workers, split=args.split
+    )
 
     print(
         f"evaluated {result['checkpoint']}: stage {result['stage']!r}, epoch {result['epoch']},"
-        f" step {result['step']} ({result['recipe']} on {result['dataset']})"
+        f" step {result['step']} ({result['recipe']} on {result['dataset']}, "
+        f"{result['split']} split)"
     )
     print(_result_line(result))
     print(json.dumps({k: v for k, v in result.items() if k != "cluster_sizes"}))

@@ -48,6 +48,14 @@ def test_train_then_eval_on_digits(tmp_path, capsys):
     code, stdout, _ = run(capsys, "eval", str(out))  # a run directory works too
     assert code == 0 and "02-cluster.pt" in stdout
 
+    code, stdout, _ = run(capsys, "eval", str(out), "--split", "test")  # another split
+    assert code == 0 and "test split" in stdout
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["split"] == "test" and result["num_images"] == 359
+
+    code, _, stderr = run(capsys, "eval", str(out), "--split", "validation")
+    assert code == 2 and stderr.strip().startswith("error:") and "validation" in stderr
+
 
 def test_list_names_recipes_and_datasets(capsys):
     code, stdout, _ = run(capsys, "list")

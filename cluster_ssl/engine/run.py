@@ -303,9 +303,14 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
 
 
 def evaluate_checkpoint(
-    path: Path, device_spec: str = "auto", data_root: str | None = None, num_workers: int = 2
+    path: Path,
+    device_spec: str = "auto",
+    data_root: str | None = None,
+    num_workers: int = 2,
+    split: str | None = None,
 ) -> dict[str, Any]:
-    """Score the method stored in a stage checkpoint (or a run directory's last stage)."""
+    """Score the method stored in a stage checkpoint (or a run directory's last stage) on
+    the run's evaluation split, or on ``split``."""
     path = Path(path)
     if path.is_dir():
         summary_file = path / "summary.json"
@@ -323,6 +328,8 @@ def evaluate_checkpoint(
     record = dict(checkpoint["run"])
     if data_root is not None:
         record["data_root"] = data_root
+    if split is not None:
+        record["overrides"] = {**record["overrides"], "eval_split": split}
     device = resolve_device(device_spec)
     prepared = prepare(record)
     stage = prepared.stages[checkpoint["stage_index"]]
@@ -344,6 +351,8 @@ def evaluate_checkpoint(
         "step": checkpoint["step"],
         "recipe": record["recipe"],
         "dataset": record["dataset"],
+        "split": prepared.config.eval_split or prepared.config.split,
+        "num_images": len(prepared.eval_dataset),
         "num_clusters": prepared.num_clusters,
         **metrics,
     }

@@ -1,4 +1,4 @@
-"""The ``cluster-ssl`` command: train, eval, list.
+"""The ``cluster-ssl`` command: train, eval, cluster, list.
 
 User mistakes (a missing data root, an unknown dataset, a bad ``--set`` key...) end with one
 line ``error: ...`` on stderr and exit code 2, without a traceback.
@@ -76,6 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
     )
 
+    cluster = commands.add_parser(
+        "cluster", help="cluster a folder of your own images and write a report"
+    )
+    cluster.add_argument("folder", type=Path, help="folder of images (searched recursively)")
+    cluster.add_argument("--k", type=int, required=True, help="number of clusters")
+    cluster.add_argument("--out", type=Path, required=True, help="output directory")
+    cluster.add_argument("--method", default="cc", help="cc (default), scan, simclr, idfd, ...")
+    cluster.add_argument("--backbone", help="resnet18|resnet34|resnet50|timm:NAME")
+    cluster.add_argument("--weights", help="start the backbone from these weights (strict)")
+    cluster.add_argument("--epochs", type=int, help="training length (default: by folder size)")
+    cluster.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting (repeatable)",
+    )
+    cluster.add_argument("--seed", type=int, help="random seed (default 0)")
+    cluster.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    cluster.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    cluster.add_argument("--resume", action="store_true", help="continue the run in --out")
+    cluster.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     commands.add_parser("list", help="list recipes, datasets and methods")
     return parser
 
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "cluster":
+            return _cluster(args)
         return _list()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -145,6 +171,33 @@ def _result_line(result: dict) -> str:
     parts = [f"{key.upper()} {result[key]:.4f}" for key in ("acc", "nmi", "ari") if key in result]
     parts.append(f"clusters used {result['clusters_used']}/{result['num_clusters']}")
     return "  ".join(parts)
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from cluster_ssl.engine.folder_clustering import FolderRequest, cluster_folder
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    summary = cluster_folder(
+        FolderRequest(
+            folder=args.folder,
+            k=args.k,
+            out=args.out,
+            method=args.method,
+            backbone=args.backbone,
+            weights=args.weights,
+            epochs=args.epochs,
+            overrides=parse_assignments(args.assignments),
+            seed=args.seed,
+            device=args.device,
+            resume=args.resume,
+            progress=not args.no_progress,
+            num_workers=args.workers,
+        )
+    )
+    print(_result_line(summary))
+    print(f"report: {args.out / 'report.html'}")
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ class FileImageDataset(ImageDataset):
         channels: int = 3,
         labels: np.ndarray | None = None,
         class_names: list[str] | None = None,
+        skipped: list[tuple[Path, str]] | None = None,
     ) -> None:
         if channels not in (1, 3):
             raise ValueError("channels must be 1 or 3")
@@ -56,6 +57,8 @@ class FileImageDataset(ImageDataset):
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.class_names = class_names
         self.image_shape = (channels, image_size, image_size)
+        #: files under the folder that were left out, with the reason (``skip_unreadable``)
+        self.skipped = list(skipped or [])
         if self.labels is not None and len(self.labels) != len(self.paths):
             raise ValueError("labels and paths differ in length")
 
@@ -171,17 +174,30 @@ def build_folder(
     image_size: int | None,
     download: bool,
     channels: int = 3,
+    skip_unreadable: bool = False,
 ) -> FileImageDataset:
-    """Every image under ``root`` (recursively, sorted paths), unlabelled, decoded lazily."""
+    """Every image under ``root`` (recursively, sorted paths), unlabelled, decoded lazily.
+
+    By default an unreadable file stops training when it is reached, naming the file;
+    ``skip_unreadable=True`` decodes every file once first and leaves out the ones that fail
+    (kept with their reasons in ``dataset.skipped``), as ``cluster-ssl cluster`` does.
+    """
     if root is None:
         raise UserError("the folder dataset needs a directory: pass --data-root DIR (your images)")
     if download:
         raise UserError("the folder dataset cannot be downloaded; point --data-root at your images")
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist or is not a directory")
-    paths = list_images(root)
+    skipped: list[tuple[Path, str]] = []
+    if skip_unreadable:
+        paths, skipped = scan_images(root, decode=True)
+    else:
+        paths = list_images(root)
     if not paths:
+        unreadable = f"; {len(skipped)} unreadable files were skipped" if skipped else ""
         raise UserError(
-            f"no images found under {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)"
+            f"no readable images found under {root} (looked for "
+            f"{', '.join(IMAGE_EXTENSIONS)}, recursively{unreadable})"
         )
-    return FileImageDataset("folder", paths, image_size or DEFAULT_FOLDER_SIZE, channels)
+    size = image_size or DEFAULT_FOLDER_SIZE
+    return FileImageDataset("folder", paths, size, channels, skipped=skipped)

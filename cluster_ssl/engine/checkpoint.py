@@ -35,6 +35,11 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def write_bytes(data: bytes, path: str | Path) -> None:
+    """Write a file atomically (images and pages of a report)."""
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` via a temporary file and an atomic rename."""
     _atomic_write(Path(path), lambda handle: torch.save(state, handle))

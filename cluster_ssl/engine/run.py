@@ -35,7 +35,7 @@ from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
-from cluster_ssl.methods.base import StageContext
+from cluster_ssl.methods.base import Prediction, StageContext
 from cluster_ssl.recipe import Recipe
 
 
@@ -59,6 +59,8 @@ class RunRequest:
     resume: bool = False
     progress: bool = True
     num_workers: int = 2
+    #: extra arguments of the dataset builder (e.g. ``skip_unreadable`` for folders)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
     def given(self) -> dict[str, Any]:
         """The parts of the run record that were asked for explicitly."""
@@ -78,6 +80,7 @@ class RunRequest:
             **self.given(),
             "data_root": self.data_root,
             "download": self.download,
+            "dataset_options": self.dataset_options,
         }
 
 
@@ -150,6 +153,7 @@ def _load(record: dict[str, Any], split: str, image_size: int | None) -> ImageDa
         split=split,
         image_size=image_size,
         download=record.get("download", False),
+        **record.get("dataset_options", {}),
     )
 
 
@@ -244,6 +248,29 @@ def train(request: RunRequest) -> dict[str, Any]:
     return summary
 
 
+def predict_method(
+    stage: Stage,
+    dataset: ImageDataset,
+    device: torch.device,
+    dist: DistInfo,
+    seed: int,
+    *,
+    training_data: bool,
+    num_workers: int = 2,
+) -> Prediction:
+    """A stage's method's clustering of ``dataset`` (labels, confidence, embedding).
+
+    ``training_data`` says whether ``dataset`` is the split the stage trained on (a method
+    may then use state it holds per training sample, such as IDFD's memory bank).
+    """
+    ctx = StageContext(
+        dataset, device, seed, dist, num_workers=num_workers, training_data=training_data
+    )
+    method = stage.method.to(device).eval()
+    with torch.no_grad():
+        return method.predict(ctx)
+
+
 def evaluate_method(
     stage: Stage,
     dataset: ImageDataset,
@@ -254,17 +281,16 @@ def evaluate_method(
     training_data: bool,
     num_workers: int = 2,
 ) -> dict[str, Any]:
-    """Predict with a stage's method on ``dataset`` and score it.
-
-    ``training_data`` says whether ``dataset`` is the split the stage trained on (a method
-    may then use state it holds per training sample, such as IDFD's memory bank).
-    """
-    ctx = StageContext(
-        dataset, device, seed, dist, num_workers=num_workers, training_data=training_data
+    """Predict with a stage's method on ``dataset`` and score it (see :func:`predict_method`)."""
+    prediction = predict_method(
+        stage,
+        dataset,
+        device,
+        dist,
+        seed,
+        training_data=training_data,
+        num_workers=num_workers,
     )
-    method = stage.method.to(device).eval()
-    with torch.no_grad():
-        prediction = method.predict(ctx)
     return evaluate_clustering(dataset.labels, prediction.labels, prediction.num_clusters)
 
 
@@ -302,22 +328,40 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
     return request.record()
 
 
-def evaluate_checkpoint(
-    path: Path,
-    device_spec: str = "auto",
-    data_root: str | None = None,
-    num_workers: int = 2,
-    split: str | None = None,
-) -> dict[str, Any]:
-    """Score the method stored in a stage checkpoint (or a run directory's last stage) on
-    the run's evaluation split, or on ``split``."""
+@dataclass
+class TrainedStage:
+    """A stage checkpoint loaded back into its run's method, with the run's data."""
+
+    path: Path
+    checkpoint: dict[str, Any]
+    record: dict[str, Any]
+    prepared: Prepared
+    stage: Stage
+
+    def predict(self, device: torch.device, num_workers: int = 2) -> Prediction:
+        """The method's clustering of the run's evaluation split."""
+        return predict_method(
+            self.stage,
+            self.prepared.eval_dataset,
+            device,
+            DistInfo(),
+            self.record["seed"],
+            training_data=self.prepared.eval_dataset is self.prepared.dataset,
+            num_workers=num_workers,
+        )
+
+
+def load_trained_stage(
+    path: Path, data_root: str | None = None, split: str | None = None
+) -> TrainedStage:
+    """Load a stage checkpoint (or a run directory's last stage) into its run's method;
+    ``split`` replaces the run's evaluation split."""
     path = Path(path)
     if path.is_dir():
         summary_file = path / "summary.json"
         candidates = sorted((path / "stages").glob("*.pt"))
         if summary_file.is_file():  # its path may be relative to where training ran
             path = path / "stages" / Path(json.loads(summary_file.read_text())["checkpoint"]).name
-
         elif candidates:
             path = candidates[-1]
         else:
@@ -330,27 +374,34 @@ def evaluate_checkpoint(
         record["data_root"] = data_root
     if split is not None:
         record["overrides"] = {**record["overrides"], "eval_split": split}
-    device = resolve_device(device_spec)
     prepared = prepare(record)
     stage = prepared.stages[checkpoint["stage_index"]]
     load_state_strict(stage.method, checkpoint["method"], f"stage {stage.name!r}")
-    metrics = evaluate_method(
-        stage,
-        prepared.eval_dataset,
-        device,
-        DistInfo(),
-        record["seed"],
-        training_data=prepared.eval_dataset is prepared.dataset,
-        num_workers=num_workers,
-    )
+    return TrainedStage(path, checkpoint, record, prepared, stage)
 
+
+def evaluate_checkpoint(
+    path: Path,
+    device_spec: str = "auto",
+    data_root: str | None = None,
+    num_workers: int = 2,
+    split: str | None = None,
+) -> dict[str, Any]:
+    """Score the method stored in a stage checkpoint (or a run directory's last stage) on
+    the run's evaluation split, or on ``split``."""
+    trained = load_trained_stage(path, data_root, split)
+    prediction = trained.predict(resolve_device(device_spec), num_workers)
+    prepared = trained.prepared
+    metrics = evaluate_clustering(
+        prepared.eval_dataset.labels, prediction.labels, prediction.num_clusters
+    )
     return {
-        "checkpoint": str(path),
-        "stage": stage.name,
-        "epoch": checkpoint["epoch"],
-        "step": checkpoint["step"],
-        "recipe": record["recipe"],
-        "dataset": record["dataset"],
+        "checkpoint": str(trained.path),
+        "stage": trained.stage.name,
+        "epoch": trained.checkpoint["epoch"],
+        "step": trained.checkpoint["step"],
+        "recipe": trained.record["recipe"],
+        "dataset": trained.record["dataset"],
         "split": prepared.config.eval_split or prepared.config.split,
         "num_images": len(prepared.eval_dataset),
         "num_clusters": prepared.num_clusters,

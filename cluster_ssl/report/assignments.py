@@ -1,0 +1,39 @@
+"""``assignments.csv``: one row per image read, with its cluster and confidence."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cluster_ssl.engine.checkpoint import write_bytes
+
+
+def write_assignments(
+    path: Path,
+    files: Sequence[Path],
+    labels: np.ndarray,
+    confidence: np.ndarray | None,
+    root: Path | None = None,
+) -> None:
+    """Columns ``path, cluster, confidence`` (paths relative to ``root`` when given; the
+    confidence is empty for methods without one)."""
+    if len(files) != len(labels):
+        raise ValueError(f"{len(files)} files but {len(labels)} labels")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "cluster", "confidence"])
+    for i, file in enumerate(files):
+        shown = Path(file).relative_to(root) if root is not None else Path(file)
+        score = "" if confidence is None else f"{float(confidence[i]):.6f}"
+        writer.writerow([shown.as_posix(), int(labels[i]), score])
+    write_bytes(buffer.getvalue().encode(), path)
+
+
+def write_skipped(path: Path, skipped: Sequence[tuple[Path, str]], root: Path) -> None:
+    """``skipped.txt``: one ``path<TAB>reason`` line per file left out."""
+    lines = [f"{Path(file).relative_to(root).as_posix()}\t{reason}\n" for file, reason in skipped]
+    write_bytes("".join(lines).encode(), path)

@@ -1,0 +1,134 @@
+"""``cluster-ssl cluster FOLDER``: a folder of images in assorted formats with known groups
+(synthetic classes), plus broken and non-image files, clustered end to end; every output is
+checked, and the grouping must beat chance by a wide margin."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cluster_ssl.cli import main
+from cluster_ssl.data.synthetic import make_synthetic
+from cluster_ssl.eval.metrics import cluster_accuracy
+
+GROUPS = 3
+PER_GROUP = 60
+FORMATS = ("png", "jpg", "webp", "bmp", "tiff")
+
+
+def write_group_folder(root: Path) -> dict[str, int]:
+    """PER_GROUP synthetic images per group, cycling through formats and modes (RGB, grey,
+    RGBA, palette), in nested folders; returns {relative path: group}."""
+    images, labels = make_synthetic(GROUPS * PER_GROUP, GROUPS, size=24, channels=3, seed=3)
+    truth = {}
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        picture = Image.fromarray(pixels.transpose(1, 2, 0))
+        kind = FORMATS[i % len(FORMATS)]
+        if i % 7 == 1:
+            picture = picture.convert("L")
+        elif i % 7 == 2 and kind in ("png", "webp", "tiff"):
+            picture = picture.convert("RGBA")
+        elif i % 7 == 3 and kind in ("png", "bmp"):
+            picture = picture.convert("P")
+        relative = Path(f"batch{i % 4}") / f"img{i:03d}.{kind}"
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(root / relative)
+        truth[relative.as_posix()] = int(label)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    whole = (root / "batch0" / "img000.png").read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[:40])
+    (root / "notes.png").write_text("a text file with an image name\n")
+    (root / "readme.txt").write_text("not an image, not listed\n")
+    return truth
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    truth = write_group_folder(root)
+    out = tmp_path_factory.mktemp("report") / "out"
+    argv = ["cluster", str(root), "--k", str(GROUPS), "--out", str(out), "--epochs", "15"]
+    code = main([*argv, "--no-progress", "--workers", "0"])
+    return code, root, out, truth
+
+
+def test_the_run_succeeds_and_writes_every_output(clustered):
+    code, _, out, _ = clustered
+    assert code == 0
+    for name in ("assignments.csv", "skipped.txt", "embedding.png", "report.html"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "folder" and summary["num_clusters"] == GROUPS
+    assert Path(summary["checkpoint"]).name.endswith(".pt")
+
+
+def test_every_readable_image_is_assigned_and_broken_files_are_listed(clustered):
+    _, root, out, truth = clustered
+    with (out / "assignments.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["path"] for row in rows) == sorted(truth)
+    assert all(0 <= int(row["cluster"]) < GROUPS for row in rows)
+    assert all(0.0 < float(row["confidence"]) <= 1.0 for row in rows)
+    skipped = dict(line.split("\t") for line in (out / "skipped.txt").read_text().splitlines())
+    assert set(skipped) == {"broken.png", "truncated.jpg", "notes.png"}
+    assert all(reason.strip() for reason in skipped.values())
+
+
+def test_the_grouping_beats_chance_by_a_wide_margin(clustered):
+    _, _, out, truth = clustered
+    with (out / "assignments.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = np.array([int(row["cluster"]) for row in rows])
+    actual = np.array([truth[row["path"]] for row in rows])
+    chance = max(
+        cluster_accuracy(actual, np.random.default_rng(seed).permutation(predicted))
+        for seed in range(20)
+    )  # about 0.4 on 180 images in 3 groups
+    assert cluster_accuracy(actual, predicted) >= max(0.6, chance + 0.2)
+
+
+def test_grids_show_each_used_cluster_and_the_page_links_everything(clustered):
+    _, _, out, _ = clustered
+    with (out / "assignments.csv").open() as handle:
+        used = {int(row["cluster"]) for row in csv.DictReader(handle)}
+    grids = sorted(path.name for path in (out / "clusters").glob("*.png"))
+    assert grids == [f"{cluster:02d}.png" for cluster in sorted(used)]
+    with Image.open(out / "clusters" / grids[0]) as grid:
+        assert min(grid.size) >= 48  # 24 px images enlarged to be seen
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for link in [*(f"clusters/{name}" for name in grids), "embedding.png", "assignments.csv"]:
+        assert f'"{link}"' in page and (out / link).is_file()
+    assert "http://" not in page and "https://" not in page  # opens from disk, no server
+    with Image.open(out / "embedding.png") as picture:
+        assert picture.size == (800, 800)
+
+
+def test_an_empty_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.png").write_text("not an image")
+    code = main(["cluster", str(tmp_path / "empty"), "--k", "2", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("error: no readable images in") and "1 files could not" in err[0]
+
+
+def test_more_clusters_than_images_is_a_clear_error(tmp_path, capsys):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 80, 0, 0)).save(folder / f"{i}.png")
+    code = main(["cluster", str(folder), "--k", "5", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--k 5: need 2 <= k <= the 3 readable images" in err
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_an_unknown_method_is_a_clear_error(tmp_path, capsys):
+    code = main(
+        ["cluster", str(tmp_path), "--k", "2", "--out", str(tmp_path / "o"), "--method", "x"]
+    )
+    assert code == 2 and "--method 'x' is not one of: cc, scan" in capsys.readouterr().err

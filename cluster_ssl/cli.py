@@ -1,4 +1,4 @@
-"""The ``cluster-ssl`` command: train, eval, cluster, list.
+"""The ``cluster-ssl`` command: train, eval, cluster, predict, list.
 
 User mistakes (a missing data root, an unknown dataset, a bad ``--set`` key...) end with one
 line ``error: ...`` on stderr and exit code 2, without a traceback.
@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--resume", action="store_true", help="continue the run in --out")
     cluster.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    predict = commands.add_parser(
+        "predict", help="assign new images to the clusters of a finished run"
+    )
+    predict.add_argument("checkpoint", type=Path, help="a run directory or stage checkpoint")
+    predict.add_argument("images", type=Path, nargs="+", help="image files and/or folders")
+    predict.add_argument("--out", type=Path, required=True, help="CSV to write")
+    predict.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    predict.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+
     commands.add_parser("list", help="list recipes, datasets and methods")
     return parser
 
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "cluster":
             return _cluster(args)
+        if args.command == "predict":
+            return _predict(args)
         return _list()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -197,6 +208,18 @@ def _cluster(args: argparse.Namespace) -> int:
     )
     print(_result_line(summary))
     print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cluster_ssl.engine.prediction import predict_images
+
+    prediction, skipped = predict_images(
+        args.checkpoint, args.images, args.out, args.device, args.workers
+    )
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{len(prediction.labels)} images assigned to clusters: {args.out}")
     return 0
 
 

@@ -132,3 +132,60 @@ def test_an_unknown_method_is_a_clear_error(tmp_path, capsys):
         ["cluster", str(tmp_path), "--k", "2", "--out", str(tmp_path / "o"), "--method", "x"]
     )
     assert code == 2 and "--method 'x' is not one of: cc, scan" in capsys.readouterr().err
+
+
+def read_assignments(path: Path, root: Path | None = None) -> dict[str, tuple[int, float]]:
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    key = (lambda p: Path(p).relative_to(root).as_posix()) if root else (lambda p: p)
+    return {key(row["path"]): (int(row["cluster"]), float(row["confidence"])) for row in rows}
+
+
+def test_predict_assigns_new_images_to_the_learned_clusters(clustered, tmp_path, capsys):
+    _, root, out, _ = clustered
+    code = main(["predict", str(out), str(root), "--out", str(tmp_path / "p.csv")])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("skipped ") == 3  # the broken files, each named once
+    predicted = read_assignments(tmp_path / "p.csv", root)
+    learned = read_assignments(out / "assignments.csv")
+    assert predicted.keys() == learned.keys()
+    assert all(predicted[p][0] == learned[p][0] for p in learned)  # same clusters
+    assert all(predicted[p][1] == pytest.approx(learned[p][1], abs=1e-5) for p in learned)
+
+
+def test_predict_with_a_kmeans_method_keeps_the_training_clusters(tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    out = tmp_path / "run"
+    settings = ["split=test", "eval_split=None", "image_size=8", "batch_size=64"]
+    argv = ["train", "simclr", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+    assert main([*argv, "--out", str(out), *(f"--set={s}" for s in settings)]) == 0
+    run_labels = read_assignments_from_summary(out)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    images = load_digits().images[-359:]  # the test split the run trained on
+    for i in range(0, 359, 30):
+        pixels = (images[i] * 16).clip(0, 255).astype(np.uint8)
+        Image.fromarray(pixels, "L").save(folder / f"{i:03d}.png")
+    capsys.readouterr()
+    assert main(["predict", str(out), str(folder), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = read_assignments(tmp_path / "p.csv", folder)
+    assert {name: label for name, (label, _) in predicted.items()} == {
+        f"{i:03d}.png": int(run_labels[i]) for i in range(0, 359, 30)
+    }
+
+
+def read_assignments_from_summary(out: Path) -> np.ndarray:
+    """The run's own k-means clustering of its training images, in dataset order."""
+    from cluster_ssl.engine.device import resolve_device
+    from cluster_ssl.engine.run import load_trained_stage
+
+    return load_trained_stage(out).predict(resolve_device("cpu"), num_workers=0).labels
+
+
+def test_predict_names_a_bad_input(clustered, tmp_path, capsys):
+    _, _, out, _ = clustered
+    (tmp_path / "notes.txt").write_text("text")
+    code = main(["predict", str(out), str(tmp_path / "notes.txt"), "--out", str(tmp_path / "p")])
+    assert code == 2 and "notes.txt is not an image file or a folder" in capsys.readouterr().err

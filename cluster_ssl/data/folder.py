@@ -146,7 +146,7 @@ def scan_images(
     readable: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for path in list_images(root):
-        reason = _check_image(path, decode)
+        reason = check_image(path, decode)
         if reason is None:
             readable.append(path)
         else:
@@ -154,7 +154,7 @@ def scan_images(
     return readable, skipped
 
 
-def _check_image(path: Path, decode: bool) -> str | None:
+def check_image(path: Path, decode: bool) -> str | None:
     """None when ``path`` opens as an image, else the reason it does not."""
     try:
         with Image.open(path) as image:

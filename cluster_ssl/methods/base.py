@@ -149,6 +149,15 @@ class Method(nn.Module):
     def predict(self, ctx: StageContext) -> Prediction:
         raise NotImplementedError
 
+    def predict_new(self, training: StageContext, new: StageContext) -> Prediction:
+        """Assign the images of ``new`` to the clusters learned on ``training``.
+
+        Right as is for methods whose clusters are parameters (a cluster head, DEC's
+        centres); methods that cluster by k-means override it to keep the training
+        clusters instead of clustering the new images afresh.
+        """
+        return self.predict(new)
+
     def collapse_hint(self) -> str:
         """The setting to change when predictions use fewer clusters than asked for."""
         return "check the learning rate and train longer"

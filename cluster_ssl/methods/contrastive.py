@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cluster_ssl.cluster.kmeans import kmeans
+from cluster_ssl.cluster.kmeans import assign, kmeans
 from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
 
@@ -71,6 +72,30 @@ class EmbeddingMethod(Method):
             lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
         )
         return Prediction(labels=result.labels, num_clusters=self.num_clusters, embedding=z)
+
+    def predict_new(self, training: StageContext, new: StageContext) -> Prediction:
+        """k-means on the training embedding (the same clusters :meth:`predict` finds on
+        it), then each new image joins the nearest centre; confidence is its cosine
+        similarity to that centre. Methods with a cluster head predict directly."""
+        if type(self).predict is not EmbeddingMethod.predict:
+            return self.predict(new)
+        centroids = self.predict_centroids(training)
+        z = new.embed(self.clustered_features).cpu().numpy()
+        labels = assign(z, centroids)
+        unit = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-12)
+        confidence = (z * unit[labels]).sum(axis=1)
+        return Prediction(labels, self.num_clusters, confidence=confidence, embedding=z)
+
+    def clustered_features(self, batch: Batch) -> torch.Tensor:
+        """A batch's features in the space :meth:`embedding` clusters (the backbone's)."""
+        return self.features(batch)
+
+    def predict_centroids(self, ctx: StageContext) -> np.ndarray:
+        """The (K, d) centres :meth:`predict` clusters ``ctx`` with."""
+        z = self.embedding(ctx).cpu().numpy()
+        return ctx.on_main(
+            lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
+        ).centroids
 
     def head_prediction(
         self, ctx: StageContext, probabilities: Callable[[torch.Tensor], torch.Tensor]

@@ -65,6 +65,12 @@ class IDFD(EmbeddingMethod):
             "decorrelation": decorrelation,
         }
 
+    def clustered_features(self, batch: Batch) -> torch.Tensor:
+        """Head features (the bank's space) when clustering on the bank, else the backbone's."""
+        if self.cluster_on == "bank":
+            return self.head(self.backbone(self.augment(self.eval_transform, batch["image"])))
+        return self.features(batch)
+
     def embedding(self, ctx: StageContext) -> torch.Tensor:
         """The bank when asked for and ``ctx.dataset`` is the training split it describes;
         the backbone embedding otherwise (e.g. scoring a held-out split)."""

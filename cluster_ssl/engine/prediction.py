@@ -1,0 +1,68 @@
+"""``cluster-ssl predict``: assign new images to the clusters a finished run learned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cluster_ssl.data.folder import FileImageDataset, check_image, is_image_file, list_images
+from cluster_ssl.engine.device import resolve_device
+from cluster_ssl.engine.run import load_trained_stage
+from cluster_ssl.errors import UserError
+from cluster_ssl.methods.base import Prediction, StageContext
+from cluster_ssl.report.assignments import write_assignments
+
+
+def image_files(inputs: list[Path]) -> list[Path]:
+    """Every image file named, or found (recursively) under every folder named."""
+    files: list[Path] = []
+    for item in inputs:
+        item = Path(item).expanduser()
+        if item.is_dir():
+            files += list_images(item)
+        elif item.is_file() and is_image_file(item):
+            files.append(item)
+        else:
+            raise UserError(f"{item} is not an image file or a folder")
+    return files
+
+
+def readable_only(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files that decode, and (file, reason) for the others."""
+    readable, skipped = [], []
+    for file in files:
+        reason = check_image(file, decode=True)
+        if reason is None:
+            readable.append(file)
+        else:
+            skipped.append((file, reason))
+    return readable, skipped
+
+
+def predict_images(
+    checkpoint: Path,
+    inputs: list[Path],
+    out_csv: Path,
+    device_spec: str = "auto",
+    num_workers: int = 2,
+) -> tuple[Prediction, list[tuple[Path, str]]]:
+    """Write ``path, cluster, confidence`` for every readable image of ``inputs`` to
+    ``out_csv``; returns the prediction and the files skipped (with reasons)."""
+    trained = load_trained_stage(checkpoint)
+    readable, skipped = readable_only(image_files(inputs))
+    if not readable:
+        raise UserError(f"no readable images among {', '.join(map(str, inputs))}")
+    training = trained.prepared.dataset
+    channels, _, side = training.image_shape
+    new = FileImageDataset("predict", readable, side, channels)
+    device = resolve_device(device_spec)
+    seed = trained.record["seed"]
+    method = trained.stage.method.to(device).eval()
+    with torch.no_grad():
+        prediction = method.predict_new(
+            StageContext(training, device, seed, num_workers=num_workers),
+            StageContext(new, device, seed, num_workers=num_workers, training_data=False),
+        )
+    write_assignments(out_csv, readable, prediction.labels, prediction.confidence)
+    return prediction, skipped

@@ -166,7 +166,7 @@ def test_predict_with_a_kmeans_method_keeps_the_training_clusters(tmp_path, caps
     folder.mkdir()
     images = load_digits().images[-359:]  # the test split the run trained on
     for i in range(0, 359, 30):
-        pixels = (images[i] * 16).clip(0, 255).astype(np.uint8)
+        pixels = np.round(images[i] * 255.0 / 16.0).astype(np.uint8)  # as the dataset does
         Image.fromarray(pixels, "L").save(folder / f"{i:03d}.png")
     capsys.readouterr()
     assert main(["predict", str(out), str(folder), "--out", str(tmp_path / "p.csv")]) == 0

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="score this split (train, test, train+test, ...) instead of the run's eval split",
     )
     evaluate.add_argument(
+        "--report", type=Path, help="also write a report (grids, map, confusion) to this folder"
+    )
+    evaluate.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
     )
 
@@ -227,7 +230,12 @@ def _eval(args: argparse.Namespace) -> int:
     from cluster_ssl.engine.run import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        args.checkpoint, args.device, args.data_root, args.workers, split=args.split
+        args.checkpoint,
+        args.device,
+        args.data_root,
+        args.workers,
+        split=args.split,
+        report=args.report,
     )
 
     print(
@@ -236,6 +244,8 @@ def _eval(args: argparse.Namespace) -> int:
         f"{result['split']} split)"
     )
     print(_result_line(result))
+    if args.report is not None:
+        print(f"report: {args.report / 'report.html'}")
     print(json.dumps({k: v for k, v in result.items() if k != "cluster_sizes"}))
     return 0
 

@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 
 from cluster_ssl.cli import main
+from cluster_ssl.report.confusion import confusion
 
 FAST = [
     "--epochs",
@@ -52,6 +55,19 @@ def test_train_then_eval_on_digits(tmp_path, capsys):
     assert code == 0 and "test split" in stdout
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["split"] == "test" and result["num_images"] == 359
+
+    report = tmp_path / "report"
+    code, stdout, _ = run(capsys, "eval", str(out), "--report", str(report))
+    assert code == 0 and f"report: {report / 'report.html'}" in stdout
+    page = (report / "report.html").read_text()
+    assert "Clusters matched to classes" in page and "embedding.png" in page
+    rows = (report / "assignments.csv").read_text().splitlines()
+    assert len(rows) == 1 + 1797 and rows[1].startswith("digits[0],")
+    predicted = np.array([int(row.split(",")[1]) for row in rows[1:]])
+    table = confusion(load_digits().target, predicted, 10, None)
+    assert table.counts.sum() == 1797 and sorted(table.clusters) == list(range(10))
+    sizes = table.counts.sum(axis=1)
+    assert np.average(table.per_class, weights=sizes) == pytest.approx(summary["acc"])
 
     code, _, stderr = run(capsys, "eval", str(out), "--split", "validation")
     assert code == 2 and stderr.strip().startswith("error:") and "validation" in stderr

@@ -21,10 +21,8 @@ from cluster_ssl.data.folder import DECODE_ERRORS, scan_images
 from cluster_ssl.engine.device import resolve_device
 from cluster_ssl.engine.run import RunRequest, load_trained_stage, train
 from cluster_ssl.errors import UserError
-from cluster_ssl.report.assignments import write_assignments, write_skipped
-from cluster_ssl.report.embedding_map import write_embedding_map
-from cluster_ssl.report.grids import write_cluster_grids
-from cluster_ssl.report.page import ReportContent, cluster_summary, write_report
+from cluster_ssl.report.assignments import write_skipped
+from cluster_ssl.report.run_report import sample_names, write_report_dir
 
 #: recipes ``--method`` accepts (each trains on an unlabelled folder as is)
 FOLDER_METHODS = ("cc", "scan", "simclr", "idfd", "pcl", "deepcluster")
@@ -137,30 +135,18 @@ def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> None
     trained = load_trained_stage(out)
     dataset = trained.prepared.eval_dataset
     prediction = trained.predict(device, num_workers)
-    labels, confidence, k = prediction.labels, prediction.confidence, prediction.num_clusters
-    write_assignments(out / "assignments.csv", dataset.paths, labels, confidence, root=folder)
     write_skipped(out / "skipped.txt", dataset.skipped, folder)
-    grids = write_cluster_grids(out / "clusters", dataset, labels, confidence, k)
-    map_method = None
-    if prediction.embedding is not None and len(labels) > 3:
-        map_method = write_embedding_map(out / "embedding.png", prediction.embedding, labels)
-    sizes, means = cluster_summary(labels, confidence, k)
-    write_report(
-        out / "report.html",
-        ReportContent(
-            title=f"{folder.name}: {k} clusters",
-            facts={
-                "folder": str(folder),
-                "images clustered": str(len(labels)),
-                "files skipped": str(len(dataset.skipped)),
-                "method": trained.record["recipe"],
-                "clusters used": f"{sum(size > 0 for size in sizes)} of {k}",
-            },
-            sizes=sizes,
-            mean_confidence=means,
-            grids=[None if g is None else g.relative_to(out).as_posix() for g in grids],
-            embedding_map="embedding.png" if map_method else None,
-            map_method=map_method,
-            links={"assignments.csv": "assignments.csv", "skipped.txt": "skipped.txt"},
-        ),
+    write_report_dir(
+        out,
+        dataset,
+        prediction,
+        title=f"{folder.name}: {prediction.num_clusters} clusters",
+        facts={
+            "folder": str(folder),
+            "images clustered": str(len(prediction.labels)),
+            "files skipped": str(len(dataset.skipped)),
+            "method": trained.record["recipe"],
+        },
+        names=sample_names(dataset, folder),
+        extra_links={"skipped.txt": "skipped.txt"},
     )

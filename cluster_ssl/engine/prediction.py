@@ -64,5 +64,6 @@ def predict_images(
             StageContext(training, device, seed, num_workers=num_workers),
             StageContext(new, device, seed, num_workers=num_workers, training_data=False),
         )
-    write_assignments(out_csv, readable, prediction.labels, prediction.confidence)
+    names = [path.as_posix() for path in readable]
+    write_assignments(out_csv, names, prediction.labels, prediction.confidence)
     return prediction, skipped

@@ -386,16 +386,18 @@ def evaluate_checkpoint(
     data_root: str | None = None,
     num_workers: int = 2,
     split: str | None = None,
+    report: Path | None = None,
 ) -> dict[str, Any]:
     """Score the method stored in a stage checkpoint (or a run directory's last stage) on
-    the run's evaluation split, or on ``split``."""
+    the run's evaluation split, or on ``split``; ``report`` also writes a report directory
+    there (CSV, cluster grids, embedding map, and the clusters matched to classes)."""
     trained = load_trained_stage(path, data_root, split)
     prediction = trained.predict(resolve_device(device_spec), num_workers)
     prepared = trained.prepared
     metrics = evaluate_clustering(
         prepared.eval_dataset.labels, prediction.labels, prediction.num_clusters
     )
-    return {
+    result = {
         "checkpoint": str(trained.path),
         "stage": trained.stage.name,
         "epoch": trained.checkpoint["epoch"],
@@ -407,3 +409,21 @@ def evaluate_checkpoint(
         "num_clusters": prepared.num_clusters,
         **metrics,
     }
+    if report is not None:
+        from cluster_ssl.report.run_report import sample_names, write_report_dir
+
+        scores = {k: f"{metrics[k]:.4f}" for k in ("acc", "nmi", "ari") if k in metrics}
+        write_report_dir(
+            Path(report),
+            prepared.eval_dataset,
+            prediction,
+            title=f"{result['recipe']} on {result['dataset']} ({result['split']} split)",
+            facts={
+                "checkpoint": f"{trained.path} (stage {trained.stage.name!r}, epoch "
+                f"{result['epoch']})",
+                "images": str(result["num_images"]),
+                **{name.upper(): value for name, value in scores.items()},
+            },
+            names=sample_names(prepared.eval_dataset),
+        )
+    return result

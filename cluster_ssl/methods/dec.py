@@ -128,12 +128,20 @@ class DECClustering(Method):
         return {} if self.label_change is None else {"label_change": self.label_change}
 
     def predict(self, ctx: StageContext) -> Prediction:
-        q = self.soft_assignments(ctx)
+        """argmax of Q, its value as the confidence, and the embedding z."""
+
+        def embed_and_assign(batch: Batch) -> torch.Tensor:
+            z = self.encode(batch)
+            return torch.cat([self.clustering(z), z], dim=1)
+
+        out = ctx.embed(embed_and_assign)
+        q, z = out[:, : self.num_clusters], out[:, self.num_clusters :]
         confidence, labels = q.max(dim=1)
         return Prediction(
             labels=labels.cpu().numpy(),
             num_clusters=self.num_clusters,
             confidence=confidence.cpu().numpy(),
+            embedding=z.cpu().numpy(),
         )
 
     def get_extra_state(self) -> dict[str, Any]:

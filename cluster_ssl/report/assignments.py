@@ -13,23 +13,17 @@ from cluster_ssl.engine.checkpoint import write_bytes
 
 
 def write_assignments(
-    path: Path,
-    files: Sequence[Path],
-    labels: np.ndarray,
-    confidence: np.ndarray | None,
-    root: Path | None = None,
+    path: Path, names: Sequence[str], labels: np.ndarray, confidence: np.ndarray | None
 ) -> None:
-    """Columns ``path, cluster, confidence`` (paths relative to ``root`` when given; the
-    confidence is empty for methods without one)."""
-    if len(files) != len(labels):
-        raise ValueError(f"{len(files)} files but {len(labels)} labels")
+    """Columns ``path, cluster, confidence`` (empty confidence for methods without one)."""
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} names but {len(labels)} labels")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "cluster", "confidence"])
-    for i, file in enumerate(files):
-        shown = Path(file).relative_to(root) if root is not None else Path(file)
+    for i, name in enumerate(names):
         score = "" if confidence is None else f"{float(confidence[i]):.6f}"
-        writer.writerow([shown.as_posix(), int(labels[i]), score])
+        writer.writerow([str(name), int(labels[i]), score])
     write_bytes(buffer.getvalue().encode(), path)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cluster_ssl.engine.checkpoint import write_bytes
+from cluster_ssl.report.confusion import Confusion
 from cluster_ssl.report.embedding_map import PALETTE
 
 
@@ -24,6 +25,7 @@ class ReportContent:
     embedding_map: str | None
     map_method: str | None
     links: dict[str, str]
+    confusion: Confusion | None = None
 
 
 def cluster_summary(
@@ -47,6 +49,25 @@ td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-al
 .bar { background: #4c78a8; height: 10px; }
 img { image-rendering: pixelated; max-width: 100%; }
 """
+
+
+def render_confusion(table: Confusion) -> str:
+    """Classes down, clusters across (matched order), per-class accuracy at the right."""
+    head = "".join(f"<th>{cluster}</th>" for cluster in table.clusters)
+    rows = []
+    for name, counts, accuracy in zip(table.classes, table.counts, table.per_class, strict=True):
+        cells = "".join(
+            f"<td style='background: rgba(76,120,168,{count / max(counts.sum(), 1):.2f})'>"
+            f"{count}</td>"
+            for count in counts
+        )
+        rows.append(f"<tr><th>{escape(name)}</th>{cells}<td>{accuracy:.3f}</td></tr>")
+    return (
+        "<h2>Clusters matched to classes</h2><p>Rows are classes, columns clusters in the "
+        "order of the one-to-one (Hungarian) matching; the last column is the share of each "
+        f"class in its matched cluster.</p><table><tr><th>class / cluster</th>{head}"
+        f"<th>accuracy</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def render(content: ReportContent) -> str:
@@ -76,13 +97,14 @@ def render(content: ReportContent) -> str:
             f"<h2>Embedding ({escape(content.map_method or '')}, coloured by cluster)</h2>"
             f'<img src="{escape(content.embedding_map)}" alt="embedding map">'
         )
+    matched = render_confusion(content.confusion) if content.confusion else ""
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>{escape(content.title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{escape(content.title)}</h1><table>{facts}</table><p>{links}</p>"
         "<h2>Clusters</h2><table><tr><th>cluster</th><th>images</th>"
         "<th>mean confidence</th><th>most confident images</th></tr>"
-        f"{''.join(rows)}</table>{embedding}</body></html>\n"
+        f"{''.join(rows)}</table>{matched}{embedding}</body></html>\n"
     )
 
 

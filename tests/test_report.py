@@ -53,3 +53,15 @@ def test_assignments_csv_and_an_escaped_page(tmp_path):
     )
     assert "<script>" not in page and "&lt;script&gt;" in page and "a &amp; b" in page
     assert '"clusters/00.png"' in page and "(empty)" in page
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tiles_sit_on_white_and_are_enlarged(channels):
+    from cluster_ssl.report.grids import MIN_TILE, PADDING, tile
+
+    images = [np.zeros((channels, 8, 8), dtype=np.uint8) for _ in range(3)]
+    sheet = np.asarray(tile(images, columns=2))
+    scale = MIN_TILE // 8
+    assert sheet.shape[:2] == (2 * (8 * scale + PADDING) + PADDING,) * 2
+    assert (sheet[:PADDING] == 255).all()  # the border is white in every channel
+    assert (sheet[PADDING : PADDING + 8 * scale, PADDING : PADDING + 8 * scale] == 0).all()

@@ -33,7 +33,8 @@ def tile(images: list[np.ndarray], columns: int) -> Image.Image:
     cell_h, cell_w = height * scale + PADDING, width * scale + PADDING
     rows = math.ceil(len(images) / columns)
     mode = "L" if channels == 1 else "RGB"
-    sheet = Image.new(mode, (columns * cell_w + PADDING, rows * cell_h + PADDING), 255)
+    white = 255 if mode == "L" else (255, 255, 255)
+    sheet = Image.new(mode, (columns * cell_w + PADDING, rows * cell_h + PADDING), white)
     for i, image in enumerate(images):
         pixels = image[0] if channels == 1 else image.transpose(1, 2, 0)
         picture = Image.fromarray(np.ascontiguousarray(pixels), mode)

@@ -83,9 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster", help="cluster a folder of your own images and write a report"
     )
     cluster.add_argument("folder", type=Path, help="folder of images (searched recursively)")
-    cluster.add_argument("--k", type=int, required=True, help="number of clusters")
+    cluster.add_argument(
+        "--k", required=True, help="number of clusters, or auto (chosen by silhouette)"
+    )
+    cluster.add_argument(
+        "--k-range", help="with --k auto: the k tried, LOW:HIGH (default 2:min(20, images))"
+    )
     cluster.add_argument("--out", type=Path, required=True, help="output directory")
-    cluster.add_argument("--method", default="cc", help="cc (default), scan, simclr, idfd, ...")
+    cluster.add_argument(
+        "--method", help="cc (default), scan, simclr (default with --k auto), idfd, pcl, ..."
+    )
     cluster.add_argument("--backbone", help="resnet18|resnet34|resnet50|timm:NAME")
     cluster.add_argument("--weights", help="start the backbone from these weights (strict)")
     cluster.add_argument("--epochs", type=int, help="training length (default: by folder size)")
@@ -192,10 +199,12 @@ def _cluster(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    k, k_range = _k_options(args.k, args.k_range)
     summary = cluster_folder(
         FolderRequest(
             folder=args.folder,
-            k=args.k,
+            k=k,
+            k_range=k_range,
             out=args.out,
             method=args.method,
             backbone=args.backbone,
@@ -209,9 +218,33 @@ def _cluster(args: argparse.Namespace) -> int:
             num_workers=args.workers,
         )
     )
+    if "k_selection" in summary:
+        scores = summary["k_selection"]["scores"]
+        print("k  silhouette")
+        for value in sorted(scores, key=int):
+            print(f"{int(value):<3}{scores[value]:.4f}")
+        print(f"chose k = {summary['k_selection']['k']} (highest silhouette)")
     print(_result_line(summary))
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+def _k_options(k: str, k_range: str | None) -> tuple[int | None, tuple[int, int] | None]:
+    """``--k N`` or ``--k auto`` [``--k-range LOW:HIGH``] as (k or None, range or None)."""
+    if k == "auto":
+        if k_range is None:
+            return None, None
+        try:
+            low, high = (int(part) for part in k_range.split(":"))
+        except ValueError:
+            raise UserError(f"--k-range {k_range!r}: write it LOW:HIGH, e.g. 2:20") from None
+        return None, (low, high)
+    if k_range is not None:
+        raise UserError("--k-range goes with --k auto; drop it or use --k auto")
+    try:
+        return int(k), None
+    except ValueError:
+        raise UserError(f"--k {k!r}: give a number of clusters or auto") from None
 
 
 def _predict(args: argparse.Namespace) -> int:

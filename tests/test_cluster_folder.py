@@ -189,3 +189,55 @@ def test_predict_names_a_bad_input(clustered, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("text")
     code = main(["predict", str(out), str(tmp_path / "notes.txt"), "--out", str(tmp_path / "p")])
     assert code == 2 and "notes.txt is not an image file or a folder" in capsys.readouterr().err
+
+
+def test_choose_k_finds_the_number_of_blobs():
+    from cluster_ssl.cluster.choose_k import choose_k
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 5
+    points = centres[rng.integers(0, 4, 400)] + rng.normal(size=(400, 8)) * 0.3
+    best, scores = choose_k(points, range(2, 9))
+    assert best == 4 and sorted(scores) == list(range(2, 9))
+    assert scores[4] == max(scores.values()) and all(-1 <= s <= 1 for s in scores.values())
+
+
+def test_k_auto_chooses_k_reports_the_scores_and_predict_uses_it(tmp_path, capsys):
+    root = tmp_path / "photos"
+    write_group_folder(root)
+    out = tmp_path / "auto"
+    argv = ["cluster", str(root), "--k", "auto", "--k-range", "2:5", "--out", str(out)]
+    assert main([*argv, "--epochs", "3", "--no-progress", "--workers", "0"]) == 0
+    stdout = capsys.readouterr().out
+    selection = json.loads((out / "k_selection.json").read_text())
+    assert sorted(map(int, selection["scores"])) == [2, 3, 4, 5]
+    best = max(selection["scores"].items(), key=lambda item: (item[1], -int(item[0])))
+    assert selection["k"] == int(best[0]) and f"chose k = {selection['k']}" in stdout
+    assert "k  silhouette" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_clusters"] == selection["k"] == len(summary["cluster_sizes"])
+    clusters = {label for label, _ in read_assignments(out / "assignments.csv").values()}
+    assert clusters <= set(range(selection["k"]))
+    assert "k chosen" in (out / "report.html").read_text()
+    assert main(["predict", str(out), str(root), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = read_assignments(tmp_path / "p.csv", root)
+    assert {label for label, _ in predicted.values()} <= set(range(selection["k"]))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--k", "auto", "--method", "cc"], "--k auto needs a method that clusters"),
+        (["--k", "auto", "--k-range", "2-5"], "--k-range '2-5': write it LOW:HIGH"),
+        (["--k", "three"], "--k 'three': give a number of clusters or auto"),
+        (["--k", "3", "--k-range", "2:5"], "--k-range goes with --k auto"),
+    ],
+)
+def test_bad_k_options_get_one_line(tmp_path, capsys, options, message):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    assert main(["cluster", str(folder), "--out", str(tmp_path / "o"), *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

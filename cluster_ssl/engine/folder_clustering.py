@@ -10,31 +10,41 @@ DIR/summary.json, DIR/stages/  the run itself (``--resume`` continues it)
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from PIL import Image
 
+from cluster_ssl.cluster.choose_k import choose_k
 from cluster_ssl.data.folder import DECODE_ERRORS, scan_images
+from cluster_ssl.engine.checkpoint import write_json
 from cluster_ssl.engine.device import resolve_device
-from cluster_ssl.engine.run import RunRequest, load_trained_stage, train
+from cluster_ssl.engine.run import K_SELECTION_FILE, RunRequest, load_trained_stage, train
 from cluster_ssl.errors import UserError
+from cluster_ssl.methods.base import Prediction, StageContext
 from cluster_ssl.report.assignments import write_skipped
 from cluster_ssl.report.run_report import sample_names, write_report_dir
 
 #: recipes ``--method`` accepts (each trains on an unlabelled folder as is)
 FOLDER_METHODS = ("cc", "scan", "simclr", "idfd", "pcl", "deepcluster")
+#: the ones that cluster an embedding by k-means, so k can be chosen after training
+KMEANS_METHODS = ("simclr", "idfd", "pcl", "deepcluster")
 DEFAULT_METHOD = "cc"
+DEFAULT_AUTO_METHOD = "simclr"
 
 
 @dataclass
 class FolderRequest:
     folder: Path
-    k: int
+    k: int | None  # None: choose it (``--k auto``) in ``k_range``
     out: Path
-    method: str = DEFAULT_METHOD
+    method: str | None = None
+    k_range: tuple[int, int] | None = None  # None: 2 to min(20, number of images)
     backbone: str | None = None
     weights: str | None = None
     epochs: int | None = None
@@ -84,8 +94,15 @@ def default_settings(num_images: int, side: int, on_gpu: bool) -> dict[str, Any]
 
 def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     """Train ``request.method`` on the folder's readable images, then write the report."""
-    if request.method not in FOLDER_METHODS:
-        raise UserError(f"--method {request.method!r} is not one of: {', '.join(FOLDER_METHODS)}")
+    auto = request.k is None
+    method = request.method or (DEFAULT_AUTO_METHOD if auto else DEFAULT_METHOD)
+    if method not in FOLDER_METHODS:
+        raise UserError(f"--method {method!r} is not one of: {', '.join(FOLDER_METHODS)}")
+    if auto and method not in KMEANS_METHODS:
+        raise UserError(
+            f"--k auto needs a method that clusters its embedding by k-means "
+            f"({', '.join(KMEANS_METHODS)}), not {method}; give --k N for {method}"
+        )
     folder = Path(request.folder).expanduser()
     readable, skipped = scan_images(folder, decode=True)
     if not readable:
@@ -93,17 +110,20 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
             f"no readable images in {folder}"
             + (f" ({len(skipped)} files could not be read)" if skipped else "")
         )
-    if request.k < 2 or request.k > len(readable):
-        raise UserError(
-            f"--k {request.k}: need 2 <= k <= the {len(readable)} readable images in {folder}"
-        )
+    if auto:
+        low, high = request.k_range or (2, min(20, len(readable)))
+    else:
+        low, high = request.k, request.k
+    if low < 2 or high > len(readable) or low > high:
+        asked = f"--k-range {low}:{high}" if auto else f"--k {request.k}"
+        raise UserError(f"{asked}: need 2 <= k <= the {len(readable)} readable images in {folder}")
     device = resolve_device(request.device)
     overrides: dict[str, Any] = {}
     if not request.resume:
         settings = default_settings(len(readable), native_side(readable), device.type == "cuda")
         overrides = {key: value for key, value in settings.items() if value is not None}
         overrides["eval_split"] = None
-        overrides["num_clusters"] = request.k
+        overrides["num_clusters"] = high  # the largest k tried when it is chosen
         if request.backbone is not None:
             overrides["backbone"] = request.backbone
         if request.weights is not None:
@@ -113,7 +133,7 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
         overrides.update(request.overrides)
     summary = train(
         RunRequest(
-            recipe=request.method if not request.resume else None,
+            recipe=method if not request.resume else None,
             dataset="folder",
             out=request.out,
             data_root=str(folder),
@@ -126,15 +146,44 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
             dataset_options={"skip_unreadable": True},
         )
     )
-    write_outputs(request.out, folder, device, request.num_workers)
+    if auto:
+        selection = choose_run_k(request.out, device, (low, high), request.num_workers)
+        summary = {**summary, "num_clusters": selection["k"], "k_selection": selection}
+    prediction = write_outputs(request.out, folder, device, request.num_workers)
+    if auto:  # the summary describes the clustering with the chosen k
+        sizes = np.bincount(prediction.labels, minlength=prediction.num_clusters)
+        summary.update(clusters_used=int((sizes > 0).sum()), cluster_sizes=sizes.tolist())
+        write_json(summary, request.out / "summary.json")
     return summary
 
 
-def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> None:
+def choose_run_k(
+    out: Path, device: torch.device, k_range: tuple[int, int], num_workers: int = 2
+) -> dict[str, Any]:
+    """Choose k in ``k_range`` on the trained embedding (:func:`choose_k`), record it in
+    ``k_selection.json`` (later predictions use it) and return the scores."""
+    trained = load_trained_stage(out)
+    dataset = trained.prepared.eval_dataset
+    ctx = StageContext(dataset, device, trained.record["seed"], num_workers=num_workers)
+    with torch.no_grad():
+        embedding = trained.stage.method.to(device).eval().embedding(ctx).cpu().numpy()
+    best, scores = choose_k(embedding, range(k_range[0], k_range[1] + 1), seed=ctx.seed)
+    selection = {"criterion": "mean cosine silhouette of k-means", "k": best, "scores": scores}
+    write_json(selection, out / K_SELECTION_FILE)
+    return selection
+
+
+def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Prediction:
     """Predict with the run's last stage and write the CSV, grids, map and page."""
     trained = load_trained_stage(out)
     dataset = trained.prepared.eval_dataset
     prediction = trained.predict(device, num_workers)
+    facts = {}
+    chosen = out / K_SELECTION_FILE
+    if chosen.is_file():
+        selection = json.loads(chosen.read_text())
+        low, high = min(map(int, selection["scores"])), max(map(int, selection["scores"]))
+        facts["k chosen"] = f"{selection['k']} in {low}-{high} (highest silhouette)"
     write_skipped(out / "skipped.txt", dataset.skipped, folder)
     write_report_dir(
         out,
@@ -146,7 +195,9 @@ def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> None
             "images clustered": str(len(prediction.labels)),
             "files skipped": str(len(dataset.skipped)),
             "method": trained.record["recipe"],
+            **facts,
         },
         names=sample_names(dataset, folder),
         extra_links={"skipped.txt": "skipped.txt"},
     )
+    return prediction

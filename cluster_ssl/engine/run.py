@@ -328,6 +328,10 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
     return request.record()
 
 
+#: a run directory's record of the k chosen after training, which its predictions use
+K_SELECTION_FILE = "k_selection.json"
+
+
 @dataclass
 class TrainedStage:
     """A stage checkpoint loaded back into its run's method, with the run's data."""
@@ -377,6 +381,9 @@ def load_trained_stage(
     prepared = prepare(record)
     stage = prepared.stages[checkpoint["stage_index"]]
     load_state_strict(stage.method, checkpoint["method"], f"stage {stage.name!r}")
+    chosen = path.parent.parent / K_SELECTION_FILE
+    if chosen.is_file():  # k was chosen after training (``cluster --k auto``)
+        stage.method.num_clusters = prepared.num_clusters = json.loads(chosen.read_text())["k"]
     return TrainedStage(path, checkpoint, record, prepared, stage)
 
 

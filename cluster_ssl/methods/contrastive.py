@@ -16,6 +16,13 @@ from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
 
 
+def centre_similarity(z: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``z`` to the centre of its cluster."""
+    unit = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-12)
+    rows = z / np.linalg.norm(z, axis=1, keepdims=True).clip(1e-12)
+    return (rows * unit[labels]).sum(axis=1)
+
+
 class EmbeddingMethod(Method):
     """Base of SimCLR, CC and IDFD.
 
@@ -67,35 +74,37 @@ class EmbeddingMethod(Method):
         return ctx.embed(self.features)
 
     def predict(self, ctx: StageContext) -> Prediction:
+        """k-means on the embedding; confidence is each sample's cosine similarity to its
+        cluster's centre."""
         z = self.embedding(ctx).cpu().numpy()
         result = ctx.on_main(
             lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
         )
-        return Prediction(labels=result.labels, num_clusters=self.num_clusters, embedding=z)
+        confidence = centre_similarity(z, result.centroids, result.labels)
+        return Prediction(result.labels, self.num_clusters, confidence=confidence, embedding=z)
 
     def predict_new(self, training: StageContext, new: StageContext) -> Prediction:
         """k-means on the training embedding (the same clusters :meth:`predict` finds on
-        it), then each new image joins the nearest centre; confidence is its cosine
-        similarity to that centre. Methods with a cluster head predict directly."""
+        it), then each new image joins the nearest centre (same confidence as
+        :meth:`predict`). Methods with a cluster head predict directly."""
         if type(self).predict is not EmbeddingMethod.predict:
             return self.predict(new)
-        centroids = self.predict_centroids(training)
+        z_train = self.embedding(training).cpu().numpy()
+        centroids = training.on_main(
+            lambda: (
+                kmeans(
+                    z_train, self.num_clusters, n_init=self.kmeans_restarts, seed=training.seed
+                ).centroids
+            )
+        )
         z = new.embed(self.clustered_features).cpu().numpy()
         labels = assign(z, centroids)
-        unit = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-12)
-        confidence = (z * unit[labels]).sum(axis=1)
+        confidence = centre_similarity(z, centroids, labels)
         return Prediction(labels, self.num_clusters, confidence=confidence, embedding=z)
 
     def clustered_features(self, batch: Batch) -> torch.Tensor:
         """A batch's features in the space :meth:`embedding` clusters (the backbone's)."""
         return self.features(batch)
-
-    def predict_centroids(self, ctx: StageContext) -> np.ndarray:
-        """The (K, d) centres :meth:`predict` clusters ``ctx`` with."""
-        z = self.embedding(ctx).cpu().numpy()
-        return ctx.on_main(
-            lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
-        ).centroids
 
     def head_prediction(
         self, ctx: StageContext, probabilities: Callable[[torch.Tensor], torch.Tensor]

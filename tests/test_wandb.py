@@ -38,6 +38,14 @@ def test_offline_wandb_writes_a_run_directory_and_resume_continues_it(
     assert list(runs[0].glob("*.wandb")), "the offline run holds no history file"
     assert json.loads((out / "run.json").read_text())["recipe"] == "dec"
 
+    # the dashboard's pictures: a grid per used cluster, the embedding map, the table
+    media = runs[0] / "files" / "media"
+    summary = json.loads((out / "summary.json").read_text())
+    images = list((media / "images").rglob("*.png"))
+    assert len(images) >= summary["clusters_used"] + 1
+    assert list((media / "table").rglob("*.table.json"))
+    assert (out / "report" / "report.html").is_file()
+
     run_id = (out / "wandb-run-id").read_text().strip()
     assert runs[0].name.endswith(run_id)
     assert (

@@ -59,6 +59,30 @@ class RunLogger:
 
             self._wandb.log({f"{stage}/{name}": wandb.Histogram(np_histogram=_bar(values))})
 
+    @property
+    def wandb_enabled(self) -> bool:
+        return self._wandb is not None
+
+    def log_report(self, report_dir: Path, sizes: list[int]) -> None:
+        """The report's pictures to W&B: ``clusters/NN.png`` as images and as a table of
+        (cluster, size, grid), and ``embedding.png``."""
+        if self._wandb is None:
+            return
+        import wandb
+
+        table = wandb.Table(columns=["cluster", "size", "most confident images"])
+        grids = {}
+        for cluster, size in enumerate(sizes):
+            grid = report_dir / "clusters" / f"{cluster:02d}.png"
+            image = wandb.Image(str(grid)) if grid.is_file() else None
+            table.add_data(cluster, size, image)
+            if image is not None:
+                grids[f"clusters/{cluster:02d}"] = image
+        logged: dict[str, Any] = {"report/clusters": table, **grids}
+        if (report_dir / "embedding.png").is_file():
+            logged["report/embedding"] = wandb.Image(str(report_dir / "embedding.png"))
+        self._wandb.log(logged)
+
     def echo(self, text: str) -> None:
         if self.enabled:
             print(text, file=sys.stderr, flush=True)

@@ -215,7 +215,7 @@ def train(request: RunRequest) -> dict[str, Any]:
             )
         )
     final = prepared.stages[-1]
-    metrics = evaluate_method(
+    prediction = predict_method(
         final,
         prepared.eval_dataset,
         device,
@@ -223,6 +223,9 @@ def train(request: RunRequest) -> dict[str, Any]:
         record["seed"],
         training_data=prepared.eval_dataset is prepared.dataset,
         num_workers=request.num_workers,
+    )
+    metrics = evaluate_clustering(
+        prepared.eval_dataset.labels, prediction.labels, prediction.num_clusters
     )
     summary = {
         "recipe": record["recipe"],
@@ -242,6 +245,18 @@ def train(request: RunRequest) -> dict[str, Any]:
     logger.log(
         {k: v for k, v in metrics.items() if k != "cluster_sizes"}, step=ctx.step, stage="final"
     )
+    if logger.wandb_enabled:  # cluster grids, embedding map and a per-cluster table
+        from cluster_ssl.report.run_report import sample_names, write_report_dir
+
+        write_report_dir(
+            out / "report",
+            prepared.eval_dataset,
+            prediction,
+            title=f"{record['recipe']} on {record['dataset']}",
+            facts={"run": str(out)},
+            names=sample_names(prepared.eval_dataset),
+        )
+        logger.log_report(out / "report", metrics["cluster_sizes"])
     if dist.is_main:
         write_json(summary, out / "summary.json")
     logger.finish(summary)

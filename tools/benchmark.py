@@ -17,6 +17,12 @@ exact faiss search in chunks) against scikit-learn's brute-force ``NearestNeighb
 (cosine) on the same L2-normalised features (``--n`` points around 10 Gaussian centres in
 ``--dim`` dimensions), in one run, with the agreement of the two neighbour lists.
 
+    python tools/benchmark.py folder-memory [--n 20000] [--side 32] [--batch 256]
+
+``folder-memory``: peak resident memory while a folder of ``--n`` small PNGs goes through
+one training epoch of the streaming path (``StreamingBatches``, decoding in this process) and
+one whole-dataset pass (``embed``), against what holding every decoded image would take.
+
 To add a measurement: write ``bench_<name>(args) -> None`` and register its arguments in
 ``build_parser`` with ``set_defaults(func=bench_<name>)``.
 """
@@ -267,6 +273,66 @@ def bench_mining(args: argparse.Namespace) -> None:
     print(f"scikit-learn NearestNeighbors brute cosine: {sklearn_seconds:.2f} s")
 
 
+def _memory_kib(field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` of this process from /proc, in KiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def bench_folder_memory(args: argparse.Namespace) -> None:
+    """Peak memory of the streaming path on a folder of small images."""
+    import tempfile
+
+    from PIL import Image
+
+    from cluster_ssl.data.registry import build_dataset
+    from cluster_ssl.engine.distributed import DistInfo
+    from cluster_ssl.engine.embed import embed
+    from cluster_ssl.engine.loaders import StreamingBatches
+
+    print(machine_summary())
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(args.n):
+            pixels = rng.integers(0, 256, size=(args.side, args.side, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(Path(folder) / f"{i:06d}.png")
+        dataset = build_dataset("folder", root=folder, image_size=args.side)
+        cpu = torch.device("cpu")
+        batches = StreamingBatches(
+            dataset,
+            args.batch,
+            cpu,
+            num_workers=0,
+            shuffle=True,
+            drop_last=True,
+            seed=0,
+            dist=DistInfo(),
+        )
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+        before = _memory_kib("VmRSS")
+        started = time.perf_counter()
+        seen = sum(len(batch["index"]) for batch in batches)
+        pooled = embed(lambda b: b["image"].float().mean((2, 3)), dataset, cpu, num_workers=0)
+        seconds = time.perf_counter() - started
+        peak = _memory_kib("VmHWM")
+    all_decoded = args.n * 3 * args.side * args.side / 1024
+    one_batch = args.batch * 3 * args.side * args.side / 1024
+    print(
+        f"{args.n:,} PNGs of {args.side}x{args.side}: one epoch ({seen:,} images) and one "
+        f"embedding pass ({len(pooled):,} rows) in {seconds:.1f} s"
+    )
+    print(
+        f"resident before: {before / 1024:.1f} MiB; peak during: {peak / 1024:.1f} MiB; "
+        f"growth: {(peak - before) / 1024:.2f} MiB"
+    )
+    print(
+        f"every decoded image held: {all_decoded / 1024:.1f} MiB; one batch of "
+        f"{args.batch}: {one_batch / 1024:.2f} MiB"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     mining.add_argument("--k", type=int, default=20, help="neighbours per sample")
     mining.add_argument("--repeats", type=int, default=3, help="faiss measurements")
     mining.set_defaults(func=bench_mining)
+
+    memory = commands.add_parser("folder-memory", help=bench_folder_memory.__doc__)
+    memory.add_argument("--n", type=int, default=20000, help="number of images")
+    memory.add_argument("--side", type=int, default=32, help="image side in pixels")
+    memory.add_argument("--batch", type=int, default=256, help="training batch size")
+    memory.set_defaults(func=bench_folder_memory)
     return parser
 
 

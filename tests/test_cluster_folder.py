@@ -21,7 +21,7 @@ FORMATS = ("png", "jpg", "webp", "bmp", "tiff")
 
 def write_group_folder(root: Path) -> dict[str, int]:
     """PER_GROUP synthetic images per group, cycling through formats and modes (RGB, grey,
-    RGBA, palette), in nested folders; returns {relative path: group}."""
+    RGBA, palette, 16-bit), in nested folders; returns {relative path: group}."""
     images, labels = make_synthetic(GROUPS * PER_GROUP, GROUPS, size=24, channels=3, seed=3)
     truth = {}
     for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
@@ -33,6 +33,9 @@ def write_group_folder(root: Path) -> dict[str, int]:
             picture = picture.convert("RGBA")
         elif i % 7 == 3 and kind in ("png", "bmp"):
             picture = picture.convert("P")
+        elif i % 7 == 4 and kind == "png":  # 16-bit grayscale
+            grey = np.asarray(picture.convert("L"), dtype=np.uint16) * 257
+            picture = Image.fromarray(grey)
         relative = Path(f"batch{i % 4}") / f"img{i:03d}.{kind}"
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         picture.save(root / relative)
@@ -241,3 +244,14 @@ def test_bad_k_options_get_one_line(tmp_path, capsys, options, message):
     assert main(["cluster", str(folder), "--out", str(tmp_path / "o"), *options]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_resume_of_a_finished_run_rewrites_the_same_outputs(clustered, capsys):
+    _, root, out, _ = clustered
+    before = (out / "assignments.csv").read_text()
+    (out / "report.html").unlink()
+    argv = ["cluster", str(root), "--k", str(GROUPS), "--out", str(out), "--resume"]
+    assert main([*argv, "--no-progress", "--workers", "0"]) == 0
+    assert "already finished" in capsys.readouterr().err
+    assert (out / "assignments.csv").read_text() == before
+    assert (out / "report.html").is_file()

@@ -383,7 +383,7 @@ def test_folder_options_and_loader(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    assert "no images found" in user_error(build_dataset, "folder", root=tmp_path)
+    assert "no readable images found" in user_error(build_dataset, "folder", root=tmp_path)
     assert "does not exist" in user_error(build_dataset, "folder", root=tmp_path / "nope")
     files = write_image_folder(tmp_path, broken=True)
     dataset = build_dataset("folder", root=tmp_path)

@@ -253,9 +253,9 @@ def test_training_view_is_crop_and_flip_without_colour_changes():
     stage, dataset = build()
     view, evaluate = stage.method.view, stage.method.eval_transform
     crop = view[1]
-    assert crop.scale == (0.5, 1.0) and crop.flip_p == 0.5 and len(view) == 3
+    assert crop.scale == (0.5, 1.0) and crop.flip_p == 0.0 and len(view) == 3  # digits: no flips
     assert torch.equal(view[-1].mean, evaluate[-1].mean) and view[-1] is not evaluate[-1]
-    assert build(flip=False)[0].method.view[1].flip_p == 0.0
+    assert build(flip=True)[0].method.view[1].flip_p == 0.5
     # a full-image crop, unflipped, is the eval view
     crop.scale, crop.ratio, crop.flip_p = (1.0, 1.0), (1.0, 1.0), 0.0
     images = dataset.images[:8]

@@ -255,3 +255,42 @@ def test_resume_of_a_finished_run_rewrites_the_same_outputs(clustered, capsys):
     assert "already finished" in capsys.readouterr().err
     assert (out / "assignments.csv").read_text() == before
     assert (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize("method", ["dec", "dcec"])
+def test_the_autoencoder_recipes_cluster_a_folder_too(tmp_path, method):
+    root = tmp_path / "photos"
+    write_group_folder(root)
+    out = tmp_path / method
+    argv = ["cluster", str(root), "--k", str(GROUPS), "--out", str(out), "--method", method]
+    settings = ["--set", "maxiter=20", "--set", "kmeans_restarts=2"]
+    assert main([*argv, "--epochs", "2", *settings, "--no-progress", "--workers", "0"]) == 0
+    rows = read_assignments(out / "assignments.csv")
+    assert len(rows) == GROUPS * PER_GROUP and (out / "report.html").is_file()
+    assert json.loads((out / "run.json").read_text())["recipe"] == method
+
+
+def test_settings_follow_the_recipe_and_the_image_size():
+    import torch
+
+    from cluster_ssl.engine.folder_clustering import FolderRequest, method_settings
+
+    request = FolderRequest(folder=Path("."), k=3, out=Path("o"), epochs=7)
+    cpu = torch.device("cpu")
+    cc = method_settings(request, "cc", 1000, 8, cpu)
+    assert cc["image_size"] == 16 and cc["width"] == 0.25 and cc["crop_scale"] == 0.3
+    assert cc["epochs"] == 7 and cc["batch_size"] == 250
+    dec = method_settings(request, "dec", 1000, 8, cpu)
+    assert dec["image_size"] == 16 and "width" not in dec and "crop_scale" not in dec
+    assert method_settings(request, "dcec", 1000, 8, cpu)["image_size"] == 32  # 28 or 32 only
+    assert method_settings(request, "cc", 50_000, 200, cpu)["image_size"] == 64
+
+
+def test_backbone_options_do_not_apply_to_autoencoders(tmp_path, capsys):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    argv = ["cluster", str(folder), "--k", "2", "--out", str(tmp_path / "o"), "--method", "dec"]
+    assert main([*argv, "--backbone", "resnet50"]) == 2
+    assert "--backbone does not apply to dec" in capsys.readouterr().err

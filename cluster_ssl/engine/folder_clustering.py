@@ -10,6 +10,7 @@ DIR/summary.json, DIR/stages/  the run itself (``--resume`` continues it)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ from cluster_ssl.report.assignments import write_skipped
 from cluster_ssl.report.run_report import sample_names, write_report_dir
 
 #: recipes ``--method`` accepts (each trains on an unlabelled folder as is)
-FOLDER_METHODS = ("cc", "scan", "simclr", "idfd", "pcl", "deepcluster")
+FOLDER_METHODS = ("cc", "scan", "simclr", "idfd", "pcl", "deepcluster", "dec", "idec", "dcec")
+#: DCEC's convolutional autoencoder takes 28 or 32 px images
+DCEC_SIDE = 32
 #: the ones that cluster an embedding by k-means, so k can be chosen after training
 KMEANS_METHODS = ("simclr", "idfd", "pcl", "deepcluster")
 DEFAULT_METHOD = "cc"
@@ -85,11 +88,36 @@ def default_settings(num_images: int, side: int, on_gpu: bool) -> dict[str, Any]
         "lr": 1e-3,
         "batch_size": max(2, min(256, num_images // 4)),
         "epochs": min(200, max(30, 100_000 // num_images)),
-        "crop_scale": 0.3 if image_size <= 32 else None,
+        **({"crop_scale": 0.3} if image_size <= 32 else {}),
         "split": "train",  # a folder is one split, which SCAN also uses to pick its head
         "eval_split": None,
         "eval_every": 10,  # no labels to score, but collapse is reported
     }
+
+
+def method_settings(
+    request: FolderRequest, method: str, num_images: int, side: int, device: torch.device
+) -> dict[str, Any]:
+    """The run's settings: :func:`default_settings` kept to those ``method`` has (the
+    autoencoder recipes have no backbone or augmentation), then the command's options."""
+    from recipes import RECIPES
+
+    known = {field.name for field in dataclasses.fields(RECIPES.get(method).config)}
+    settings = default_settings(num_images, side, device.type == "cuda")
+    if method == "dcec":
+        settings["image_size"] = DCEC_SIDE
+    overrides = {key: value for key, value in settings.items() if key in known}
+    for option, key, value in (
+        ("--backbone", "backbone", request.backbone),
+        ("--weights", "pretrained", request.weights),
+    ):
+        if value is not None and key not in known:
+            raise UserError(f"{option} does not apply to {method} (it trains an autoencoder)")
+        if value is not None:
+            overrides[key] = value
+    if request.epochs is not None:
+        overrides["epochs"] = request.epochs
+    return {**overrides, **request.overrides}
 
 
 def cluster_folder(request: FolderRequest) -> dict[str, Any]:
@@ -120,17 +148,8 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     device = resolve_device(request.device)
     overrides: dict[str, Any] = {}
     if not request.resume:
-        settings = default_settings(len(readable), native_side(readable), device.type == "cuda")
-        overrides = {key: value for key, value in settings.items() if value is not None}
-        overrides["eval_split"] = None
+        overrides = method_settings(request, method, len(readable), native_side(readable), device)
         overrides["num_clusters"] = high  # the largest k tried when it is chosen
-        if request.backbone is not None:
-            overrides["backbone"] = request.backbone
-        if request.weights is not None:
-            overrides["pretrained"] = request.weights
-        if request.epochs is not None:
-            overrides["epochs"] = request.epochs
-        overrides.update(request.overrides)
     summary = train(
         RunRequest(
             recipe=method if not request.resume else None,

@@ -11,11 +11,13 @@ times, reporting the median. Record results in docs/BENCHMARKS.md with the comma
 machine.
 
     python tools/benchmark.py mining [--n 70000] [--dim 128] [--k 20] [--repeats 3]
+                                     [--features FILE.npy]
 
 ``mining``: SCAN's neighbour mining (:func:`cluster_ssl.cluster.neighbours.mine_neighbours`,
 exact faiss search in chunks) against scikit-learn's brute-force ``NearestNeighbors``
 (cosine) on the same L2-normalised features (``--n`` points around 10 Gaussian centres in
-``--dim`` dimensions), in one run, with the agreement of the two neighbour lists.
+``--dim`` dimensions, or the (N, d) array in ``--features``), in one run, with the agreement
+of the neighbour lists.
 
     python tools/benchmark.py folder-memory [--n 20000] [--side 32] [--batch 256]
 
@@ -240,8 +242,12 @@ def bench_mining(args: argparse.Namespace) -> None:
     from cluster_ssl.cluster.neighbours import mine_neighbours
 
     print(machine_summary())
-    x = _clustered_features(args.n, args.dim)
-    print(f"{args.n:,} x {args.dim} float32 features, k = {args.k}")
+    if args.features:
+        x = np.load(args.features).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    else:
+        x = _clustered_features(args.n, args.dim)
+    print(f"{x.shape[0]:,} x {x.shape[1]} float32 features, k = {args.k}")
     faiss_times, exact_times = [], []
     for _ in range(args.repeats):
         started = time.perf_counter()
@@ -360,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     mining.add_argument("--dim", type=int, default=128, help="feature dimension")
     mining.add_argument("--k", type=int, default=20, help="neighbours per sample")
     mining.add_argument("--repeats", type=int, default=3, help="faiss measurements")
+    mining.add_argument("--features", help="an (N, d) .npy array to search instead")
     mining.set_defaults(func=bench_mining)
 
     memory = commands.add_parser("folder-memory", help=bench_folder_memory.__doc__)

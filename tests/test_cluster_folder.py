@@ -15,7 +15,7 @@ from cluster_ssl.data.synthetic import make_synthetic
 from cluster_ssl.eval.metrics import cluster_accuracy
 
 GROUPS = 3
-PER_GROUP = 60
+PER_GROUP = 70
 FORMATS = ("png", "jpg", "webp", "bmp", "tiff")
 
 
@@ -89,7 +89,7 @@ def test_the_grouping_beats_chance_by_a_wide_margin(clustered):
     chance = max(
         cluster_accuracy(actual, np.random.default_rng(seed).permutation(predicted))
         for seed in range(20)
-    )  # about 0.4 on 180 images in 3 groups
+    )  # about 0.4 on 210 images in 3 groups
     assert cluster_accuracy(actual, predicted) >= max(0.6, chance + 0.2)
 
 

@@ -18,6 +18,18 @@ from cluster_ssl.engine.logging import WANDB_MODES
 from cluster_ssl.errors import UserError
 
 
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): override a recipe setting."""
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cluster-ssl", description="Self-supervised deep clustering of images."
@@ -44,14 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch the dataset into --data-root first (needs a network)",
     )
     train.add_argument("--epochs", type=int, help="length of the recipe's main stage")
-    train.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe setting (repeatable)",
-    )
+    add_set_option(train)
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     train.add_argument(
@@ -96,14 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--backbone", help="resnet18|resnet34|resnet50|timm:NAME")
     cluster.add_argument("--weights", help="start the backbone from these weights (strict)")
     cluster.add_argument("--epochs", type=int, help="training length (default: by folder size)")
-    cluster.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a recipe setting (repeatable)",
-    )
+    add_set_option(cluster)
     cluster.add_argument("--seed", type=int, help="random seed (default 0)")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     cluster.add_argument("--workers", type=int, default=2, help="image-decoding processes")

@@ -143,9 +143,16 @@ def scan_images(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist or is not a directory")
+    return check_images(list_images(root), decode)
+
+
+def check_images(
+    paths: list[Path], decode: bool = False
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Split ``paths`` into the readable ones and (path, reason) for the others."""
     readable: list[Path] = []
     skipped: list[tuple[Path, str]] = []
-    for path in list_images(root):
+    for path in paths:
         reason = check_image(path, decode)
         if reason is None:
             readable.append(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from cluster_ssl.data.folder import FileImageDataset, check_image, is_image_file, list_images
+from cluster_ssl.data.folder import FileImageDataset, check_images, is_image_file, list_images
 from cluster_ssl.engine.device import resolve_device
 from cluster_ssl.engine.run import load_trained_stage
 from cluster_ssl.errors import UserError
@@ -28,18 +28,6 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def readable_only(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The files that decode, and (file, reason) for the others."""
-    readable, skipped = [], []
-    for file in files:
-        reason = check_image(file, decode=True)
-        if reason is None:
-            readable.append(file)
-        else:
-            skipped.append((file, reason))
-    return readable, skipped
-
-
 def predict_images(
     checkpoint: Path,
     inputs: list[Path],
@@ -50,7 +38,7 @@ def predict_images(
     """Write ``path, cluster, confidence`` for every readable image of ``inputs`` to
     ``out_csv``; returns the prediction and the files skipped (with reasons)."""
     trained = load_trained_stage(checkpoint)
-    readable, skipped = readable_only(image_files(inputs))
+    readable, skipped = check_images(image_files(inputs), decode=True)
     if not readable:
         raise UserError(f"no readable images among {', '.join(map(str, inputs))}")
     training = trained.prepared.dataset

@@ -286,29 +286,6 @@ def predict_method(
         return method.predict(ctx)
 
 
-def evaluate_method(
-    stage: Stage,
-    dataset: ImageDataset,
-    device: torch.device,
-    dist: DistInfo,
-    seed: int,
-    *,
-    training_data: bool,
-    num_workers: int = 2,
-) -> dict[str, Any]:
-    """Predict with a stage's method on ``dataset`` and score it (see :func:`predict_method`)."""
-    prediction = predict_method(
-        stage,
-        dataset,
-        device,
-        dist,
-        seed,
-        training_data=training_data,
-        num_workers=num_workers,
-    )
-    return evaluate_clustering(dataset.labels, prediction.labels, prediction.num_clusters)
-
-
 def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
     """The run record: new for a fresh run, the stored one for ``--resume``."""
     run_file = out / "run.json"

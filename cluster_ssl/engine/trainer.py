@@ -22,7 +22,7 @@ from cluster_ssl.engine.checkpoint import (
 )
 from cluster_ssl.engine.device import autocast, grad_scaler
 from cluster_ssl.engine.distributed import all_reduce_mean, barrier
-from cluster_ssl.engine.loaders import make_batches
+from cluster_ssl.engine.loaders import DeviceBatches, make_batches
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
@@ -162,6 +162,8 @@ class Trainer:
             dist=ctx.dist,
             num_workers=ctx.num_workers,
         )
+        if isinstance(batches, DeviceBatches):  # images_at indexes the same device copy
+            ctx.device_images = batches.images
         total_steps = stage.epochs * len(batches)
         if stage.max_steps is not None:
             total_steps = min(total_steps, stage.max_steps)

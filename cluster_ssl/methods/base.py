@@ -50,7 +50,8 @@ class StageContext:
     training_data: bool = True
     #: the run's evaluation split when it differs from the training split, else None
     heldout: ImageDataset | None = None
-    _device_images: torch.Tensor | None = field(default=None, repr=False)
+    #: the in-memory dataset's images on the device (the trainer shares its batches' copy)
+    device_images: torch.Tensor | None = field(default=None, repr=False)
 
     def embed(
         self, fn: Callable[[Batch], torch.Tensor], dataset: ImageDataset | None = None
@@ -69,13 +70,14 @@ class StageContext:
     def images_at(self, index: torch.Tensor) -> torch.Tensor:
         """The uint8 images (B, C, H, W) of the given training samples, on the device.
 
-        For SCAN's neighbours and similar pairings. An in-memory dataset is copied to the
-        device once and indexed there; a file-backed one is decoded here, in this process.
+        For SCAN's neighbours and similar pairings. An in-memory dataset is indexed on the
+        device (the copy the training batches come from, else one made here); a file-backed
+        one is decoded here, in this process.
         """
         if self.dataset.in_memory:
-            if self._device_images is None:
-                self._device_images = self.dataset.images.to(self.device)
-            return self._device_images[index.to(self.device)]
+            if self.device_images is None:
+                self.device_images = self.dataset.images.to(self.device)
+            return self.device_images[index.to(self.device)]
         images = torch.stack([self.dataset[i]["image"] for i in index.tolist()])
         return images.to(self.device, non_blocking=True)
 

@@ -25,6 +25,16 @@ of the neighbour lists.
 one training epoch of the streaming path (``StreamingBatches``, decoding in this process) and
 one whole-dataset pass (``embed``), against what holding every decoded image would take.
 
+    python tools/benchmark.py METHOD [--dataset digits] [--batch 256] [--steps 20 | --epochs 1]
+                                     [--stage NAME] [--device ...] [--precision ...] [--set K=V]
+
+``METHOD`` (any recipe: simclr, cc, idfd, scan, pcl, deepcluster, dec, idec, dcec): one
+stage of the recipe, built and trained as ``cluster-ssl train`` does, with the time per step
+split into data, augmentation, forward + backward, optimiser and refreshes, images/s, peak
+memory, and the bare backbone's forward + backward on the same inputs with the ratio of the
+two (see tools/step_profile.py). ``--epochs`` measures whole epochs and so the share of
+the per-epoch refreshes (k-means, P, E-step) in an epoch.
+
 To add a measurement: write ``bench_<name>(args) -> None`` and register its arguments in
 ``build_parser`` with ``set_defaults(func=bench_<name>)``.
 """
@@ -46,7 +56,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
-from cluster_ssl.engine.device import DEVICE_CHOICES, resolve_device  # noqa: E402
+from cluster_ssl.cli import add_set_option  # noqa: E402
+from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device  # noqa: E402
 
 
 def machine_summary() -> str:
@@ -339,6 +350,30 @@ def bench_folder_memory(args: argparse.Namespace) -> None:
     )
 
 
+def bench_method(args: argparse.Namespace) -> None:
+    """Time one stage of a recipe, section by section, against its bare backbone."""
+    from cluster_ssl.config import parse_assignments
+    from tools.step_profile import profile_stage, report
+
+    print(machine_summary())
+    print("command: python tools/benchmark.py " + " ".join(sys.argv[1:]))
+    profile = profile_stage(
+        args.command,
+        args.dataset,
+        data_root=args.data_root,
+        overrides=parse_assignments(args.assignments),
+        stage_name=args.stage,
+        batch_size=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        epochs=args.epochs,
+        device_spec=args.device,
+        precision_spec=args.precision,
+        num_workers=args.workers,
+    )
+    print(report(profile, str(resolve_device(args.device))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -374,6 +409,23 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--side", type=int, default=32, help="image side in pixels")
     memory.add_argument("--batch", type=int, default=256, help="training batch size")
     memory.set_defaults(func=bench_folder_memory)
+
+    from recipes import RECIPES
+
+    for name in RECIPES.names():
+        method = commands.add_parser(name, help=f"time a step of the {name} recipe")
+        method.add_argument("--dataset", default="digits")
+        method.add_argument("--data-root")
+        method.add_argument("--stage", help="stage to time (default: the recipe's own method)")
+        method.add_argument("--batch", type=int, help="batch size (default: the preset's)")
+        method.add_argument("--steps", type=int, default=20, help="measured steps")
+        method.add_argument("--warmup", type=int, default=3, help="unmeasured steps first")
+        method.add_argument("--epochs", type=int, help="measure whole epochs instead of --steps")
+        method.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+        method.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
+        method.add_argument("--workers", type=int, default=0, help="loader workers (files)")
+        add_set_option(method)
+        method.set_defaults(func=bench_method)
     return parser
 
 

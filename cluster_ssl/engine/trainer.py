@@ -24,6 +24,7 @@ from cluster_ssl.engine.device import autocast, grad_scaler
 from cluster_ssl.engine.distributed import all_reduce_mean, barrier
 from cluster_ssl.engine.loaders import DeviceBatches, make_batches
 from cluster_ssl.engine.logging import RunLogger
+from cluster_ssl.engine.step_timer import timed
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.eval.monitor import knn_accuracy
@@ -103,7 +104,8 @@ class Trainer:
         if resume is None:
             seed_everything(self.settings.seed + 7919 * stage_index + 104729 * ctx.dist.rank)
             run.method.eval()  # whole-dataset passes (k-means initialisation) in eval mode
-            run.method.on_fit_start(ctx)
+            with timed("setup"):
+                run.method.on_fit_start(ctx)
 
             epoch, stop_reason = 0, None
         else:
@@ -123,21 +125,24 @@ class Trainer:
         while stop_reason is None and epoch < stage.epochs:
             ctx.epoch = epoch
             run.method.eval()  # whole-dataset passes (pseudo-labels) without augmentation
-            start_logs = run.method.on_epoch_start(ctx)
-            run.batches.set_epoch(epoch, run.method.sample_order(ctx))
+            with timed("epoch_refresh"):
+                start_logs = run.method.on_epoch_start(ctx)
+                run.batches.set_epoch(epoch, run.method.sample_order(ctx))
             run.method.train()
             stop_reason = self._run_epoch(run, progress)
             epoch += 1
             epoch_logs = {**start_logs, **run.method.on_epoch_end(ctx)}
 
             if stage.eval_every and (epoch % stage.eval_every == 0 or epoch == stage.epochs):
-                epoch_logs.update(self.evaluate(run.method, ctx))
+                with timed("evaluate"):
+                    epoch_logs.update(self.evaluate(run.method, ctx))
                 self.logger.echo(f"{stage.name} epoch {epoch}: {describe(epoch_logs)}")
             if stop_reason is None and ctx.step >= run.total_steps:
                 stop_reason = f"reached {run.total_steps} steps"
             epoch_logs["epoch"] = epoch
             self.logger.log(epoch_logs, step=ctx.step, stage=stage.name)
-            self._save(run, epoch, stop_reason)
+            with timed("checkpoint"):
+                self._save(run, epoch, stop_reason)
         progress.close()
         if stop_reason is None:
             stop_reason = f"finished {stage.epochs} epochs"
@@ -225,22 +230,31 @@ class Trainer:
         ctx, method = run.ctx, run.method
         nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
         reason = None
-        for batch in run.batches:
-            method.on_step_start(ctx)
+        batches = iter(run.batches)
+        while True:
+            with timed("data"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with timed("step_refresh"):
+                method.on_step_start(ctx)
             reason = method.stop_reason()
             if reason is not None:
                 break
-            batch = method.prepare_batch(batch, ctx)
-            with autocast(ctx.device, self.settings.precision):
-                outputs = run.model(batch)
-            loss = outputs["loss"]
-            nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync per step
-            run.optimizer.zero_grad(set_to_none=True)
-            run.scaler.scale(loss).backward()
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
-            if run.scheduler is not None:
-                run.scheduler.step()
+            with timed("data"):
+                batch = method.prepare_batch(batch, ctx)
+            with timed("forward_backward"):
+                with autocast(ctx.device, self.settings.precision):
+                    outputs = run.model(batch)
+                loss = outputs["loss"]
+                nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync per step
+                run.optimizer.zero_grad(set_to_none=True)
+                run.scaler.scale(loss).backward()
+            with timed("optimizer"):
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
+                if run.scheduler is not None:
+                    run.scheduler.step()
             ctx.step += 1
             progress.update()
             if ctx.step % self.settings.log_every == 0 or ctx.step == run.total_steps:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.cluster.kmeans import assign, kmeans
+from cluster_ssl.engine.step_timer import timed
 from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
 
@@ -61,7 +62,7 @@ class EmbeddingMethod(Method):
     @staticmethod
     def augment(pipeline: nn.Module, images: torch.Tensor) -> Any:
         """Run an augmentation pipeline in fp32, whatever autocast surrounds the step."""
-        with torch.autocast(images.device.type, enabled=False):
+        with timed("augment"), torch.autocast(images.device.type, enabled=False):
             return pipeline(images)
 
     def features(self, batch: Batch) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""The step timer (nested sections, own time, inactive by default) and the per-method step
+profile behind ``tools/benchmark.py METHOD``: every section of a real stage is measured, the
+bare backbone is timed on the shapes the step fed it, and a whole epoch gives the refresh share."""
+
+import time
+
+import pytest
+import torch
+
+from cluster_ssl.engine import step_timer
+from cluster_ssl.engine.step_timer import StepTimer, timed
+from tools.step_profile import STEP_SECTIONS, profile_stage, report
+
+CPU = torch.device("cpu")
+TINY = {"split": "test", "eval_split": "", "image_size": 8, "kmeans_restarts": "1"}
+
+
+def test_sections_nest_and_report_their_own_time():
+    with StepTimer(CPU) as timer:
+        with timed("outer"):
+            time.sleep(0.02)
+            with timed("inner"):
+                time.sleep(0.05)
+        with timed("inner"):
+            time.sleep(0.01)
+    assert timer.calls == {"outer": 1, "inner": 2}
+    assert 0.06 <= timer.own_seconds["inner"] < 0.2
+    assert 0.02 <= timer.own_seconds["outer"] < 0.05  # the inner 0.05 s is not counted twice
+
+
+def test_timed_does_nothing_without_an_active_timer():
+    with timed("data"):
+        pass
+    assert step_timer._active is None
+    with StepTimer(CPU), pytest.raises(RuntimeError, match="already active"):
+        StepTimer(CPU).__enter__()
+    assert step_timer._active is None
+
+
+@pytest.mark.parametrize(("recipe", "bare_calls"), [("simclr", 1), ("scan", 1)])
+def test_profile_measures_every_section_and_the_bare_backbone(recipe, bare_calls):
+    overrides = {**TINY, "eval_split": "test"} if recipe == "scan" else TINY
+    profile = profile_stage(recipe, "digits", overrides=overrides, batch_size=32, steps=3, warmup=1)
+    assert profile.steps == 3
+    assert profile.stage == ("scan" if recipe == "scan" else "simclr")
+    for section in ("data", "augment", "forward_backward", "optimizer"):
+        assert profile.seconds[section] > 0, section
+    assert profile.step_seconds == pytest.approx(
+        sum(profile.seconds.get(s, 0.0) for s in STEP_SECTIONS) / 3
+    )
+    # SimCLR's two views and SCAN's anchors with their neighbours go through the backbone as
+    # one batch of 2 x 32 images
+    assert profile.bare_shapes == [(64, 1, 8, 8)] * bare_calls
+    assert 0.5 < profile.overhead_ratio < 5
+    assert profile.refresh_share is None  # less than an epoch was measured
+    text = report(profile, "cpu")
+    assert "overhead ratio (full step / bare backbone)" in text and "images/s" in text
+
+
+def test_whole_epochs_give_the_share_of_deepclusters_per_epoch_refresh():
+    profile = profile_stage(
+        "deepcluster", "digits", overrides=TINY, batch_size=64, epochs=1, warmup=0
+    )
+    assert profile.steps == profile.steps_per_epoch == 359 // 64
+    assert profile.calls["epoch_refresh"] == 1  # PCA + k-means + new head, once an epoch
+    assert 0 < profile.refresh_share < 1
+    assert "refresh share of an epoch" in report(profile, "cpu")
+
+
+def test_an_unknown_stage_names_the_stages_there_are():
+    with pytest.raises(SystemExit, match="its stages are: pretext, scan, selflabel"):
+        profile_stage("scan", "digits", overrides=TINY, stage_name="nope", steps=1)

@@ -1,0 +1,265 @@
+"""Where one training step of a recipe's stage spends its time (``benchmark.py METHOD``).
+
+The stage is built exactly as ``cluster-ssl train`` builds it and trained by the same
+:class:`~cluster_ssl.engine.trainer.Trainer`, inside a
+:class:`~cluster_ssl.engine.step_timer.StepTimer` that splits each step into the sections
+the trainer and the methods mark: data (batches, SCAN's neighbour images), augment,
+forward + backward (without the augmentation inside it), optimiser, and the refreshes
+(``step_refresh``: DEC's P; ``epoch_refresh``: PCL's E-step, DeepCluster's k-means;
+``setup``: k-means initialisation, SCAN's mining). The backbone alone is then timed forward
+and backward on the exact input shapes it saw in a step: the ratio of the two is the
+toolkit's overhead.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cluster_ssl.engine.device import autocast, resolve_device, resolve_precision
+from cluster_ssl.engine.distributed import DistInfo
+from cluster_ssl.engine.logging import RunLogger
+from cluster_ssl.engine.run import RECORD_DEFAULTS, prepare
+from cluster_ssl.engine.step_timer import StepTimer
+from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
+from cluster_ssl.methods.base import Method, StageContext
+
+#: the sections of a training step, in the order they are reported
+STEP_SECTIONS = ("data", "augment", "forward_backward", "optimizer", "step_refresh")
+#: work done once per epoch or per stage, reported beside the step
+OTHER_SECTIONS = ("epoch_refresh", "setup", "evaluate", "checkpoint")
+
+
+@dataclass
+class StepProfile:
+    """The measurements of one :func:`profile_stage` call."""
+
+    stage: str
+    batch_size: int
+    steps: int
+    epochs_run: float
+    steps_per_epoch: int
+    seconds: dict[str, float]
+    calls: dict[str, int]
+    bare_seconds: float | None
+    bare_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    peak_memory_mib: float = 0.0
+
+    def per_step(self, section: str) -> float:
+        return self.seconds.get(section, 0.0) / self.steps
+
+    @property
+    def step_seconds(self) -> float:
+        """The full step: every step section, per step."""
+        return sum(self.per_step(section) for section in STEP_SECTIONS)
+
+    @property
+    def overhead_ratio(self) -> float | None:
+        return None if self.bare_seconds is None else self.step_seconds / self.bare_seconds
+
+    @property
+    def refresh_share(self) -> float | None:
+        """Refresh time over the epoch's time, when whole epochs were measured."""
+        if self.epochs_run < 1:
+            return None
+        refresh = self.seconds.get("epoch_refresh", 0.0) + self.seconds.get("step_refresh", 0.0)
+        epoch = self.seconds.get("epoch_refresh", 0.0) + sum(
+            self.seconds.get(section, 0.0) for section in STEP_SECTIONS
+        )
+        return refresh / epoch
+
+
+def pick_stage(stages: list[Stage], name: str | None) -> Stage:
+    """The stage called ``name``, else the recipe's own method (the first stage that is
+    not a pretraining / pretext stage, as SCAN's ``scan`` or DEC's ``cluster``)."""
+    if name is not None:
+        for stage in stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(stage.name for stage in stages)
+        raise SystemExit(f"no stage {name!r} in this recipe; its stages are: {known}")
+    for stage in stages:
+        if stage.name not in ("pretrain", "pretext"):
+            return stage
+    return stages[0]
+
+
+def bare_module(method: Method) -> nn.Module:
+    """The network the overhead is measured against: the backbone, or the autoencoder."""
+    for name in ("backbone", "autoencoder"):
+        module = getattr(method, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise SystemExit(f"{type(method).__name__} has no backbone or autoencoder to compare with")
+
+
+class _InputRecorder:
+    """Records the input shapes of a module's calls that build a graph (training calls)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.shapes: list[tuple[torch.Size, torch.dtype]] = []
+        self.handle = module.register_forward_pre_hook(self._record)
+
+    def _record(self, module: nn.Module, args: tuple) -> None:
+        if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
+            self.shapes.append((args[0].shape, args[0].dtype))
+
+
+def time_bare(
+    module: nn.Module,
+    shapes: list[tuple[torch.Size, torch.dtype]],
+    device: torch.device,
+    precision: torch.dtype | None,
+    repeats: int,
+) -> float:
+    """Seconds for one forward + backward of ``module`` over inputs of ``shapes`` (median of
+    ``repeats`` after one warm-up)."""
+    inputs = [torch.randn(shape, device=device).to(dtype) for shape, dtype in shapes]
+    module.train()
+
+    def once() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for x in inputs:
+            with autocast(device, precision):
+                out = module(x)
+            out = out[0] if isinstance(out, tuple) else out
+            out.float().mean().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    once()
+    times = sorted(once() for _ in range(repeats))
+    module.zero_grad(set_to_none=True)
+    return times[len(times) // 2]
+
+
+def profile_stage(
+    recipe: str,
+    dataset: str,
+    *,
+    data_root: str | None = None,
+    overrides: dict[str, str] | None = None,
+    stage_name: str | None = None,
+    batch_size: int | None = None,
+    steps: int = 20,
+    warmup: int = 3,
+    epochs: int | None = None,
+    device_spec: str = "auto",
+    precision_spec: str = "auto",
+    num_workers: int = 0,
+    bare_repeats: int = 5,
+) -> StepProfile:
+    """Train ``warmup`` steps, then ``steps`` steps (or ``epochs`` whole epochs) of the stage
+    under a :class:`StepTimer`, then time the bare backbone on the same inputs."""
+    record = {
+        **RECORD_DEFAULTS,
+        "recipe": recipe,
+        "dataset": dataset,
+        "data_root": data_root,
+        "overrides": dict(overrides or {}),
+    }
+    if batch_size is not None:
+        record["overrides"].setdefault("batch_size", str(batch_size))
+    device = resolve_device(device_spec)
+    precision = resolve_precision(precision_spec, device)
+    prepared = prepare(record)
+    stage = pick_stage(prepared.stages, stage_name)
+    if batch_size is not None:
+        stage.batch_size = batch_size
+    steps_per_epoch = len(prepared.dataset) // stage.batch_size
+    heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
+    ctx = StageContext(
+        prepared.dataset, device, 0, DistInfo(), num_workers=num_workers, heldout=heldout
+    )
+    trainer = Trainer(
+        TrainSettings(precision=precision, progress=False, log_every=10**9),
+        RunLogger(Path(tempfile.gettempdir()), enabled=False),
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+
+        def train(measured_steps: int | None, measured_epochs: int | None) -> None:
+            ctx.step = 0
+            stage.epochs = measured_epochs or math.ceil(measured_steps / steps_per_epoch)
+            stage.max_steps = measured_steps
+            stage.eval_every = 0
+            trainer.fit(
+                stage, ctx, Path(scratch) / "stage.pt", stage_index=0, resume=None, run_config={}
+            )
+
+        if warmup:
+            train(warmup, None)
+        recorder = _InputRecorder(bare_module(stage.method))
+        with StepTimer(device) as timer:
+            train(None if epochs else steps, epochs)
+        recorder.handle.remove()
+    measured = timer.calls["forward_backward"]
+    per_step = recorder.shapes[: len(recorder.shapes) // max(measured, 1)]
+    bare = (
+        time_bare(bare_module(stage.method), per_step, device, precision, bare_repeats)
+        if per_step
+        else None
+    )
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return StepProfile(
+        stage=stage.name,
+        batch_size=stage.batch_size,
+        steps=measured,
+        epochs_run=measured / steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        seconds=dict(timer.own_seconds),
+        calls=dict(timer.calls),
+        bare_seconds=bare,
+        bare_shapes=[tuple(shape) for shape, _ in per_step],
+        peak_memory_mib=peak,
+    )
+
+
+def report(profile: StepProfile, device: str) -> str:
+    """The profile as a Markdown table and a few summary lines."""
+    step = profile.step_seconds
+    lines = [
+        f"stage {profile.stage!r}, batch {profile.batch_size}, {profile.steps} measured steps "
+        f"({profile.epochs_run:.2f} epochs of {profile.steps_per_epoch} steps), device {device}",
+        "",
+        "| section | ms per step | share of the step |",
+        "|---|---:|---:|",
+    ]
+    for section in STEP_SECTIONS:
+        value = profile.per_step(section)
+        lines.append(f"| {section} | {value * 1e3:.1f} | {value / step:.1%} |")
+    lines.append(f"| **full step** | **{step * 1e3:.1f}** | 100% |")
+    if profile.bare_seconds is not None:
+        shapes = " + ".join("x".join(map(str, shape)) for shape in profile.bare_shapes)
+        lines.append(
+            f"| bare backbone forward + backward ({shapes}) | {profile.bare_seconds * 1e3:.1f} "
+            f"| {profile.bare_seconds / step:.1%} |"
+        )
+    lines.append("")
+    if profile.overhead_ratio is not None:
+        lines.append(f"overhead ratio (full step / bare backbone): {profile.overhead_ratio:.3f}")
+    lines.append(f"images/s: {profile.batch_size / step:,.0f}")
+    for section in OTHER_SECTIONS:
+        if profile.calls.get(section):
+            total = profile.seconds[section]
+            lines.append(
+                f"{section}: {total:.2f} s over {profile.calls[section]} call(s) "
+                f"({total / profile.calls[section]:.2f} s each)"
+            )
+    share = profile.refresh_share
+    if share is not None:
+        lines.append(f"refresh share of an epoch (epoch + step refreshes): {share:.1%}")
+    lines.append(f"peak memory: {profile.peak_memory_mib:,.0f} MiB")
+    return "\n".join(lines)

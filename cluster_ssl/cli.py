@@ -30,6 +30,26 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_speed_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the trainer that change speed and memory, not the recipe."""
+    parser.add_argument(
+        "--accumulate",
+        type=int,
+        help="forward/backward passes per optimiser step (gradient accumulation; default 1): "
+        "the batch size stays the effective batch",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="NHWC convolutions (faster on GPUs)"
+    )
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="inductor",
+        metavar="BACKEND",
+        help="torch.compile the backbone (backend default inductor)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cluster-ssl", description="Self-supervised deep clustering of images."
@@ -62,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--precision", choices=PRECISION_CHOICES, help="autocast dtype (default auto)"
     )
+    add_speed_options(train)
     train.add_argument("--wandb", choices=WANDB_MODES, default="disabled")
     train.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
@@ -150,6 +171,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {args.epochs}")
         overrides["epochs"] = args.epochs
+    if args.accumulate is not None and args.accumulate < 1:
+        raise UserError(f"--accumulate must be at least 1, got {args.accumulate}")
     if args.resume and args.out is None:
         raise UserError("--resume needs --out DIR, the run directory to continue")
     out = args.out or _fresh_out_dir(args.recipe or DEFAULT_RECIPE, args.dataset or DEFAULT_DATASET)
@@ -164,6 +187,9 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             precision=args.precision,
+            accumulate=args.accumulate,
+            channels_last=args.channels_last,
+            compile_backend=args.compile,
             wandb=args.wandb,
             resume=args.resume,
             progress=not args.no_progress,

@@ -54,6 +54,6 @@ def test_torchrun_two_processes_on_digits(tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     repeats = Counter((r["stage"], r["step"], r.get("epoch")) for r in records)
     assert max(repeats.values()) == 1, "a rank other than 0 wrote metrics"
-    # each rank takes half of every epoch: 1797 images / 2 ranks / 256 per batch -> 4 steps
+    # the batch of 256 is the global one: each rank takes 128 of its 899 images -> 7 steps
     pretrain = [r for r in records if r["stage"] == "pretrain" and "epoch" in r]
-    assert [r["step"] for r in pretrain] == [3, 6]
+    assert [r["step"] for r in pretrain] == [7, 14]

@@ -56,7 +56,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
-from cluster_ssl.cli import add_set_option  # noqa: E402
+from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
 from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device  # noqa: E402
 
 
@@ -370,6 +370,9 @@ def bench_method(args: argparse.Namespace) -> None:
         device_spec=args.device,
         precision_spec=args.precision,
         num_workers=args.workers,
+        accumulate=args.accumulate or 1,
+        channels_last=args.channels_last,
+        compile_backend=args.compile,
     )
     print(report(profile, str(resolve_device(args.device))))
 
@@ -425,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         method.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
         method.add_argument("--workers", type=int, default=0, help="loader workers (files)")
         add_set_option(method)
+        add_speed_options(method)
         method.set_defaults(func=bench_method)
     return parser
 

@@ -28,8 +28,8 @@ from cluster_ssl.engine.distributed import DistInfo
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.run import RECORD_DEFAULTS, prepare
 from cluster_ssl.engine.step_timer import StepTimer
-from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
-from cluster_ssl.methods.base import Method, StageContext
+from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings, compiled_module
+from cluster_ssl.methods.base import StageContext
 
 #: the sections of a training step, in the order they are reported
 STEP_SECTIONS = ("data", "augment", "forward_backward", "optimizer", "step_refresh")
@@ -91,15 +91,6 @@ def pick_stage(stages: list[Stage], name: str | None) -> Stage:
     return stages[0]
 
 
-def bare_module(method: Method) -> nn.Module:
-    """The network the overhead is measured against: the backbone, or the autoencoder."""
-    for name in ("backbone", "autoencoder"):
-        module = getattr(method, name, None)
-        if isinstance(module, nn.Module):
-            return module
-    raise SystemExit(f"{type(method).__name__} has no backbone or autoencoder to compare with")
-
-
 class _InputRecorder:
     """Records the input shapes of a module's calls that build a graph (training calls)."""
 
@@ -158,6 +149,9 @@ def profile_stage(
     precision_spec: str = "auto",
     num_workers: int = 0,
     bare_repeats: int = 5,
+    accumulate: int = 1,
+    channels_last: bool = False,
+    compile_backend: str | None = None,
 ) -> StepProfile:
     """Train ``warmup`` steps, then ``steps`` steps (or ``epochs`` whole epochs) of the stage
     under a :class:`StepTimer`, then time the bare backbone on the same inputs."""
@@ -182,7 +176,14 @@ def profile_stage(
         prepared.dataset, device, 0, DistInfo(), num_workers=num_workers, heldout=heldout
     )
     trainer = Trainer(
-        TrainSettings(precision=precision, progress=False, log_every=10**9),
+        TrainSettings(
+            precision=precision,
+            progress=False,
+            log_every=10**9,
+            accumulate=accumulate,
+            channels_last=channels_last,
+            compile_backend=compile_backend,
+        ),
         RunLogger(Path(tempfile.gettempdir()), enabled=False),
     )
     with tempfile.TemporaryDirectory() as scratch:
@@ -198,14 +199,14 @@ def profile_stage(
 
         if warmup:
             train(warmup, None)
-        recorder = _InputRecorder(bare_module(stage.method))
+        recorder = _InputRecorder(compiled_module(stage.method))
         with StepTimer(device) as timer:
             train(None if epochs else steps, epochs)
         recorder.handle.remove()
-    measured = timer.calls["forward_backward"]
+    measured = timer.calls["optimizer"]  # optimiser steps (each may accumulate passes)
     per_step = recorder.shapes[: len(recorder.shapes) // max(measured, 1)]
     bare = (
-        time_bare(bare_module(stage.method), per_step, device, precision, bare_repeats)
+        time_bare(compiled_module(stage.method), per_step, device, precision, bare_repeats)
         if per_step
         else None
     )

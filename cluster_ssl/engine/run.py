@@ -55,6 +55,9 @@ class RunRequest:
     seed: int | None = None
     device: str = "auto"
     precision: str | None = None
+    accumulate: int | None = None
+    channels_last: bool = False
+    compile_backend: str | None = None
     wandb: str = "disabled"
     resume: bool = False
     progress: bool = True
@@ -70,6 +73,7 @@ class RunRequest:
             "overrides": self.overrides or None,
             "seed": self.seed,
             "precision": self.precision,
+            "accumulate": self.accumulate,
         }
         return {key: value for key, value in asked.items() if value is not None}
 
@@ -90,6 +94,7 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "overrides": {},
     "seed": 0,
     "precision": "auto",
+    "accumulate": 1,
 }
 
 
@@ -186,7 +191,14 @@ def train(request: RunRequest) -> dict[str, Any]:
     )
     if dist.is_main:
         write_json(record, out / "run.json")
-    settings = TrainSettings(seed=record["seed"], precision=precision, progress=request.progress)
+    settings = TrainSettings(
+        seed=record["seed"],
+        precision=precision,
+        progress=request.progress,
+        accumulate=record.get("accumulate", 1),  # runs recorded before the option: 1
+        channels_last=request.channels_last,
+        compile_backend=request.compile_backend,
+    )
     trainer = Trainer(settings, logger)
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
     ctx = StageContext(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +53,23 @@ class Stage:
 
 @dataclass
 class TrainSettings:
-    """Run-wide settings the trainer applies to every stage."""
+    """Run-wide settings the trainer applies to every stage.
+
+    A stage's ``batch_size`` is the effective (global) batch of one optimiser step: each of
+    the ``world_size`` processes takes ``batch_size / (world_size * accumulate)`` images per
+    forward pass and gradients are summed over ``accumulate`` passes before the step, so the
+    same recipe takes the same steps on 1 or N processes. ``channels_last`` stores the
+    method's convolution weights (and so its activations) as NHWC; ``compile_backend`` runs
+    the backbone through ``torch.compile`` with that backend (``inductor`` by default).
+    """
 
     seed: int = 0
     precision: torch.dtype | None = None
     log_every: int = 50
     progress: bool = True
+    accumulate: int = 1
+    channels_last: bool = False
+    compile_backend: str | None = None
 
 
 @dataclass
@@ -157,9 +169,13 @@ class Trainer:
 
     def _prepare(self, stage, ctx, checkpoint_path, stage_index, run_config) -> _StageRun:
         method = stage.method.to(ctx.device)
+        if self.settings.channels_last:
+            method.to(memory_format=torch.channels_last)
+        if self.settings.compile_backend is not None:
+            compiled_module(method).compile(backend=self.settings.compile_backend)
         batches = make_batches(
             ctx.dataset,
-            stage.batch_size,
+            micro_batch(stage, ctx.dist.world_size, self.settings.accumulate),
             ctx.device,
             shuffle=True,
             drop_last=stage.drop_last,
@@ -169,7 +185,7 @@ class Trainer:
         )
         if isinstance(batches, DeviceBatches):  # images_at indexes the same device copy
             ctx.device_images = batches.images
-        total_steps = stage.epochs * len(batches)
+        total_steps = stage.epochs * (len(batches) // self.settings.accumulate)
         if stage.max_steps is not None:
             total_steps = min(total_steps, stage.max_steps)
         optimizer = method.configure_optimizer()
@@ -227,29 +243,27 @@ class Trainer:
         )
 
     def _run_epoch(self, run: _StageRun, progress: tqdm) -> str | None:
-        ctx, method = run.ctx, run.method
+        ctx, method, accumulate = run.ctx, run.method, self.settings.accumulate
         nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
         reason = None
         batches = iter(run.batches)
-        while True:
-            with timed("data"):
-                batch = next(batches, None)
-            if batch is None:
-                break
+        for _ in range(len(run.batches) // accumulate):  # whole optimiser steps only
             with timed("step_refresh"):
                 method.on_step_start(ctx)
             reason = method.stop_reason()
             if reason is not None:
                 break
-            with timed("data"):
-                batch = method.prepare_batch(batch, ctx)
-            with timed("forward_backward"):
-                with autocast(ctx.device, self.settings.precision):
-                    outputs = run.model(batch)
-                loss = outputs["loss"]
-                nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync per step
-                run.optimizer.zero_grad(set_to_none=True)
-                run.scaler.scale(loss).backward()
+            run.optimizer.zero_grad(set_to_none=True)
+            for micro in range(accumulate):
+                with timed("data"):
+                    batch = method.prepare_batch(next(batches), ctx)
+                last = micro == accumulate - 1
+                with timed("forward_backward"), self._gradient_sync(run.model, last):
+                    with autocast(ctx.device, self.settings.precision):
+                        outputs = run.model(batch)
+                    loss = outputs["loss"]
+                    nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync
+                    run.scaler.scale(loss / accumulate).backward()
             with timed("optimizer"):
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
@@ -266,6 +280,13 @@ class Trainer:
                 break
         self._check_finite(nonfinite, run)  # before anything is checkpointed
         return reason
+
+    @staticmethod
+    def _gradient_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
+        """DDP's all-reduce only on the last accumulation pass of a step."""
+        if last or not isinstance(model, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return model.no_sync()
 
     @staticmethod
     def _check_finite(nonfinite: torch.Tensor, run: _StageRun) -> None:
@@ -334,6 +355,29 @@ class Trainer:
                 run.checkpoint_path,
             )
         barrier()
+
+
+def micro_batch(stage: Stage, world_size: int, accumulate: int) -> int:
+    """Images per forward pass of one process: the stage's (effective) batch over the
+    processes and the accumulation passes."""
+    parts = world_size * accumulate
+    if stage.batch_size % parts:
+        raise UserError(
+            f"stage {stage.name!r}: batch size {stage.batch_size} does not split evenly over "
+            f"{world_size} process(es) x {accumulate} accumulation pass(es); choose a batch "
+            f"size divisible by {parts} (--set batch_size=...)"
+        )
+    return stage.batch_size // parts
+
+
+def compiled_module(method: Method) -> nn.Module:
+    """The part of a method ``torch.compile`` takes: its backbone, else its autoencoder
+    (augmentation, losses and Python-side bookkeeping stay eager)."""
+    for name in ("backbone", "autoencoder"):
+        module = getattr(method, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise UserError(f"{type(method).__name__} has no backbone to compile; drop --compile")
 
 
 def describe(metrics: dict[str, Any]) -> str:

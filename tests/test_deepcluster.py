@@ -20,8 +20,8 @@ from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import cluster_accuracy
-from cluster_ssl.methods.base import StageContext
-from cluster_ssl.methods.deepcluster import HEAD_INIT_STD, epoch_seed, uniform_over_classes
+from cluster_ssl.methods.base import StageContext, epoch_seed
+from cluster_ssl.methods.deepcluster import HEAD_INIT_STD, uniform_over_classes
 from cluster_ssl.models.sobel import SobelFilter
 
 CPU = torch.device("cpu")

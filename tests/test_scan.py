@@ -149,6 +149,8 @@ def run_steps(method, ctx, steps, seed=0):
     optimizer = method.configure_optimizer()
     generator = torch.Generator().manual_seed(seed)
     losses = []
+    method.eval()
+    method.on_epoch_start(ctx)  # as the trainer does (SCAN draws the epoch's neighbours)
     method.train()
     for _ in range(steps):
         index = torch.randperm(len(ctx.dataset), generator=generator)[:64]
@@ -159,6 +161,28 @@ def run_steps(method, ctx, steps, seed=0):
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def test_each_epoch_pairs_every_anchor_with_one_neighbour_drawn_from_seed_and_epoch():
+    """The draw depends on (seed, epoch) only, not on the batch or the process that asks,
+    so 1 and N processes (and a resumed epoch) pair the same images."""
+    (_, clustering, _), dataset = stages()
+    n = len(dataset)
+    clustering.neighbours = torch.stack([torch.randperm(n)[:5] for _ in range(n)])
+    ctx = StageContext(dataset, CPU, seed=3, num_workers=0)
+
+    def drawn(epoch):
+        ctx.epoch = epoch
+        clustering.on_epoch_start(ctx)
+        return clustering.epoch_neighbour.clone()
+
+    first = drawn(0)
+    assert all(first[i] in clustering.neighbours[i] for i in range(n))
+    assert torch.equal(first, drawn(0))
+    assert not torch.equal(first, drawn(1))
+    index = torch.tensor([7, 2, 11])
+    batch = clustering.prepare_batch({"image": dataset.images[index], "index": index}, ctx)
+    torch.testing.assert_close(batch["neighbour_image"], dataset.images[drawn(1)[index]])
 
 
 def test_scan_step_mines_then_trains_and_its_loss_falls():

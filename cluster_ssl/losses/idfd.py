@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cluster_ssl.engine.distributed import current, gather_with_grad
 from cluster_ssl.losses.precision import full_precision
 
 
@@ -48,7 +49,9 @@ def instance_discrimination_loss(
 
 
 @full_precision
-def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0) -> torch.Tensor:
+def feature_decorrelation_loss(
+    features: torch.Tensor, temperature2: float = 2.0, gather: bool = True
+) -> torch.Tensor:
     """IDFD's feature decorrelation: each feature dimension should resemble only itself.
 
     With F the (B, d) feature matrix of the batch and f_l = F[:, l] / ||F[:, l]|| the l-th
@@ -60,11 +63,15 @@ def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0
 
     i.e. cross-entropy of the d x d similarity V V^T / tau_2 with the identity as target,
     averaged over the d dimensions. IDFD uses tau_2 = 2.0 and L = L_I + alpha L_F with
-    alpha = 1. Under DDP it is computed on this rank's batch.
+    alpha = 1. A feature dimension is a vector over the whole batch, so the loss does not
+    split over samples: under DDP with ``gather=True`` every rank computes it on all ranks'
+    rows, gathered with :func:`~cluster_ssl.engine.distributed.gather_with_grad`, which is
+    the single-process loss on the global batch (and so are the DDP-averaged gradients).
 
     Args:
         features: (B, d) embeddings of the batch.
         temperature2: tau_2 > 0.
+        gather: use every rank's rows under DDP.
 
     Returns:
         Scalar loss.
@@ -73,6 +80,8 @@ def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0
         raise ValueError(f"features must be (B, d), got {tuple(features.shape)}")
     if temperature2 <= 0:
         raise ValueError(f"temperature2 must be positive, got {temperature2}")
+    if gather and current().enabled:
+        features = gather_with_grad(features)
     v = F.normalize(features.T, dim=1)
     logits = v @ v.T / temperature2
     return F.cross_entropy(logits, torch.arange(v.shape[0], device=v.device))

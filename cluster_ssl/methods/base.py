@@ -24,6 +24,13 @@ from cluster_ssl.engine.embed import embed
 Batch = dict[str, torch.Tensor]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's draws that every rank, and any number of ranks, must make
+    alike (DeepCluster's k-means, head and sample order, SCAN's neighbour picks); a
+    non-negative 31-bit int, as faiss takes."""
+    return (seed * 1_000_003 + epoch) % 2**31
+
+
 @dataclass
 class Prediction:
     """A method's clustering of a dataset, in dataset order."""

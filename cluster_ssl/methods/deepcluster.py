@@ -11,18 +11,12 @@ from torch import nn
 from cluster_ssl.cluster.pca import pca_whiten
 from cluster_ssl.cluster.reseed import Reclustering, kmeans_without_empty_clusters
 from cluster_ssl.eval.metrics import nmi
-from cluster_ssl.methods.base import Batch, StageContext
+from cluster_ssl.methods.base import Batch, StageContext, epoch_seed
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.sobel import SobelFilter
 
 #: standard deviation of the classifier head's weights at every re-initialisation
 HEAD_INIT_STD = 0.01
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's k-means, re-seeding, head initialisation and sample order
-    (a non-negative 31-bit int, as faiss takes)."""
-    return (seed * 1_000_003 + epoch) % 2**31
 
 
 def uniform_over_classes(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 from cluster_ssl.cluster.neighbours import mine_neighbours, neighbour_accuracy
 from cluster_ssl.errors import UserError
 from cluster_ssl.losses.scan import mean_assignment_entropy, scan_loss
-from cluster_ssl.methods.base import Batch, Prediction, StageContext
+from cluster_ssl.methods.base import Batch, Prediction, StageContext, epoch_seed
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.heads import MultiClusterHead
 
@@ -65,6 +65,7 @@ class SCANClustering(EmbeddingMethod):
         self.find_unused_parameters = update_heads_only  # the backbone gets no gradient
 
         self.neighbours: torch.Tensor | None = None
+        self.epoch_neighbour: torch.Tensor | None = None
         self.heldout_neighbours: torch.Tensor | None = None
         self.best_head = 0
         self.heldout_losses: list[float] = []
@@ -90,15 +91,20 @@ class SCANClustering(EmbeddingMethod):
         features = ctx.embed(self.pretext_features, dataset)
         return ctx.on_main(lambda: mine_neighbours(features, self.num_neighbours))
 
-    def prepare_batch(self, batch: Batch, ctx: StageContext) -> Batch:
-        """Adds ``neighbour_image``: for each anchor, one of its k neighbours at random."""
-        if self.neighbours.device != batch["index"].device:  # moved once, kept there
-            self.neighbours = self.neighbours.to(batch["index"].device)
-        neighbours = self.neighbours[batch["index"]]
+    def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
+        """Draws this epoch's neighbour of every anchor, from (seed, epoch) alone: the same
+        pairs on any number of processes, and again when a resumed run replays the epoch."""
+        generator = torch.Generator().manual_seed(epoch_seed(ctx.seed, ctx.epoch))
+        picks = torch.randint(self.num_neighbours, (len(self.neighbours), 1), generator=generator)
+        self.epoch_neighbour = self.neighbours.gather(1, picks.to(self.neighbours.device))[:, 0]
+        return {}
 
-        pick = torch.randint(self.num_neighbours, (len(neighbours), 1), device=neighbours.device)
-        chosen = neighbours.gather(1, pick).squeeze(1)
-        return {**batch, "neighbour_image": ctx.images_at(chosen)}
+    def prepare_batch(self, batch: Batch, ctx: StageContext) -> Batch:
+        """Adds ``neighbour_image``: each anchor's neighbour drawn for this epoch."""
+        index = batch["index"]
+        if self.epoch_neighbour.device != index.device:  # moved once an epoch, kept there
+            self.epoch_neighbour = self.epoch_neighbour.to(index.device)
+        return {**batch, "neighbour_image": ctx.images_at(self.epoch_neighbour[index])}
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         images = torch.cat([batch["image"], batch["neighbour_image"]])

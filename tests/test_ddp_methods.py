@@ -37,13 +37,14 @@ pytestmark = pytest.mark.slow
 WORLD = 2
 STEPS = 4
 SMALL = {"split": "test", "eval_split": None, "image_size": 8, "kmeans_restarts": 1}
-#: one recipe per family, with the settings that make its stage small
+#: one recipe (or recipe/stage) per family, with the settings that make its stage small
 FAMILIES = {
     "idec": {"batch_size": 64, "hidden_dims": "32,32,64", "update_interval": 2, "tol": 0},
     "simclr": {"batch_size": 64},
     "cc": {"batch_size": 64},
     "idfd": {"batch_size": 64},
     "scan": {"scan_batch_size": 64, "num_neighbours": 3, "eval_split": "test"},
+    "scan/selflabel": {"selflabel_batch_size": 64, "confidence_threshold": 0.0},
     "pcl": {"batch_size": 64, "queue_size": 128, "num_prototypes": "4,6", "warmup_epochs": 0},
     "deepcluster": {"batch_size": 64, "num_pseudo_classes": 8, "pca_dim": 16},
 }
@@ -74,9 +75,10 @@ def deterministic_views(pipeline: nn.Module, images: torch.Tensor):
 def losses(recipe: str, out: Path, dist_info: DistInfo) -> list[float]:
     """The trainer's logged loss at each of STEPS steps (written by rank 0)."""
     torch.manual_seed(0)
-    record = {"recipe": recipe, "dataset": "digits", "data_root": None}
+    name, _, stage_name = recipe.partition("/")
+    record = {"recipe": name, "dataset": "digits", "data_root": None}
     prepared = prepare({**record, "overrides": {**SMALL, **FAMILIES[recipe]}})
-    stage = pick_stage(prepared.stages, None)
+    stage = pick_stage(prepared.stages, stage_name or None)
     stage.epochs, stage.max_steps, stage.eval_every = 1, STEPS, 0
     without_batchnorm(stage.method)
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cluster_ssl.engine.distributed import current, gather_with_grad
+from cluster_ssl.engine.distributed import all_reduce_mean, current, gather_with_grad
 from cluster_ssl.losses.precision import full_precision
 
 #: SCAN clamps probabilities at this value inside every logarithm
@@ -73,6 +73,9 @@ def confident_self_label_loss(
 
         L = sum_{i in C} w_{y_i} * (-log softmax(f(T(x_i)))_{y_i}) / sum_{i in C} w_{y_i}
 
+    Under DDP the class frequencies and the normalisation are those of the confident set of
+    the global batch (all ranks), so the ranks' averaged loss is the single-process loss.
+
     Returns:
         ``(loss, confident)``: loss is None when no sample passes the threshold (the caller
         must report it); ``confident`` is the (B,) mask, for logging the confident fraction.
@@ -80,11 +83,16 @@ def confident_self_label_loss(
     with torch.no_grad():
         confidence, targets = weak_logits.softmax(dim=1).max(dim=1)
         confident = confidence > threshold
-    if not bool(confident.any()):
-        return None, confident
-    targets = targets[confident]
-    num_classes = weak_logits.shape[1]
-    counts = torch.bincount(targets, minlength=num_classes).float()
-    weights = torch.where(counts > 0, targets.numel() / counts.clamp_min(1), 1.0)
-    loss = F.cross_entropy(strong_logits[confident], targets, weight=weights)
+        counts = torch.bincount(targets[confident], minlength=weak_logits.shape[1]).float()
+        world = current().world_size
+        if world > 1:  # the confident set of the global batch
+            counts = all_reduce_mean(counts) * world
+        total = counts.sum()
+        if total == 0:
+            return None, confident
+        weights = torch.where(counts > 0, total / counts.clamp_min(1), 1.0)
+        sample_weights = weights[targets] * confident
+    per_sample = F.cross_entropy(strong_logits, targets, reduction="none")
+    # this rank's share of the global weighted mean: DDP averages the ranks' losses
+    loss = world * (sample_weights * per_sample).sum() / (counts * weights).sum()
     return loss, confident

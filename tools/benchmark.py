@@ -35,6 +35,13 @@ memory, and the bare backbone's forward + backward on the same inputs with the r
 two (see tools/step_profile.py). ``--epochs`` measures whole epochs and so the share of
 the per-epoch refreshes (k-means, P, E-step) in an epoch.
 
+    python tools/benchmark.py kmeans [--n 70000] [--dim 128] [--k 10] [--n-init 3]
+                                     [--iterations 50] [--features FILE.npy]
+
+``kmeans``: :func:`cluster_ssl.cluster.kmeans.kmeans` (faiss) against scikit-learn's
+``KMeans`` (Lloyd, random initial centres, ``tol=0`` so both run every iteration), on the
+same features, with the objective each reaches.
+
 To add a measurement: write ``bench_<name>(args) -> None`` and register its arguments in
 ``build_parser`` with ``set_defaults(func=bench_<name>)``.
 """
@@ -290,6 +297,48 @@ def bench_mining(args: argparse.Namespace) -> None:
     print(f"scikit-learn NearestNeighbors brute cosine: {sklearn_seconds:.2f} s")
 
 
+def bench_kmeans(args: argparse.Namespace) -> None:
+    """k-means: faiss (ours) against scikit-learn's, the same iterations and restarts."""
+    from sklearn.cluster import KMeans
+
+    from cluster_ssl.cluster.kmeans import kmeans
+
+    print(machine_summary())
+    if args.features:
+        x = np.load(args.features).astype(np.float32)
+    else:
+        x = _clustered_features(args.n, args.dim)
+    print(
+        f"{x.shape[0]:,} x {x.shape[1]} float32 features, k = {args.k}, {args.n_init} "
+        f"restart(s) of {args.iterations} Lloyd iterations each (no early stop in either), "
+        "random initial centres in both"
+    )
+    ours, theirs = [], []
+    for repeat in range(args.repeats):
+        started = time.perf_counter()
+        result = kmeans(x, args.k, n_init=args.n_init, n_iter=args.iterations, seed=repeat)
+        ours.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        reference = KMeans(
+            args.k,
+            init="random",
+            n_init=args.n_init,
+            max_iter=args.iterations,
+            tol=0.0,
+            algorithm="lloyd",
+            random_state=repeat,
+        ).fit(x)
+        theirs.append(time.perf_counter() - started)
+        print(
+            f"repeat {repeat + 1}: faiss {ours[-1]:.2f} s (inertia {result.inertia:,.1f}), "
+            f"scikit-learn {theirs[-1]:.2f} s (inertia {reference.inertia_:,.1f})",
+            flush=True,
+        )
+    faiss_s, sklearn_s = statistics.median(ours), statistics.median(theirs)
+    print(f"median: faiss {faiss_s:.2f} s, scikit-learn {sklearn_s:.2f} s")
+    print(f"speedup of faiss over scikit-learn: {sklearn_s / faiss_s:.1f}x")
+
+
 def _memory_kib(field: str) -> int:
     """``VmRSS`` / ``VmHWM`` of this process from /proc, in KiB (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -406,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     mining.add_argument("--repeats", type=int, default=3, help="faiss measurements")
     mining.add_argument("--features", help="an (N, d) .npy array to search instead")
     mining.set_defaults(func=bench_mining)
+
+    means = commands.add_parser("kmeans", help=bench_kmeans.__doc__)
+    means.add_argument("--n", type=int, default=70000, help="number of feature vectors")
+    means.add_argument("--dim", type=int, default=128, help="feature dimension")
+    means.add_argument("--k", type=int, default=10, help="clusters")
+    means.add_argument("--n-init", type=int, default=3, help="restarts")
+    means.add_argument("--iterations", type=int, default=50, help="Lloyd iterations")
+    means.add_argument("--repeats", type=int, default=3, help="measurements")
+    means.add_argument("--features", help="an (N, d) .npy array to cluster instead")
+    means.set_defaults(func=bench_kmeans)
 
     memory = commands.add_parser("folder-memory", help=bench_folder_memory.__doc__)
     memory.add_argument("--n", type=int, default=20000, help="number of images")

@@ -43,8 +43,9 @@ def instance_discrimination_loss(
         )
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    features = F.normalize(features, dim=1)
-    logits = features @ bank.detach().to(features.dtype).T / temperature
+    # 1/tau scales the (B, d) features, not the (B, N) logits: one pass over N fewer
+    scaled = F.normalize(features, dim=1) / temperature
+    logits = scaled @ bank.detach().to(features.dtype).T
     return F.cross_entropy(logits, index.to(device=logits.device, dtype=torch.long))
 
 

@@ -1,0 +1,31 @@
+"""cluster-ssl: self-supervised, contrastive deep clustering of images.
+
+The scikit-learn estimators are importable from the top level
+(``from cluster_ssl import IDEC``); they load torch and scikit-learn on first use, so the
+command line starts without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ESTIMATOR_NAMES = (
+    "CC",
+    "DCEC",
+    "DEC",
+    "IDEC",
+    "IDFD",
+    "PCL",
+    "SCAN",
+    "DeepCluster",
+    "SimCLRKMeans",
+)
+__all__ = list(ESTIMATOR_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ESTIMATOR_NAMES:
+        from cluster_ssl import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'cluster_ssl' has no attribute {name!r}")

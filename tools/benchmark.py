@@ -404,8 +404,10 @@ def bench_method(args: argparse.Namespace) -> None:
     from cluster_ssl.config import parse_assignments
     from tools.step_profile import profile_stage, report
 
-    print(machine_summary())
-    print("command: python tools/benchmark.py " + " ".join(sys.argv[1:]))
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        print(machine_summary())
+        print("command: python tools/benchmark.py " + " ".join(sys.argv[1:]))
     profile = profile_stage(
         args.command,
         args.dataset,
@@ -423,7 +425,8 @@ def bench_method(args: argparse.Namespace) -> None:
         channels_last=args.channels_last,
         compile_backend=args.compile,
     )
-    print(report(profile, str(resolve_device(args.device))))
+    if main_rank:
+        print(report(profile, str(resolve_device(args.device))))
 
 
 def build_parser() -> argparse.ArgumentParser:

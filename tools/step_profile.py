@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cluster_ssl.engine.device import autocast, resolve_device, resolve_precision
-from cluster_ssl.engine.distributed import DistInfo
+from cluster_ssl.engine.distributed import init_distributed
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.run import RECORD_DEFAULTS, prepare
 from cluster_ssl.engine.step_timer import StepTimer
@@ -51,6 +51,7 @@ class StepProfile:
     bare_seconds: float | None
     bare_shapes: list[tuple[int, ...]] = field(default_factory=list)
     peak_memory_mib: float = 0.0
+    world_size: int = 1
 
     def per_step(self, section: str) -> float:
         return self.seconds.get(section, 0.0) / self.steps
@@ -165,6 +166,7 @@ def profile_stage(
     if batch_size is not None:
         record["overrides"].setdefault("batch_size", str(batch_size))
     device = resolve_device(device_spec)
+    dist_info = init_distributed(device)  # under torchrun: every rank profiles its share
     precision = resolve_precision(precision_spec, device)
     prepared = prepare(record)
     stage = pick_stage(prepared.stages, stage_name)
@@ -173,7 +175,7 @@ def profile_stage(
     steps_per_epoch = len(prepared.dataset) // stage.batch_size
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
     ctx = StageContext(
-        prepared.dataset, device, 0, DistInfo(), num_workers=num_workers, heldout=heldout
+        prepared.dataset, device, 0, dist_info, num_workers=num_workers, heldout=heldout
     )
     trainer = Trainer(
         TrainSettings(
@@ -207,7 +209,7 @@ def profile_stage(
     per_step = recorder.shapes[: len(recorder.shapes) // max(measured, 1)]
     bare = (
         time_bare(compiled_module(stage.method), per_step, device, precision, bare_repeats)
-        if per_step
+        if per_step and not dist_info.enabled  # the ratio is a one-process measure
         else None
     )
     if device.type == "cuda":
@@ -225,6 +227,7 @@ def profile_stage(
         bare_seconds=bare,
         bare_shapes=[tuple(shape) for shape, _ in per_step],
         peak_memory_mib=peak,
+        world_size=dist_info.world_size,
     )
 
 
@@ -233,7 +236,8 @@ def report(profile: StepProfile, device: str) -> str:
     step = profile.step_seconds
     lines = [
         f"stage {profile.stage!r}, batch {profile.batch_size}, {profile.steps} measured steps "
-        f"({profile.epochs_run:.2f} epochs of {profile.steps_per_epoch} steps), device {device}",
+        f"({profile.epochs_run:.2f} epochs of {profile.steps_per_epoch} steps), device {device}, "
+        f"{profile.world_size} process(es)",
         "",
         "| section | ms per step | share of the step |",
         "|---|---:|---:|",
@@ -251,7 +255,7 @@ def report(profile: StepProfile, device: str) -> str:
     lines.append("")
     if profile.overhead_ratio is not None:
         lines.append(f"overhead ratio (full step / bare backbone): {profile.overhead_ratio:.3f}")
-    lines.append(f"images/s: {profile.batch_size / step:,.0f}")
+    lines.append(f"images/s (all processes): {profile.batch_size / step:,.0f}")
     for section in OTHER_SECTIONS:
         if profile.calls.get(section):
             total = profile.seconds[section]

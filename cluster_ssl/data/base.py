@@ -48,7 +48,12 @@ class ImageDataset(Dataset):
 
 @dataclass
 class TensorImageDataset(ImageDataset):
-    """All images in one uint8 tensor (N, C, H, W); small sets live here (and on the device)."""
+    """All images in one uint8 tensor (N, C, H, W); small sets live here (and on the device).
+
+    A float32 tensor (N, 1, 1, D) holds feature vectors instead (the scikit-learn
+    estimators' (N, D) arrays), for the methods that take vectors: the MLP autoencoders of
+    DEC and IDEC, which use them as given.
+    """
 
     name: str
     images: torch.Tensor
@@ -57,8 +62,11 @@ class TensorImageDataset(ImageDataset):
     image_shape: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.ndim != 4:
+            raise ValueError(
+                "images must be a uint8 tensor of shape (N, C, H, W) (or float32 features "
+                "(N, 1, 1, D))"
+            )
         if self.labels is not None:
             self.labels = np.asarray(self.labels, dtype=np.int64)
             if len(self.labels) != len(self.images):

@@ -137,15 +137,52 @@ def prepare(record: dict[str, Any]) -> Prepared:
                 f"num_clusters={num_clusters} is larger than the {len(data)} images in "
                 f"{record['dataset']!r} ({split}); lower --set num_clusters or add images"
             )
+    stages = build_stages(recipe, config, dataset, num_clusters)
+    return Prepared(recipe, config, dataset, eval_dataset, num_clusters, stages)
+
+
+def build_stages(
+    recipe: Recipe, config: Any, dataset: ImageDataset, num_clusters: int
+) -> list[Stage]:
+    """The recipe's stages for ``dataset``, every optimiser and schedule built up front (so
+    a bad setting fails before stage 1 trains); a setting a model rejects is a UserError."""
     try:
         stages = recipe.build(config, dataset, num_clusters)
     except UserError:
         raise
     except ValueError as error:  # a setting the model or method rejects
         raise UserError(f"invalid settings for {recipe.name}: {error}") from None
-    for stage in stages:  # every stage's optimiser and schedule, before stage 1 trains
+    for stage in stages:
         stage.method.configure_scheduler(stage.method.configure_optimizer(), 1)
-    return Prepared(recipe, config, dataset, eval_dataset, num_clusters, stages)
+    return stages
+
+
+def fit_stages(
+    stages: list[Stage],
+    ctx: StageContext,
+    trainer: Trainer,
+    out: Path,
+    run_config: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Train every stage in turn, checkpointing to ``out/stages``; a stage whose checkpoint
+    says it finished is loaded instead, one that stopped mid-way is resumed."""
+    results = []
+    for index, stage in enumerate(stages):
+        path = stage_path(out, index, stage)
+        checkpoint = load_checkpoint(path) if path.exists() else None
+        if checkpoint is not None and stage_finished(checkpoint, stage):
+            load_state_strict(
+                stage.method.to(ctx.device), checkpoint["method"], f"stage {stage.name!r}"
+            )
+            trainer.logger.echo(f"stage {stage.name!r} already finished; loaded {path}")
+            continue
+        ctx.step = 0
+        results.append(
+            trainer.fit(
+                stage, ctx, path, stage_index=index, resume=checkpoint, run_config=run_config
+            )
+        )
+    return results
 
 
 def _load(record: dict[str, Any], split: str, image_size: int | None) -> ImageDataset:
@@ -210,22 +247,7 @@ def train(request: RunRequest) -> dict[str, Any]:
         heldout=heldout,
     )
 
-    stage_results = []
-    for index, stage in enumerate(prepared.stages):
-        path = stage_path(out, index, stage)
-        checkpoint = load_checkpoint(path) if path.exists() else None
-        if checkpoint is not None and stage_finished(checkpoint, stage):
-            load_state_strict(
-                stage.method.to(device), checkpoint["method"], f"stage {stage.name!r}"
-            )
-            logger.echo(f"stage {stage.name!r} already finished; loaded {path}")
-            continue
-        ctx.step = 0
-        stage_results.append(
-            trainer.fit(
-                stage, ctx, path, stage_index=index, resume=checkpoint, run_config=config_dict
-            )
-        )
+    stage_results = fit_stages(prepared.stages, ctx, trainer, out, config_dict)
     final = prepared.stages[-1]
     prediction = predict_method(
         final,

@@ -13,7 +13,10 @@ from cluster_ssl.methods.optim import OptimizerSpec
 
 
 def unit_pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [0, 1], the input scale of the DEC family."""
+    """uint8 images -> float in [0, 1], the input scale of the DEC family; float feature
+    vectors (the scikit-learn estimators' arrays) are used as given."""
+    if images.is_floating_point():
+        return images.float()
     return images.float().div_(255.0)
 
 
@@ -73,7 +76,7 @@ class AutoencoderPretraining(Method):
         return self.optimizer_spec.build(self.parameters())
 
     def predict(self, ctx: StageContext) -> Prediction:
-        z, _, labels = embed_and_cluster(
+        z, centroids, labels = embed_and_cluster(
             self.autoencoder.encode, ctx, self.num_clusters, self.kmeans_restarts
         )
-        return Prediction(labels=labels, num_clusters=self.num_clusters, embedding=z)
+        return Prediction(labels, self.num_clusters, embedding=z, centres=centroids)

@@ -39,6 +39,8 @@ class Prediction:
     num_clusters: int
     confidence: np.ndarray | None = None
     embedding: np.ndarray | None = None
+    #: (K, d) cluster centres in the embedding, for methods that have them
+    centres: np.ndarray | None = None
 
 
 @dataclass

@@ -82,7 +82,13 @@ class EmbeddingMethod(Method):
             lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
         )
         confidence = centre_similarity(z, result.centroids, result.labels)
-        return Prediction(result.labels, self.num_clusters, confidence=confidence, embedding=z)
+        return Prediction(
+            result.labels,
+            self.num_clusters,
+            confidence=confidence,
+            embedding=z,
+            centres=result.centroids,
+        )
 
     def predict_new(self, training: StageContext, new: StageContext) -> Prediction:
         """k-means on the training embedding (the same clusters :meth:`predict` finds on
@@ -101,7 +107,9 @@ class EmbeddingMethod(Method):
         z = new.embed(self.clustered_features).cpu().numpy()
         labels = assign(z, centroids)
         confidence = centre_similarity(z, centroids, labels)
-        return Prediction(labels, self.num_clusters, confidence=confidence, embedding=z)
+        return Prediction(
+            labels, self.num_clusters, confidence=confidence, embedding=z, centres=centroids
+        )
 
     def clustered_features(self, batch: Batch) -> torch.Tensor:
         """A batch's features in the space :meth:`embedding` clusters (the backbone's)."""

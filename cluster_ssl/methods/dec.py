@@ -142,6 +142,7 @@ class DECClustering(Method):
             num_clusters=self.num_clusters,
             confidence=confidence.cpu().numpy(),
             embedding=z.cpu().numpy(),
+            centres=self.clustering.centres.detach().cpu().numpy(),
         )
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -1,0 +1,176 @@
+"""The scikit-learn front of a recipe: ``fit`` trains its stages on an array, as the CLI does.
+
+An estimator holds no algorithm of its own: ``fit`` builds the recipe's configuration from
+its CPU preset (``digits``) and the estimator's parameters, wraps the array as an in-memory
+dataset, builds the recipe's stages, and trains them with the same :class:`Trainer` the CLI
+uses (checkpoints go to a temporary directory and are removed). ``predict`` and
+``transform`` use the trained method's ``predict_new``: new samples join the clusters
+learned on the training data.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from cluster_ssl.config import build_config
+from cluster_ssl.data.base import TensorImageDataset
+from cluster_ssl.data.common import resize_images
+from cluster_ssl.engine.checkpoint import seed_everything
+from cluster_ssl.engine.device import resolve_device, resolve_precision
+from cluster_ssl.engine.distributed import DistInfo
+from cluster_ssl.engine.logging import RunLogger
+from cluster_ssl.engine.run import build_stages, fit_stages, get_recipe
+from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
+from cluster_ssl.errors import UserError
+from cluster_ssl.estimators.arrays import INPUT_KINDS, PixelScale, image_layout, to_tensor
+from cluster_ssl.methods.base import Method, Prediction, StageContext
+
+
+class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Base of the estimators; a subclass names its ``recipe`` and ``input_kind``.
+
+    Parameters:
+        n_clusters: K.
+        epochs: length of the recipe's main stage (its pretraining / pretext for multi-stage
+            recipes); None keeps the preset's.
+        batch_size: None keeps the preset's.
+        options: any other recipe setting, as ``--set`` takes them (``{"lr": 0.01}``).
+        random_state: None, an int or a ``RandomState``; an int makes ``fit`` repeatable.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        verbose: print the trainer's stage messages and progress bars.
+
+    Attributes (after ``fit``): ``labels_``, ``cluster_centers_`` (methods with centres: the
+    DEC family's clustering layer, k-means in the embedding for the others),
+    ``n_features_in_``, ``method_`` (the trained :class:`~cluster_ssl.methods.base.Method`).
+    """
+
+    recipe: ClassVar[str]
+    input_kind: ClassVar[str]
+    #: the recipe preset that gives the defaults
+    preset: ClassVar[str] = "digits"
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        options: dict[str, Any] | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        device: str = "auto",
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.options = options
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------------- scikit-learn API
+    def fit(self, X: Any, y: Any = None) -> DeepClusteringEstimator:
+        """Train the recipe's stages on ``X``; ``y`` is ignored."""
+        assert self.input_kind in INPUT_KINDS
+        x = self._validated(X, reset=True)
+        if not isinstance(self.n_clusters, int | np.integer) or self.n_clusters < 1:
+            raise ValueError(f"n_clusters must be a positive int, got {self.n_clusters!r}")
+        if len(x) < self.n_clusters:
+            raise ValueError(
+                f"n_samples={len(x)} should be >= n_clusters={self.n_clusters}; "
+                "pass fewer clusters or more samples"
+            )
+        try:
+            stages, ctx = self._train(x)
+        except UserError as error:  # a bad option or setting: scikit-learn raises ValueError
+            raise ValueError(str(error)) from None
+        self.method_: Method = stages[-1].method.eval()
+        self.train_dataset_ = ctx.dataset
+        prediction = self._predict(ctx)
+        self.labels_ = prediction.labels
+        if prediction.centres is not None:
+            self.cluster_centers_ = prediction.centres
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The training clusters each sample of ``X`` joins."""
+        return self._new_prediction(X).labels
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The embedding the clusters live in, (n_samples, d)."""
+        embedding = self._new_prediction(X).embedding
+        assert embedding is not None
+        return np.asarray(embedding, dtype=np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = self.input_kind == "images"
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    # ------------------------------------------------------------------------------- helpers
+    def _train(self, x: np.ndarray) -> tuple[list[Stage], StageContext]:
+        """Build the recipe's stages for ``x`` and train them (the CLI's code path)."""
+        self.pixel_scale_ = PixelScale.fit(x) if self.input_kind == "images" else None
+        self.seed_ = seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        recipe = get_recipe(self.recipe)
+        self.config_ = build_config(recipe.config, recipe.preset(self.preset), self._overrides())
+        dataset = self._dataset(x)
+        seed_everything(seed)  # model initialisation happens in build_stages
+        stages = build_stages(recipe, self.config_, dataset, int(self.n_clusters))
+        device = resolve_device(self.device)
+        settings = TrainSettings(
+            seed=seed, precision=resolve_precision("auto", device), progress=self.verbose
+        )
+        logger = RunLogger(Path(tempfile.gettempdir()), enabled=self.verbose)
+        ctx = StageContext(dataset, device, seed, DistInfo(), num_workers=0)
+        with tempfile.TemporaryDirectory(prefix="cluster-ssl-") as scratch:
+            fit_stages(stages, ctx, Trainer(settings, logger), Path(scratch), run_config={})
+        return stages, ctx
+
+    def _overrides(self) -> dict[str, Any]:
+        overrides = dict(self.options or {})
+        if self.epochs is not None:
+            overrides["epochs"] = self.epochs
+        if self.batch_size is not None:
+            overrides["batch_size"] = self.batch_size
+        return overrides
+
+    def _validated(self, X: Any, *, reset: bool) -> np.ndarray:
+        if self.input_kind == "vectors":
+            return validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=[np.float32, np.float64],
+                ensure_min_samples=2 if reset else 1,  # fit needs 2, predict takes 1
+            )
+        x = validate_data(self, X, reset=reset, allow_nd=True, dtype="numeric")
+        return image_layout(x, type(self).__name__)
+
+    def _dataset(self, x: np.ndarray) -> TensorImageDataset:
+        tensor = to_tensor(x, self.input_kind, self.pixel_scale_)
+        if self.input_kind == "images" and self.config_.image_size is not None:
+            tensor = resize_images(tensor, self.config_.image_size)
+        return TensorImageDataset(name="X", images=tensor)
+
+    def _predict(self, ctx: StageContext) -> Prediction:
+        with torch.no_grad():
+            return self.method_.predict(ctx)
+
+    def _new_prediction(self, X: Any) -> Prediction:
+        check_is_fitted(self, "method_")
+        x = self._validated(X, reset=False)
+        device = next(self.method_.parameters()).device
+        training = StageContext(self.train_dataset_, device, self.seed_, num_workers=0)
+        new = StageContext(self._dataset(x), device, self.seed_, num_workers=0, training_data=False)
+        with torch.no_grad():
+            return self.method_.predict_new(training, new)

@@ -7,6 +7,7 @@ from cluster_ssl.methods.dec import DECClustering
 from cluster_ssl.methods.deepcluster import DeepCluster
 from cluster_ssl.methods.idfd import IDFD
 from cluster_ssl.methods.pcl import PCL
+from cluster_ssl.methods.pretext_dec import PretextDEC
 from cluster_ssl.methods.scan import SCANClustering
 from cluster_ssl.methods.selflabel import SelfLabelling
 from cluster_ssl.methods.simclr import SimCLR
@@ -20,6 +21,7 @@ METHODS.register("cc")(ContrastiveClustering)
 METHODS.register("idfd")(IDFD)
 METHODS.register("deepcluster")(DeepCluster)
 METHODS.register("pcl")(PCL)
+METHODS.register("pretext_dec")(PretextDEC)
 METHODS.register("scan")(SCANClustering)
 METHODS.register("selflabel")(SelfLabelling)
 
@@ -32,6 +34,7 @@ __all__ = [
     "IDFD",
     "Method",
     "PCL",
+    "PretextDEC",
     "Prediction",
     "SCANClustering",
     "SelfLabelling",

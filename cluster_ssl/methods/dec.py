@@ -1,4 +1,4 @@
-"""The clustering stage of DEC, IDEC and DCEC.
+"""DEC's clustering algorithm, over an autoencoder (DEC, IDEC, DCEC) or any encoder.
 
 DEC (Xie et al., 2016) fine-tunes the encoder f and the centres mu by minimising
 KL(P || Q) between the Student-t assignments Q and a sharpened target P. IDEC (Guo et al.,
@@ -8,7 +8,8 @@ KL(P || Q) between the Student-t assignments Q and a sharpened target P. IDEC (G
 
 P is recomputed from a full pass over the dataset every ``update_interval`` steps, never
 per mini-batch; training stops when fewer than ``tol`` of the argmax labels changed since
-the previous refresh.
+the previous refresh. :class:`KLSelfTraining` is that algorithm for any encoder; the kept
+term L_r is whatever the subclass's :meth:`~KLSelfTraining.auxiliary_loss` returns.
 """
 
 from __future__ import annotations
@@ -18,29 +19,36 @@ from typing import Any
 import torch
 from torch import nn
 
+from cluster_ssl.cluster.kmeans import kmeans
 from cluster_ssl.cluster.student_t import target_distribution
 from cluster_ssl.losses.dec import dec_clustering_loss
-from cluster_ssl.methods.autoencoder import embed_and_cluster, reconstruction_loss, unit_pixels
+from cluster_ssl.methods.autoencoder import reconstruction_loss, unit_pixels
 from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.clustering_layer import ClusteringLayer
 
 
-class DECClustering(Method):
-    """KL(P || Q) on a Student-t clustering layer over an encoder, + gamma-weighted recon.
+class KLSelfTraining(Method):
+    """DEC's self-training of an encoder and a Student-t clustering layer.
+
+    Subclasses give the encoder: :meth:`encode` (a batch's embedding, the space of the
+    centres), :meth:`trainable` and, when ``gamma`` is set, :meth:`auxiliary_loss`, the
+    term kept beside the KL (IDEC's reconstruction, or a pretext's own loss).
 
     Args:
-        autoencoder: module with ``encode(x)`` and ``forward(x) -> (z, reconstruction)``.
         clustering: the layer holding the centres mu.
-        gamma: weight of the KL term when the decoder is kept (IDEC, DCEC); ``None`` drops
-            the decoder and trains the KL term alone (DEC).
+        gamma: weight of the KL term when an auxiliary term is kept; ``None`` trains the KL
+            term alone (DEC).
         update_interval: steps between refreshes of P over the whole dataset.
         tol: stop when the fraction of changed labels between refreshes falls below this.
+        kmeans_restarts: restarts of the k-means that initialises the centres.
     """
+
+    #: the name the kept term is logged under
+    auxiliary_name = "auxiliary"
 
     def __init__(
         self,
-        autoencoder: nn.Module,
         clustering: ClusteringLayer,
         optimizer: OptimizerSpec,
         *,
@@ -50,14 +58,12 @@ class DECClustering(Method):
         kmeans_restarts: int = 20,
     ) -> None:
         super().__init__()
-        self.autoencoder = autoencoder
         self.clustering = clustering
         self.optimizer_spec = optimizer
         self.gamma = gamma
         self.update_interval = update_interval
         self.tol = tol
         self.kmeans_restarts = kmeans_restarts
-        self.find_unused_parameters = gamma is None  # the decoder gets no gradient in DEC
         self.target: torch.Tensor | None = None
         self.last_labels: torch.Tensor | None = None
         self.label_change: float | None = None
@@ -67,28 +73,32 @@ class DECClustering(Method):
     def num_clusters(self) -> int:
         return self.clustering.centres.shape[0]
 
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """The (B, d) embedding of a batch's un-augmented images."""
+        raise NotImplementedError
+
+    def auxiliary_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The term kept beside gamma * KL, and the batch's embedding if it computed it."""
+        raise NotImplementedError
+
     def trainable(self) -> list[nn.Parameter]:
-        """DEC trains encoder and centres only; IDEC / DCEC also the decoder."""
-        encoder = self.autoencoder.encoder if self.gamma is None else self.autoencoder
-        return [*encoder.parameters(), *self.clustering.parameters()]
+        raise NotImplementedError
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return self.optimizer_spec.build(self.trainable())
 
     def on_fit_start(self, ctx: StageContext) -> None:
-        """Centres from k-means (``kmeans_restarts`` restarts) on the pretrained embedding."""
-        _, centroids, labels = embed_and_cluster(
-            self.autoencoder.encode, ctx, self.num_clusters, self.kmeans_restarts
+        """Centres from k-means (``kmeans_restarts`` restarts) on the starting embedding."""
+        z = ctx.embed(self.encode).cpu().numpy()
+        result = ctx.on_main(
+            lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
         )
-        self.clustering.set_centres(centroids)
-        self.last_labels = torch.as_tensor(labels, device=ctx.device)
+        self.clustering.set_centres(result.centroids)
+        self.last_labels = torch.as_tensor(result.labels, device=ctx.device)
 
     def soft_assignments(self, ctx: StageContext) -> torch.Tensor:
         """Q over the whole dataset, (N, K), in dataset order."""
         return ctx.embed(lambda batch: self.clustering(self.encode(batch)))
-
-    def encode(self, batch: Batch) -> torch.Tensor:
-        return self.autoencoder.encode(unit_pixels(batch["image"]))
 
     def on_step_start(self, ctx: StageContext) -> None:
         if ctx.step % self.update_interval != 0:
@@ -112,23 +122,23 @@ class DECClustering(Method):
         return self._stop
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x = unit_pixels(batch["image"])
-        if self.target.device != x.device:  # once, after a resume loaded it on the CPU
-            self.target = self.target.to(x.device)
+        if self.target.device != batch["index"].device:  # once, after a resume
+            self.target = self.target.to(batch["index"].device)
         p = self.target[batch["index"]]
         if self.gamma is None:
-            q = self.clustering(self.autoencoder.encode(x))
-            kl = dec_clustering_loss(q, p)
+            kl = dec_clustering_loss(self.clustering(self.encode(batch)), p)
             return {"loss": kl, "kl": kl}
-        recon, z = reconstruction_loss(self.autoencoder, x)
+        auxiliary, z = self.auxiliary_loss(batch)
+        if z is None:
+            z = self.encode(batch)
         kl = dec_clustering_loss(self.clustering(z), p)
-        return {"loss": recon + self.gamma * kl, "kl": kl, "reconstruction": recon}
+        return {"loss": auxiliary + self.gamma * kl, "kl": kl, self.auxiliary_name: auxiliary}
 
     def on_epoch_end(self, ctx: StageContext) -> dict[str, float]:
         return {} if self.label_change is None else {"label_change": self.label_change}
 
     def predict(self, ctx: StageContext) -> Prediction:
-        """argmax of Q, its value as the confidence, and the embedding z."""
+        """argmax of Q, its value as the confidence, the embedding z and the centres."""
 
         def embed_and_assign(batch: Batch) -> torch.Tensor:
             z = self.encode(batch)
@@ -158,3 +168,50 @@ class DECClustering(Method):
         self.last_labels = state["last_labels"]
         self.label_change = state["label_change"]
         self._stop = state["stop"]
+
+
+class DECClustering(KLSelfTraining):
+    """KL(P || Q) on a Student-t clustering layer over an autoencoder's encoder (DEC), plus
+    the gamma-weighted reconstruction when the decoder is kept (IDEC, DCEC).
+
+    Args:
+        autoencoder: module with ``encode(x)`` and ``forward(x) -> (z, reconstruction)``.
+        gamma: ``None`` drops the decoder (DEC); else L = L_r + gamma * KL.
+        Others: see :class:`KLSelfTraining`.
+    """
+
+    auxiliary_name = "reconstruction"
+
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        clustering: ClusteringLayer,
+        optimizer: OptimizerSpec,
+        *,
+        gamma: float | None,
+        update_interval: int,
+        tol: float,
+        kmeans_restarts: int = 20,
+    ) -> None:
+        super().__init__(
+            clustering,
+            optimizer,
+            gamma=gamma,
+            update_interval=update_interval,
+            tol=tol,
+            kmeans_restarts=kmeans_restarts,
+        )
+        self.autoencoder = autoencoder
+        self.find_unused_parameters = gamma is None  # the decoder gets no gradient in DEC
+
+    def trainable(self) -> list[nn.Parameter]:
+        """DEC trains encoder and centres only; IDEC / DCEC also the decoder."""
+        encoder = self.autoencoder.encoder if self.gamma is None else self.autoencoder
+        return [*encoder.parameters(), *self.clustering.parameters()]
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        return self.autoencoder.encode(unit_pixels(batch["image"]))
+
+    def auxiliary_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """IDEC's reconstruction error, with the embedding it computed on the way."""
+        return reconstruction_loss(self.autoencoder, unit_pixels(batch["image"]))

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--precision", choices=PRECISION_CHOICES, help="autocast dtype (default auto)"
     )
+    train.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start the backbone (or autoencoder) from another run's stage checkpoint or "
+        "run directory; keys are checked strictly",
+    )
     add_speed_options(train)
     train.add_argument("--wandb", choices=WANDB_MODES, default="disabled")
     train.add_argument(
@@ -188,6 +194,7 @@ def _train(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             accumulate=args.accumulate,
+            init_from=None if args.init_from is None else str(Path(args.init_from).resolve()),
             channels_last=args.channels_last,
             compile_backend=args.compile,
             wandb=args.wandb,

@@ -31,6 +31,7 @@ from cluster_ssl.engine.checkpoint import (
 )
 from cluster_ssl.engine.device import resolve_device, resolve_precision
 from cluster_ssl.engine.distributed import DistInfo, init_distributed
+from cluster_ssl.engine.init_from import init_network_from
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
 from cluster_ssl.errors import UserError
@@ -56,6 +57,8 @@ class RunRequest:
     device: str = "auto"
     precision: str | None = None
     accumulate: int | None = None
+    #: a stage checkpoint or run directory whose network starts this run's
+    init_from: str | None = None
     channels_last: bool = False
     compile_backend: str | None = None
     wandb: str = "disabled"
@@ -74,6 +77,7 @@ class RunRequest:
             "seed": self.seed,
             "precision": self.precision,
             "accumulate": self.accumulate,
+            "init_from": self.init_from,
         }
         return {key: value for key, value in asked.items() if value is not None}
 
@@ -217,6 +221,9 @@ def train(request: RunRequest) -> dict[str, Any]:
     precision = resolve_precision(record["precision"], device)
     seed_everything(record["seed"])  # model initialisation happens in prepare()
     prepared = prepare(record)
+    initialised = None  # before anything is written: a bad --init-from leaves no trace
+    if record.get("init_from") and not stage_path(out, 0, prepared.stages[0]).exists():
+        initialised = init_network_from(prepared.stages[0].method, Path(record["init_from"]))
     config_dict = {**record, "config": as_dict(prepared.config)}
     logger = RunLogger(
         out,
@@ -228,6 +235,8 @@ def train(request: RunRequest) -> dict[str, Any]:
     )
     if dist.is_main:
         write_json(record, out / "run.json")
+    if initialised is not None:
+        logger.echo(initialised)
     settings = TrainSettings(
         seed=record["seed"],
         precision=precision,

@@ -1,7 +1,8 @@
 """SCAN (Van Gansbeke et al., ECCV 2020): pretext -> mined neighbours -> clustering ->
 self-labelling, as one pipeline of three stages (one checkpoint each).
 
-1. ``pretext``: SimCLR (see recipes/simclr.py for its settings).
+1. ``pretext``: SimCLR (see recipes/simclr.py for its settings), or by ``--set
+   pretext=idfd|pcl`` that recipe's method with its own preset (recipes/pretexts.py).
 2. ``scan``: the top-``num_neighbours`` neighbours (20 on CIFAR / STL-10, 50 on ImageNet)
    of every image are mined with faiss on the L2-normalised projection-head features of the
    un-augmented images and kept in the stage checkpoint; ``num_heads`` = 10 linear heads
@@ -36,12 +37,14 @@ from cluster_ssl.models.heads import MultiClusterHead
 from cluster_ssl.recipe import Recipe
 from recipes import simclr
 from recipes.contrastive_common import make_pipeline
+from recipes.pretexts import build_pretext, embedding_for_mining
 
 
 @dataclass
 class SCANConfig(simclr.SimCLRConfig):
     """SimCLR's settings (``epochs`` is the pretext length) plus the two SCAN steps."""
 
+    pretext: str = "simclr"
     num_neighbours: int = 20
     num_heads: int = 10
     entropy_weight: float = 5.0
@@ -70,7 +73,7 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
             f"--set confidence_threshold={cfg.confidence_threshold}: must be in [0, 1) "
             "(SCAN uses 0.99)"
         )
-    pretext = simclr.simclr_method(cfg, dataset, num_clusters)
+    pretext = build_pretext(cfg.pretext, cfg, dataset, num_clusters)
     backbone, eval_transform = pretext.backbone, pretext.eval_transform
     strong = {"cutout": cfg.cutout, "strong_ops": cfg.strong_ops}
     scan_options = strong if cfg.scan_augmentation == "scan_strong" else {}
@@ -85,7 +88,7 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
     clustering = SCANClustering(
         **shared,
         optimizer=_adam(cfg.scan_lr, cfg.scan_weight_decay),
-        pretext_features=pretext.projection,
+        pretext_features=embedding_for_mining(pretext),
         heads=MultiClusterHead(backbone.feature_dim, num_clusters, cfg.num_heads),
         augmentation=scan_view,
         num_neighbours=cfg.num_neighbours,

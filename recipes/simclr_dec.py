@@ -9,7 +9,8 @@ Stages:
    whole training split every ``update_interval`` steps, until fewer than ``tol`` of the
    labels change (DEC, Xie et al. 2016). ``--set gamma=G`` keeps SimCLR's NT-Xent beside
    it, L = L_NT-Xent + G * KL, as IDEC keeps its reconstruction; ``gamma=none`` (default)
-   is DEC's KL alone.
+   is DEC's KL alone. ``--set pretext=idfd|pcl`` puts the clustering layer on that recipe's
+   backbone instead (recipes/pretexts.py): IDFD + DEC, PCL + DEC.
 
 Protocol: SimCLR's (train split trains, test split reported).
 
@@ -27,6 +28,7 @@ from cluster_ssl.methods.pretext_dec import PretextDEC
 from cluster_ssl.models.clustering_layer import ClusteringLayer
 from cluster_ssl.recipe import Recipe
 from recipes import simclr
+from recipes.pretexts import build_pretext
 
 
 @dataclass
@@ -42,10 +44,11 @@ class SimCLRDECConfig(simclr.SimCLRConfig):
     maxiter: int = 20000
     alpha: float = 1.0
     gamma: float | None = None
+    pretext: str = "simclr"
 
 
 def build(cfg: SimCLRDECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
-    pretext = simclr.simclr_method(cfg, dataset, num_clusters)
+    pretext = build_pretext(cfg.pretext, cfg, dataset, num_clusters)
     clustering = ClusteringLayer(num_clusters, pretext.backbone.feature_dim, alpha=cfg.alpha)
     dec = PretextDEC(
         pretext,

@@ -1,0 +1,51 @@
+"""The pretext a clustering recipe builds on, chosen by configuration (``--set pretext=``).
+
+SCAN's clustering step and DEC's clustering layer (``simclr_dec``) need a trained backbone
+and an embedding of it, not SimCLR as such: ``pretext=idfd`` or ``pretext=pcl`` builds that
+recipe's method (its own preset for the dataset: loss, augmentation, optimiser) on the
+clustering recipe's backbone settings, as the first stage. No method class is added per
+combination: the pretext is any :class:`~cluster_ssl.methods.contrastive.EmbeddingMethod`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from cluster_ssl.config import build_config
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.errors import UserError
+from cluster_ssl.methods.base import Batch
+from cluster_ssl.methods.contrastive import EmbeddingMethod
+from cluster_ssl.methods.simclr import SimCLR
+from recipes import idfd, pcl, simclr
+
+#: recipes whose first stage can be a pretext, besides SimCLR (the clustering recipe's own)
+OTHER_PRETEXTS = {"idfd": idfd.RECIPE, "pcl": pcl.RECIPE}
+PRETEXTS = ("simclr", *OTHER_PRETEXTS)
+#: what the pretext takes from the clustering recipe's settings: the network and the images
+SHARED = ("backbone", "width", "cifar_stem", "pretrained", "image_size", "flip")
+
+
+def build_pretext(
+    name: str, cfg: simclr.SimCLRConfig, dataset: ImageDataset, num_clusters: int
+) -> EmbeddingMethod:
+    """The pretext method ``name``: SimCLR from ``cfg`` itself, another recipe's method from
+    its preset for ``dataset`` with the network and image settings of ``cfg``."""
+    if name == "simclr":
+        return simclr.simclr_method(cfg, dataset, num_clusters)
+    if name not in OTHER_PRETEXTS:
+        raise UserError(f"--set pretext={name}: use one of {', '.join(PRETEXTS)}")
+    recipe = OTHER_PRETEXTS[name]
+    shared = {key: getattr(cfg, key) for key in SHARED}
+    config = build_config(recipe.config, recipe.preset(dataset.name), shared)
+    return recipe.build(config, dataset, num_clusters)[0].method
+
+
+def embedding_for_mining(pretext: EmbeddingMethod) -> Callable[[Batch], torch.Tensor]:
+    """The features SCAN mines neighbours on: SimCLR's projection head (as SCAN does), the
+    space each other pretext clusters in otherwise."""
+    if isinstance(pretext, SimCLR):
+        return pretext.projection
+    return pretext.clustered_features

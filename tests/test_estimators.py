@@ -140,6 +140,9 @@ def test_bad_input_gets_scikit_learn_style_errors(digits):
         fitted.predict(x[:, :63])
     with pytest.raises(ValueError, match="unknown setting 'nope'"):
         IDEC(4, options={"nope": 1}).fit(x)
+    diverging = IDEC(4, epochs=1, random_state=0, options={**FAST_MLP, "lr": 1e4})
+    with pytest.raises(ValueError, match=r"NaN or infinite .* pass settings as options="):
+        diverging.fit(x * 100)
 
 
 @parametrize_with_checks(

@@ -91,7 +91,10 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         try:
             stages, ctx = self._train(x)
         except UserError as error:  # a bad option or setting: scikit-learn raises ValueError
-            raise ValueError(str(error)) from None
+            message = str(error)
+            if "--set" in message:  # the CLI's wording; say how an estimator takes it
+                message += "; in an estimator, pass settings as options={'key': value}"
+            raise ValueError(message) from None
         self.method_: Method = stages[-1].method.eval()
         self.train_dataset_ = ctx.dataset
         prediction = self._predict(ctx)

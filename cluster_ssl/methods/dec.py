@@ -122,8 +122,9 @@ class KLSelfTraining(Method):
         return self._stop
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.target.device != batch["index"].device:  # once, after a resume
-            self.target = self.target.to(batch["index"].device)
+        device = batch["image"].device
+        if self.target.device != device:  # once, after a resume loaded it on the CPU
+            self.target = self.target.to(device)
         p = self.target[batch["index"]]
         if self.gamma is None:
             kl = dec_clustering_loss(self.clustering(self.encode(batch)), p)

@@ -39,6 +39,14 @@ def test_another_recipe_starts_from_the_simclr_backbone(simclr_run, recipe):
     assert "initialised the Backbone" in line and "keys under 'backbone.'" in line
 
 
+def test_pcls_momentum_encoder_restarts_from_the_loaded_backbone(simclr_run):
+    method = build("pcl", queue_size=64)
+    init_network_from(method, simclr_run)
+    copies = list(method.key_encoder.encoder[0].parameters())
+    for copy, loaded in zip(copies, method.backbone.parameters(), strict=True):
+        torch.testing.assert_close(copy, loaded, rtol=0, atol=0)
+
+
 def test_mismatches_are_named_and_nothing_is_loaded(simclr_run):
     wider = build("cc", width=0.5)
     before = {k: v.clone() for k, v in wider.backbone.state_dict().items()}

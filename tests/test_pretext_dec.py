@@ -8,6 +8,7 @@ import torch
 
 from cluster_ssl.cluster.kmeans import kmeans
 from cluster_ssl.engine.run import prepare
+from cluster_ssl.engine.trainer import compiled_module
 from cluster_ssl.losses.contrastive import nt_xent
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.pretext_dec import PretextDEC
@@ -39,6 +40,7 @@ def test_the_recipe_is_simclr_then_dec_on_its_backbone():
     head = {id(p) for p in pretext.head.parameters()}
     trained = {id(p) for p in dec.trainable()}
     assert backbone < trained and not head & trained  # DEC alone: no pretext head
+    assert compiled_module(dec) is pretext.backbone  # what --compile and --init-from take
     _, kept, _ = build(gamma=0.1)
     assert {id(p) for p in kept.pretext.head.parameters()} < {id(p) for p in kept.trainable()}
 

@@ -111,3 +111,24 @@ def test_accumulate_is_recorded_and_checked_on_the_command_line(tmp_path, capsys
     assert "cannot change accumulate" in capsys.readouterr().err
     assert main(["train", "dec", "--out", str(tmp_path / "x"), "--accumulate", "0"]) == 2
     assert "--accumulate must be at least 1, got 0" in capsys.readouterr().err
+    # a run recorded before the option existed resumes, and still refuses a change
+    record = json.loads((out / "run.json").read_text())
+    del record["accumulate"]
+    (out / "run.json").write_text(json.dumps(record))
+    assert main(["train", "dec", "--out", str(out), "--resume", "--accumulate", "2"]) == 2
+    assert "cannot change accumulate" in capsys.readouterr().err
+    assert main(["train", "dec", "--out", str(out), "--resume", "--init-from", str(out)]) == 2
+    assert "cannot change init_from" in capsys.readouterr().err
+
+
+def test_every_stages_batch_split_is_checked_before_any_trains(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "dec", "--out", str(out), "--accumulate", "3", "--no-progress"]) == 2
+    assert "batch size 256 does not split evenly over 1 process(es) x 3" in capsys.readouterr().err
+    assert not list(out.glob("stages/*.pt")) and not (out / "run.json").exists()
+
+
+def test_more_accumulation_passes_than_batches_is_refused(tmp_path):
+    stage, dataset = build("dec", epochs=1, batch_size=512, hidden_dims="16,16,32")
+    with pytest.raises(UserError, match="--accumulate 8 needs that many batches an epoch"):
+        fit(stage, dataset, tmp_path, accumulate=8)

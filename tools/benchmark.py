@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
 from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
 from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device  # noqa: E402
+from cluster_ssl.errors import UserError  # noqa: E402
 
 
 def machine_summary() -> str:
@@ -404,6 +405,8 @@ def bench_method(args: argparse.Namespace) -> None:
     from cluster_ssl.config import parse_assignments
     from tools.step_profile import profile_stage, report
 
+    if args.accumulate is not None and args.accumulate < 1:
+        raise SystemExit(f"--accumulate must be at least 1, got {args.accumulate}")
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:
         print(machine_summary())
@@ -497,7 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except UserError as error:  # a setting the recipe or trainer refuses: one line
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -173,6 +173,11 @@ def profile_stage(
     if batch_size is not None:
         stage.batch_size = batch_size
     steps_per_epoch = len(prepared.dataset) // stage.batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(
+            f"--batch {stage.batch_size} is larger than the {len(prepared.dataset)} images; "
+            "choose a smaller batch"
+        )
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
     ctx = StageContext(
         prepared.dataset, device, 0, dist_info, num_workers=num_workers, heldout=heldout

@@ -66,4 +66,5 @@ def init_network_from(method: Method, path: Path) -> str:
         f" (keys under {prefix!r})" if prefix else ""
     )
     load_state_strict(network, chosen, f"--init-from {where}")
+    method.on_network_loaded()
     return f"initialised the {type(network).__name__} from {where}: {len(chosen)} tensors"

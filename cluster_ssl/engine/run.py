@@ -33,7 +33,7 @@ from cluster_ssl.engine.device import resolve_device, resolve_precision
 from cluster_ssl.engine.distributed import DistInfo, init_distributed
 from cluster_ssl.engine.init_from import init_network_from
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
+from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings, micro_batch
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.methods.base import Prediction, StageContext
@@ -221,6 +221,8 @@ def train(request: RunRequest) -> dict[str, Any]:
     precision = resolve_precision(record["precision"], device)
     seed_everything(record["seed"])  # model initialisation happens in prepare()
     prepared = prepare(record)
+    for stage in prepared.stages:  # every stage's batch splits, before any trains
+        micro_batch(stage, dist.world_size, record.get("accumulate", 1))
     initialised = None  # before anything is written: a bad --init-from leaves no trace
     if record.get("init_from") and not stage_path(out, 0, prepared.stages[0]).exists():
         initialised = init_network_from(prepared.stages[0].method, Path(record["init_from"]))
@@ -346,7 +348,8 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
                     f"not {asked.get('recipe', stored['recipe'])} on "
                     f"{asked.get('dataset', stored['dataset'])}; use another --out"
                 )
-        changed = [key for key, value in asked.items() if value != stored[key]]
+        before = {**RECORD_DEFAULTS, "init_from": None, **stored}  # older runs lack keys
+        changed = [key for key, value in asked.items() if value != before[key]]
         if changed:
             raise UserError(
                 f"--resume continues {out} with the settings it started with; it cannot "

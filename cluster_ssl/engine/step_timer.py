@@ -47,11 +47,6 @@ class StepTimer:
         global _active
         _active = None
 
-    def reset(self) -> None:
-        """Forget everything measured so far (e.g. after warm-up steps)."""
-        self.own_seconds.clear()
-        self.calls.clear()
-
     def _open(self) -> None:
         _synchronize(self.device)
         self._stack.append([time.perf_counter(), 0.0])

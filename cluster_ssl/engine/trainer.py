@@ -58,7 +58,8 @@ class TrainSettings:
     A stage's ``batch_size`` is the effective (global) batch of one optimiser step: each of
     the ``world_size`` processes takes ``batch_size / (world_size * accumulate)`` images per
     forward pass and gradients are summed over ``accumulate`` passes before the step, so the
-    same recipe takes the same steps on 1 or N processes. ``channels_last`` stores the
+    same recipe takes the same steps on 1 or N processes (the logged losses are those of a
+    step's last pass). ``channels_last`` stores the
     method's convolution weights (and so its activations) as NHWC; ``compile_backend`` runs
     the backbone through ``torch.compile`` with that backend (``inductor`` by default).
     """
@@ -172,7 +173,7 @@ class Trainer:
         if self.settings.channels_last:
             method.to(memory_format=torch.channels_last)
         if self.settings.compile_backend is not None:
-            compiled_module(method).compile(backend=self.settings.compile_backend)
+            self._compile(method, self.settings.compile_backend)
         batches = make_batches(
             ctx.dataset,
             micro_batch(stage, ctx.dist.world_size, self.settings.accumulate),
@@ -185,6 +186,11 @@ class Trainer:
         )
         if isinstance(batches, DeviceBatches):  # images_at indexes the same device copy
             ctx.device_images = batches.images
+        if len(batches) < self.settings.accumulate:
+            raise UserError(
+                f"stage {stage.name!r}: --accumulate {self.settings.accumulate} needs that many "
+                f"batches an epoch, but its data make {len(batches)}; accumulate less"
+            )
         total_steps = stage.epochs * (len(batches) // self.settings.accumulate)
         if stage.max_steps is not None:
             total_steps = min(total_steps, stage.max_steps)
@@ -203,6 +209,18 @@ class Trainer:
             checkpoint_path=checkpoint_path,
             run_config=run_config,
         )
+
+    @staticmethod
+    def _compile(method: Method, backend: str) -> None:
+        try:
+            compiled_module(method).compile(backend=backend)
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - torch's errors for an unusable backend
+            raise UserError(
+                f"--compile {backend}: torch.compile refused it ({error}); use inductor "
+                "(the default), or drop --compile"
+            ) from None
 
     def _restore(self, run: _StageRun, resume: dict[str, Any]) -> tuple[int, str | None]:
         saved_world = len(resume["rng"])
@@ -364,20 +382,19 @@ def micro_batch(stage: Stage, world_size: int, accumulate: int) -> int:
     if stage.batch_size % parts:
         raise UserError(
             f"stage {stage.name!r}: batch size {stage.batch_size} does not split evenly over "
-            f"{world_size} process(es) x {accumulate} accumulation pass(es); choose a batch "
-            f"size divisible by {parts} (--set batch_size=...)"
+            f"{world_size} process(es) x {accumulate} accumulation pass(es); set that stage's "
+            f"batch size (see `cluster-ssl list`) to a multiple of {parts}"
         )
     return stage.batch_size // parts
 
 
 def compiled_module(method: Method) -> nn.Module:
-    """The part of a method ``torch.compile`` takes: its backbone, else its autoencoder
-    (augmentation, losses and Python-side bookkeeping stay eager)."""
-    for name in ("backbone", "autoencoder"):
-        module = getattr(method, name, None)
-        if isinstance(module, nn.Module):
-            return module
-    raise UserError(f"{type(method).__name__} has no backbone to compile; drop --compile")
+    """The part of a method ``torch.compile`` takes: its network (backbone or autoencoder;
+    augmentation, losses and Python-side bookkeeping stay eager)."""
+    network = method.network()
+    if network is None:
+        raise UserError(f"{type(method).__name__} has no backbone to compile; drop --compile")
+    return network
 
 
 def describe(metrics: dict[str, Any]) -> str:

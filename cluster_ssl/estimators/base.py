@@ -133,9 +133,9 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         settings = TrainSettings(
             seed=seed, precision=resolve_precision("auto", device), progress=self.verbose
         )
-        logger = RunLogger(Path(tempfile.gettempdir()), enabled=self.verbose)
         ctx = StageContext(dataset, device, seed, DistInfo(), num_workers=0)
         with tempfile.TemporaryDirectory(prefix="cluster-ssl-") as scratch:
+            logger = RunLogger(Path(scratch), enabled=self.verbose)
             fit_stages(stages, ctx, Trainer(settings, logger), Path(scratch), run_config={})
         return stages, ctx
 

@@ -50,9 +50,7 @@ def instance_discrimination_loss(
 
 
 @full_precision
-def feature_decorrelation_loss(
-    features: torch.Tensor, temperature2: float = 2.0, gather: bool = True
-) -> torch.Tensor:
+def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0) -> torch.Tensor:
     """IDFD's feature decorrelation: each feature dimension should resemble only itself.
 
     With F the (B, d) feature matrix of the batch and f_l = F[:, l] / ||F[:, l]|| the l-th
@@ -65,14 +63,13 @@ def feature_decorrelation_loss(
     i.e. cross-entropy of the d x d similarity V V^T / tau_2 with the identity as target,
     averaged over the d dimensions. IDFD uses tau_2 = 2.0 and L = L_I + alpha L_F with
     alpha = 1. A feature dimension is a vector over the whole batch, so the loss does not
-    split over samples: under DDP with ``gather=True`` every rank computes it on all ranks'
-    rows, gathered with :func:`~cluster_ssl.engine.distributed.gather_with_grad`, which is
-    the single-process loss on the global batch (and so are the DDP-averaged gradients).
+    split over samples: under DDP every rank computes it on all ranks' rows, gathered with
+    :func:`~cluster_ssl.engine.distributed.gather_with_grad`, which is the single-process
+    loss on the global batch (and so are the DDP-averaged gradients).
 
     Args:
         features: (B, d) embeddings of the batch.
         temperature2: tau_2 > 0.
-        gather: use every rank's rows under DDP.
 
     Returns:
         Scalar loss.
@@ -81,7 +78,7 @@ def feature_decorrelation_loss(
         raise ValueError(f"features must be (B, d), got {tuple(features.shape)}")
     if temperature2 <= 0:
         raise ValueError(f"temperature2 must be positive, got {temperature2}")
-    if gather and current().enabled:
+    if current().enabled:
         features = gather_with_grad(features)
     v = F.normalize(features.T, dim=1)
     logits = v @ v.T / temperature2

@@ -169,6 +169,19 @@ class Method(nn.Module):
         """
         return self.predict(new)
 
+    def network(self) -> nn.Module | None:
+        """The network the method trains and later stages share: its backbone, or its
+        autoencoder (what ``--compile`` compiles and ``--init-from`` loads)."""
+        for name in ("backbone", "autoencoder"):
+            module = getattr(self, name, None)
+            if isinstance(module, nn.Module):
+                return module
+        return None
+
+    def on_network_loaded(self) -> None:
+        """Called after ``--init-from`` replaced :meth:`network`'s weights (copies of it,
+        such as a momentum encoder, follow)."""
+
     def collapse_hint(self) -> str:
         """The setting to change when predictions use fewer clusters than asked for."""
         return "check the learning rate and train longer"

@@ -3,6 +3,7 @@ schedule, and clustering by k-means on the L2-normalised embedding."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -62,7 +63,10 @@ class EmbeddingMethod(Method):
     @staticmethod
     def augment(pipeline: nn.Module, images: torch.Tensor) -> Any:
         """Run an augmentation pipeline in fp32, whatever autocast surrounds the step."""
-        with timed("augment"), torch.autocast(images.device.type, enabled=False):
+        # timed as a step section only in training passes; the views of whole-dataset
+        # passes (no_grad) count towards the refresh that makes them
+        section = timed("augment") if torch.is_grad_enabled() else contextlib.nullcontext()
+        with section, torch.autocast(images.device.type, enabled=False):
             return pipeline(images)
 
     def features(self, batch: Batch) -> torch.Tensor:

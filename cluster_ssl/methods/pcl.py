@@ -132,6 +132,10 @@ class PCL(EmbeddingMethod):
         self.prototypes: list[torch.Tensor] = []
         self.concentrations: list[torch.Tensor] = []
 
+    def on_network_loaded(self) -> None:
+        """The key encoder restarts as a copy of the loaded query encoder (MoCo's start)."""
+        self.key_encoder.reset(self.backbone, self.head)
+
     def key_features(self, batch: Batch) -> torch.Tensor:
         """The momentum encoder's L2-normalised embedding of the un-augmented images."""
         images = self.augment(self.eval_transform, batch["image"])

@@ -67,6 +67,9 @@ class PretextDEC(KLSelfTraining):
             *self.clustering.parameters(),
         ]
 
+    def network(self) -> nn.Module:
+        return self.pretext.backbone
+
     def encode(self, batch: Batch) -> torch.Tensor:
         return self.pretext.features(batch)
 

@@ -36,6 +36,13 @@ class MomentumEncoder(nn.Module):
         self.momentum = momentum
 
     @torch.no_grad()
+    def reset(self, *online: nn.Module) -> None:
+        """theta_k <- theta_q: the copy restarts from the online modules' current weights."""
+        momentum, self.momentum = self.momentum, 0.0
+        self.update(*online)
+        self.momentum = momentum
+
+    @torch.no_grad()
     def update(self, *online: nn.Module) -> None:
         """theta_k <- m theta_k + (1 - m) theta_q for the modules it was built from, in order."""
         own = list(self.encoder.parameters())

@@ -183,27 +183,10 @@ class DECClustering(KLSelfTraining):
 
     auxiliary_name = "reconstruction"
 
-    def __init__(
-        self,
-        autoencoder: nn.Module,
-        clustering: ClusteringLayer,
-        optimizer: OptimizerSpec,
-        *,
-        gamma: float | None,
-        update_interval: int,
-        tol: float,
-        kmeans_restarts: int = 20,
-    ) -> None:
-        super().__init__(
-            clustering,
-            optimizer,
-            gamma=gamma,
-            update_interval=update_interval,
-            tol=tol,
-            kmeans_restarts=kmeans_restarts,
-        )
+    def __init__(self, autoencoder: nn.Module, *args: Any, **settings: Any) -> None:
+        super().__init__(*args, **settings)
         self.autoencoder = autoencoder
-        self.find_unused_parameters = gamma is None  # the decoder gets no gradient in DEC
+        self.find_unused_parameters = self.gamma is None  # no gradient reaches the decoder
 
     def trainable(self) -> list[nn.Parameter]:
         """DEC trains encoder and centres only; IDEC / DCEC also the decoder."""

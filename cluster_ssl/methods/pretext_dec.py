@@ -11,14 +11,14 @@ kept beside it, as IDEC keeps its reconstruction:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from cluster_ssl.methods.base import Batch
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.methods.dec import KLSelfTraining
-from cluster_ssl.methods.optim import OptimizerSpec
-from cluster_ssl.models.clustering_layer import ClusteringLayer
 
 
 class PretextDEC(KLSelfTraining):
@@ -35,28 +35,11 @@ class PretextDEC(KLSelfTraining):
 
     auxiliary_name = "pretext_loss"
 
-    def __init__(
-        self,
-        pretext: EmbeddingMethod,
-        clustering: ClusteringLayer,
-        optimizer: OptimizerSpec,
-        *,
-        gamma: float | None,
-        update_interval: int,
-        tol: float,
-        kmeans_restarts: int = 20,
-    ) -> None:
-        super().__init__(
-            clustering,
-            optimizer,
-            gamma=gamma,
-            update_interval=update_interval,
-            tol=tol,
-            kmeans_restarts=kmeans_restarts,
-        )
+    def __init__(self, pretext: EmbeddingMethod, *args: Any, **settings: Any) -> None:
+        super().__init__(*args, **settings)
         self.pretext = pretext
         # without the pretext loss its head gets no gradient
-        self.find_unused_parameters = gamma is None or pretext.find_unused_parameters
+        self.find_unused_parameters = self.gamma is None or pretext.find_unused_parameters
         self.broadcast_buffers = pretext.broadcast_buffers
 
     def trainable(self) -> list[nn.Parameter]:

@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
@@ -16,6 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import cluster_ssl
 from cluster_ssl.estimators import CC, DCEC, DEC, IDEC, IDFD, PCL, SCAN, DeepCluster, SimCLRKMeans
+from cluster_ssl.methods.base import StageContext
 
 FAST_MLP = {"hidden_dims": "16,16,32", "maxiter": 10, "kmeans_restarts": 1, "batch_size": 32}
 IMAGES = {"image_size": 8, "kmeans_restarts": 1}
@@ -94,6 +96,32 @@ def test_every_estimator_fits_predicts_and_transforms(estimator, has_centres, di
         assert fitted.cluster_centers_.shape == (4, embedding.shape[1])
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(restored.predict(x[:9]), fitted.predict(x[:9]))
+
+
+def test_predict_reuses_the_fitted_centres_instead_of_re_embedding_the_training_data(
+    digits, monkeypatch
+):
+    estimator = SimCLRKMeans(4, epochs=1, batch_size=32, random_state=0, options=IMAGES)
+    x = inputs(estimator, digits[0])
+    fitted = estimator.fit(x)
+    cpu = torch.device("cpu")
+    training = StageContext(fitted.train_dataset_, cpu, fitted.seed_, num_workers=0)
+    new = StageContext(
+        fitted._dataset(fitted._validated(x[:20], reset=False)),
+        cpu,
+        fitted.seed_,
+        num_workers=0,
+        training_data=False,
+    )
+    with torch.no_grad():  # the CLI's path: k-means on the training embedding again
+        fresh = fitted.method_.predict_new(training, new).labels
+
+    def refuse(ctx):
+        raise AssertionError("predict re-ran k-means on the training data")
+
+    monkeypatch.setattr(fitted.method_, "training_centres", refuse)
+    np.testing.assert_array_equal(fitted.predict(x[:20]), fresh)
+    assert fitted.transform(x[:20]).shape[0] == 20
 
 
 def test_a_seeded_fit_is_repeatable_and_parameters_round_trip(digits):

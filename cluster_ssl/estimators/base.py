@@ -5,7 +5,8 @@ its CPU preset (``digits``) and the estimator's parameters, wraps the array as a
 dataset, builds the recipe's stages, and trains them with the same :class:`Trainer` the CLI
 uses (checkpoints go to a temporary directory and are removed). ``predict`` and
 ``transform`` use the trained method's ``predict_new``: new samples join the clusters
-learned on the training data.
+learned on the training data (``cluster_centers_`` for the k-means methods, so the
+training data is not embedded again).
 """
 
 from __future__ import annotations
@@ -175,5 +176,7 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         device = next(self.method_.parameters()).device
         training = StageContext(self.train_dataset_, device, self.seed_, num_workers=0)
         new = StageContext(self._dataset(x), device, self.seed_, num_workers=0, training_data=False)
-        with torch.no_grad():
-            return self.method_.predict_new(training, new)
+        with torch.no_grad():  # the fit's centres: a k-means method need not redo them
+            return self.method_.predict_new(
+                training, new, centres=getattr(self, "cluster_centers_", None)
+            )

@@ -160,12 +160,16 @@ class Method(nn.Module):
     def predict(self, ctx: StageContext) -> Prediction:
         raise NotImplementedError
 
-    def predict_new(self, training: StageContext, new: StageContext) -> Prediction:
+    def predict_new(
+        self, training: StageContext, new: StageContext, centres: np.ndarray | None = None
+    ) -> Prediction:
         """Assign the images of ``new`` to the clusters learned on ``training``.
 
         Right as is for methods whose clusters are parameters (a cluster head, DEC's
         centres); methods that cluster by k-means override it to keep the training
-        clusters instead of clustering the new images afresh.
+        clusters instead of clustering the new images afresh. ``centres`` are those
+        training clusters' centres when the caller already has them (``Prediction.centres``
+        of the training data), which saves a k-means method re-embedding its training data.
         """
         return self.predict(new)
 

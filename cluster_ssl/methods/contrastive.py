@@ -94,25 +94,32 @@ class EmbeddingMethod(Method):
             centres=result.centroids,
         )
 
-    def predict_new(self, training: StageContext, new: StageContext) -> Prediction:
+    def predict_new(
+        self, training: StageContext, new: StageContext, centres: np.ndarray | None = None
+    ) -> Prediction:
         """k-means on the training embedding (the same clusters :meth:`predict` finds on
-        it), then each new image joins the nearest centre (same confidence as
-        :meth:`predict`). Methods with a cluster head predict directly."""
+        it; skipped when ``centres`` gives them), then each new image joins the nearest
+        centre (same confidence as :meth:`predict`). Methods with a cluster head predict
+        directly."""
         if type(self).predict is not EmbeddingMethod.predict:
             return self.predict(new)
-        z_train = self.embedding(training).cpu().numpy()
-        centroids = training.on_main(
-            lambda: (
-                kmeans(
-                    z_train, self.num_clusters, n_init=self.kmeans_restarts, seed=training.seed
-                ).centroids
-            )
-        )
+        centroids = centres if centres is not None else self.training_centres(training)
         z = new.embed(self.clustered_features).cpu().numpy()
         labels = assign(z, centroids)
         confidence = centre_similarity(z, centroids, labels)
         return Prediction(
             labels, self.num_clusters, confidence=confidence, embedding=z, centres=centroids
+        )
+
+    def training_centres(self, training: StageContext) -> np.ndarray:
+        """The centres :meth:`predict` finds on the training data (its k-means, same seed)."""
+        z = self.embedding(training).cpu().numpy()
+        return training.on_main(
+            lambda: (
+                kmeans(
+                    z, self.num_clusters, n_init=self.kmeans_restarts, seed=training.seed
+                ).centroids
+            )
         )
 
     def clustered_features(self, batch: Batch) -> torch.Tensor:

@@ -13,6 +13,9 @@ from cluster_ssl.methods.dec import DECClustering
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.clustering_layer import ClusteringLayer
 
+#: DEC's and IDEC's autoencoder on the 8 x 8 digits: 64-256-256-512-5
+DIGITS_AUTOENCODER = {"hidden_dims": (256, 256, 512), "embedding_dim": 5}
+
 
 @dataclass
 class AutoencoderClusteringConfig(RecipeConfig):

@@ -17,7 +17,11 @@ from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.models.autoencoders import MLPAutoencoder
 from cluster_ssl.recipe import Recipe
-from recipes.autoencoder_family import AutoencoderClusteringConfig, autoencoder_stages
+from recipes.autoencoder_family import (
+    DIGITS_AUTOENCODER,
+    AutoencoderClusteringConfig,
+    autoencoder_stages,
+)
 
 
 @dataclass
@@ -38,7 +42,8 @@ PRESETS = {
     "mnist": {"epochs": 200, "update_interval": 140, "lr": 0.1},
     "fashion-mnist": {"epochs": 200, "update_interval": 140, "lr": 0.1},
     "usps": {"epochs": 200, "update_interval": 30, "lr": 0.01},
-    "digits": {"epochs": 300, "update_interval": 30},
+    # digits: the narrower autoencoder of DEC's digits preset (recipes/dec.py)
+    "digits": {"epochs": 150, "update_interval": 30, **DIGITS_AUTOENCODER},
 }
 
 RECIPE = Recipe(

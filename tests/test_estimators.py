@@ -2,6 +2,7 @@
 recipe; DEC and IDEC pass scikit-learn's own estimator checks; they work in a Pipeline and in
 GridSearchCV with an NMI scorer; bad input gets scikit-learn-style errors."""
 
+import json
 import pickle
 
 import numpy as np
@@ -16,7 +17,10 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import cluster_ssl
+from cluster_ssl.cli import main
+from cluster_ssl.data.digits import load_digits_arrays
 from cluster_ssl.estimators import CC, DCEC, DEC, IDEC, IDFD, PCL, SCAN, DeepCluster, SimCLRKMeans
+from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.methods.base import StageContext
 
 FAST_MLP = {"hidden_dims": "16,16,32", "maxiter": 10, "kmeans_restarts": 1, "batch_size": 32}
@@ -131,6 +135,30 @@ def test_a_seeded_fit_is_repeatable_and_parameters_round_trip(digits):
     params = estimator.get_params()
     assert params["n_clusters"] == 4 and params["options"] == FAST_MLP
     assert clone(estimator).set_params(n_clusters=6).n_clusters == 6
+
+
+def test_an_int_random_state_trains_the_cli_run_of_that_seed(tmp_path):
+    """IDEC(random_state=S) on the digits the CLI reads is `cluster-ssl train idec --seed S`."""
+    settings = {**FAST_MLP, "maxiter": 20}
+    argv = ["train", "idec", "--dataset", "digits", "--epochs", "1", "--seed", "5"]
+    argv += ["--out", str(tmp_path / "run"), "--no-progress", "--wandb", "disabled"]
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+
+    images, labels = load_digits_arrays()
+    x = images.reshape(len(images), -1).astype(np.float32) / 255
+    fitted = IDEC(10, epochs=1, random_state=5, options=settings).fit(x)
+    assert fitted.seed_ == 5
+    scores = evaluate_clustering(labels, fitted.labels_, 10)
+    assert scores["nmi"] == pytest.approx(summary["nmi"], abs=1e-12)
+    assert scores["acc"] == pytest.approx(summary["acc"], abs=1e-12)
+
+
+def test_random_state_outside_numpy_seeds_is_refused():
+    with pytest.raises(ValueError, match=r"random_state must be in \[0, 2\*\*32\)"):
+        IDEC(2, random_state=-1).fit(np.zeros((4, 3)))
 
 
 def test_the_top_level_names_are_the_estimators():

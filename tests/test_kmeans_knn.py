@@ -48,6 +48,13 @@ def test_kmeans_same_seed_identical_result_and_torch_input() -> None:
     assert first.inertia == second.inertia
 
 
+def test_kmeans_takes_seeds_beyond_a_c_int() -> None:
+    """faiss's seed is a C int; larger seeds (numpy allows up to 2**32 - 1) are folded."""
+    x, _ = blobs(n_per=40, k=6, d=5, spread=3.0, seed=1)
+    folded = kmeans(x, 6, n_init=3, seed=2**31 + 7)
+    np.testing.assert_array_equal(folded.labels, kmeans(x, 6, n_init=3, seed=7).labels)
+
+
 def test_kmeans_k_equals_n_and_one_cluster() -> None:
     x, _ = blobs(n_per=3, k=2, d=3)
     assert kmeans(x, 6, n_init=1).inertia == pytest.approx(0.0, abs=1e-4)

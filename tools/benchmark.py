@@ -42,6 +42,13 @@ the per-epoch refreshes (k-means, P, E-step) in an epoch.
 ``KMeans`` (Lloyd, random initial centres, ``tol=0`` so both run every iteration), on the
 same features, with the objective each reaches.
 
+    python tools/benchmark.py estimator [IDEC] [--seeds 0,1,2] [--reference clustpy]
+
+``estimator``: ``Est(n_clusters=10, random_state=S).fit_predict(load_digits().data / 16)``
+for each seed, the cluster-ssl estimator with its defaults, wall time and ACC / NMI; with
+``--reference clustpy`` the estimator of the same name from ClustPy (``clustpy.deep``,
+installed separately) with its defaults, on the same data and seeds, interleaved.
+
 To add a measurement: write ``bench_<name>(args) -> None`` and register its arguments in
 ``build_parser`` with ``set_defaults(func=bench_<name>)``.
 """
@@ -340,6 +347,47 @@ def bench_kmeans(args: argparse.Namespace) -> None:
     print(f"speedup of faiss over scikit-learn: {sklearn_s / faiss_s:.1f}x")
 
 
+def bench_estimator(args: argparse.Namespace) -> None:
+    """A scikit-learn estimator on digits with its defaults, against a reference package's."""
+    import importlib
+
+    from sklearn.datasets import load_digits
+
+    import cluster_ssl
+    from cluster_ssl.eval.metrics import evaluate_clustering
+
+    print(machine_summary())
+    x, y = load_digits(return_X_y=True)
+    x = x / 16
+    contenders = [("cluster-ssl", getattr(cluster_ssl, args.name))]
+    if args.reference:
+        try:
+            module = importlib.import_module(f"{args.reference}.deep")
+        except ImportError:
+            raise UserError(
+                f"--reference {args.reference}: the package is not installed; "
+                f"pip install {args.reference} (into a separate environment if you prefer)"
+            ) from None
+        contenders.append((args.reference, getattr(module, args.name)))
+    print(f"{args.name}(n_clusters=10, random_state=S).fit_predict(digits / 16), {len(x):,} x 64")
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in contenders}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name, estimator in contenders:
+            started = time.perf_counter()
+            labels = estimator(n_clusters=10, random_state=seed).fit_predict(x)
+            seconds = time.perf_counter() - started
+            scores = evaluate_clustering(y, np.asarray(labels), 10)
+            results[name].append((scores["acc"], scores["nmi"], seconds))
+            print(
+                f"{name} seed {seed}: ACC {scores['acc']:.4f}  NMI {scores['nmi']:.4f}  "
+                f"{seconds:.1f} s",
+                flush=True,
+            )
+    for name, rows in results.items():
+        acc, nmi, seconds = (statistics.mean(column) for column in zip(*rows, strict=True))
+        print(f"{name} mean: ACC {acc:.4f}  NMI {nmi:.4f}  {seconds:.1f} s")
+
+
 def _memory_kib(field: str) -> int:
     """``VmRSS`` / ``VmHWM`` of this process from /proc, in KiB (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -471,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     means.add_argument("--repeats", type=int, default=3, help="measurements")
     means.add_argument("--features", help="an (N, d) .npy array to cluster instead")
     means.set_defaults(func=bench_kmeans)
+
+    estimator = commands.add_parser("estimator", help=bench_estimator.__doc__)
+    estimator.add_argument("name", nargs="?", default="IDEC", help="estimator class name")
+    estimator.add_argument("--seeds", default="0", help="comma-separated random_state values")
+    estimator.add_argument("--reference", help="also run this package's estimator (clustpy)")
+    estimator.set_defaults(func=bench_estimator)
 
     memory = commands.add_parser("folder-memory", help=bench_folder_memory.__doc__)
     memory.add_argument("--n", type=int, default=20000, help="number of images")

@@ -97,7 +97,8 @@ def kmeans(
             lowest objective is kept (faiss ``nredo``).
         n_iter: maximum Lloyd iterations per restart (faiss ``niter``); faiss stops a restart
             early once its objective no longer changes.
-        seed: faiss's random seed; the same seed and input give the same result.
+        seed: the random seed; the same seed and input give the same result. faiss takes a
+            C int, so any seed is folded into [0, 2**31) first.
         use_gpu: None = use the GPUs when faiss sees any.
         spherical: spherical k-means: samples are L2-normalised first and faiss re-normalises
             the centroids after every iteration, so assignments follow cosine similarity.
@@ -124,7 +125,7 @@ def kmeans(
         gpu,
         niter=n_iter,
         nredo=n_init,
-        seed=seed,
+        seed=seed % 2**31,
         spherical=spherical,
         max_points_per_centroid=math.ceil(n / k),
         min_points_per_centroid=1,

@@ -44,7 +44,8 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
             recipes); None keeps the preset's.
         batch_size: None keeps the preset's.
         options: any other recipe setting, as ``--set`` takes them (``{"lr": 0.01}``).
-        random_state: None, an int or a ``RandomState``; an int makes ``fit`` repeatable.
+        random_state: None, an int or a ``RandomState``; an int makes ``fit`` repeatable
+            and is the run's seed, as ``cluster-ssl train --seed`` takes it.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         verbose: print the trainer's stage messages and progress bars.
 
@@ -124,7 +125,7 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
     def _train(self, x: np.ndarray) -> tuple[list[Stage], StageContext]:
         """Build the recipe's stages for ``x`` and train them (the CLI's code path)."""
         self.pixel_scale_ = PixelScale.fit(x) if self.input_kind == "images" else None
-        self.seed_ = seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        self.seed_ = seed = run_seed(self.random_state)
         recipe = get_recipe(self.recipe)
         self.config_ = build_config(recipe.config, recipe.preset(self.preset), self._overrides())
         dataset = self._dataset(x)
@@ -180,3 +181,14 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
             return self.method_.predict_new(
                 training, new, centres=getattr(self, "cluster_centers_", None)
             )
+
+
+def run_seed(random_state: int | np.random.RandomState | None) -> int:
+    """The trainer's seed: an int ``random_state`` as is (so ``random_state=S`` trains the
+    run ``cluster-ssl train --seed S`` trains on the same data); a draw from the generator
+    otherwise."""
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        if not 0 <= random_state < 2**32:
+            raise ValueError(f"random_state must be in [0, 2**32), got {random_state}")
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))

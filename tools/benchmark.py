@@ -356,9 +356,14 @@ def bench_estimator(args: argparse.Namespace) -> None:
     import cluster_ssl
     from cluster_ssl.eval.metrics import evaluate_clustering
 
-    print(machine_summary())
-    x, y = load_digits(return_X_y=True)
-    x = x / 16
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds {args.seeds!r}: give comma-separated ints, e.g. 0,1,2") from None
+    if args.name not in cluster_ssl.__all__:
+        raise UserError(
+            f"no estimator {args.name!r}; use one of {', '.join(sorted(cluster_ssl.__all__))}"
+        )
     contenders = [("cluster-ssl", getattr(cluster_ssl, args.name))]
     if args.reference:
         try:
@@ -368,10 +373,15 @@ def bench_estimator(args: argparse.Namespace) -> None:
                 f"--reference {args.reference}: the package is not installed; "
                 f"pip install {args.reference} (into a separate environment if you prefer)"
             ) from None
+        if not hasattr(module, args.name):
+            raise UserError(f"--reference {args.reference} has no {args.name}; pick another")
         contenders.append((args.reference, getattr(module, args.name)))
+    print(machine_summary())
+    x, y = load_digits(return_X_y=True)
+    x = x / 16
     print(f"{args.name}(n_clusters=10, random_state=S).fit_predict(digits / 16), {len(x):,} x 64")
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in contenders}
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         for name, estimator in contenders:
             started = time.perf_counter()
             labels = estimator(n_clusters=10, random_state=seed).fit_predict(x)

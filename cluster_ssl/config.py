@@ -97,6 +97,7 @@ POSITIVE = (
 NON_NEGATIVE = (
     "tol",
     "momentum",
+    "pretrain_momentum",
     "weight_decay",
     "gamma",
     "eval_every",

@@ -69,6 +69,16 @@ def test_mlp_keras_dec_initialisation() -> None:
     assert first.weight.abs().max() > 0.9 / np.sqrt(784)
 
 
+def test_mlp_glorot_initialisation_and_unknown_name() -> None:
+    model = MLPAutoencoder(784, weight_init="glorot_uniform")
+    first = model.encoder[0]
+    bound = np.sqrt(6 / (784 + 500))  # Glorot: U(+-sqrt(6 / (fan_in + fan_out)))
+    assert torch.all(first.bias == 0)
+    assert bound * 0.9 < first.weight.abs().max() <= bound
+    with pytest.raises(UserError, match="unknown weight_init 'he'; use one of fan_in_uniform"):
+        MLPAutoencoder(784, weight_init="he")
+
+
 def test_mlp_input_dropout_only_in_training() -> None:
     model = MLPAutoencoder(64, hidden_dims=(32,), embedding_dim=4, dropout=0.5)
     x = torch.randn(8, 64)

@@ -27,9 +27,10 @@ def build(recipe, **overrides):
     return prepared.stages[0], prepared.dataset
 
 
-def fit(stage, dataset, tmp_path, world_size=1, **settings):
+def fit(stage, dataset, tmp_path, world_size=1, log=False, **settings):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(
-        TrainSettings(progress=False, log_every=1, **settings), RunLogger(tmp_path, enabled=False)
+        TrainSettings(progress=False, log_every=1, **settings), RunLogger(tmp_path, enabled=log)
     )
     ctx = StageContext(dataset, CPU, seed=0, num_workers=0)
     trainer.fit(stage, ctx, tmp_path / "stage.pt", stage_index=0, resume=None, run_config={})
@@ -40,18 +41,28 @@ def parameters(method):
     return [p.detach().clone() for p in method.parameters()]
 
 
+def logged_losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [record["loss"] for record in map(json.loads, lines) if "loss" in record]
+
+
 def test_accumulated_half_batches_take_the_full_batchs_steps(tmp_path):
     """DEC's autoencoder (no BatchNorm, a per-sample mean loss): two accumulated halves of
-    every batch give the gradient of the whole batch, so the same weights after 2 epochs."""
+    every batch give the gradient of the whole batch, so the same weights after 2 epochs,
+    and the logged loss is the mean over both halves, i.e. the whole batch's loss."""
     results = []
     for accumulate in (1, 2):
         stage, dataset = build("dec", epochs=2, batch_size=64, hidden_dims="32,32,64")
-        steps = fit(stage, dataset, tmp_path / str(accumulate), accumulate=accumulate)
-        results.append((steps, parameters(stage.method)))
-    (steps_full, full), (steps_accumulated, accumulated) = results
-    assert steps_full == steps_accumulated == 2 * (359 // 64)
+        run_dir = tmp_path / str(accumulate)
+        steps = fit(stage, dataset, run_dir, log=True, accumulate=accumulate)
+        results.append((steps, parameters(stage.method), logged_losses(run_dir)))
+    (steps_full, full, losses_full), (steps_acc, accumulated, losses_acc) = results
+    assert steps_full == steps_acc == 2 * (359 // 64) == len(losses_full) == len(losses_acc)
     for a, b in zip(full, accumulated, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(losses_acc), torch.tensor(losses_full), rtol=1e-4, atol=0
+    )
 
 
 def test_the_batch_is_split_over_processes_and_accumulation_passes():

@@ -272,6 +272,7 @@ class Trainer:
             if reason is not None:
                 break
             run.optimizer.zero_grad(set_to_none=True)
+            step_scalars: dict[str, torch.Tensor] = {}
             for micro in range(accumulate):
                 with timed("data"):
                     batch = method.prepare_batch(next(batches), ctx)
@@ -282,6 +283,7 @@ class Trainer:
                     loss = outputs["loss"]
                     nonfinite |= ~torch.isfinite(loss.detach())  # on the device: no sync
                     run.scaler.scale(loss / accumulate).backward()
+                add_pass_mean(step_scalars, outputs, accumulate)
             with timed("optimizer"):
                 run.scaler.step(run.optimizer)
                 run.scaler.update()
@@ -291,7 +293,7 @@ class Trainer:
             progress.update()
             if ctx.step % self.settings.log_every == 0 or ctx.step == run.total_steps:
                 self._check_finite(nonfinite, run)
-                logs = self._step_logs(outputs, run.optimizer)
+                logs = self._step_logs(step_scalars, run.optimizer)
                 progress.set_postfix(epoch=ctx.epoch + 1, loss=f"{logs['loss']:.4g}")
                 self.logger.log(logs, step=ctx.step, stage=run.stage.name)
             if ctx.step >= run.total_steps:
@@ -317,12 +319,8 @@ class Trainer:
             )
 
     @staticmethod
-    def _step_logs(outputs: dict[str, torch.Tensor], optimizer) -> dict[str, float]:
-        logs = {
-            key: all_reduce_mean(value.detach().float()).item()
-            for key, value in outputs.items()
-            if value.ndim == 0
-        }
+    def _step_logs(scalars: dict[str, torch.Tensor], optimizer) -> dict[str, float]:
+        logs = {key: all_reduce_mean(value).item() for key, value in scalars.items()}
         logs["lr"] = optimizer.param_groups[0]["lr"]
         return logs
 
@@ -373,6 +371,18 @@ class Trainer:
                 run.checkpoint_path,
             )
         barrier()
+
+
+def add_pass_mean(
+    totals: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor], passes: int
+) -> None:
+    """Add one accumulation pass's scalar outputs (loss and its terms), divided by the number
+    of passes, to ``totals``: after the last pass each is the step's mean over its passes.
+    Stays on the device (no synchronisation)."""
+    for key, value in outputs.items():
+        if value.ndim == 0:
+            share = value.detach().float() / passes
+            totals[key] = totals[key] + share if key in totals else share
 
 
 def micro_batch(stage: Stage, world_size: int, accumulate: int) -> int:

@@ -10,10 +10,11 @@ from torch import nn
 from cluster_ssl.config import RecipeConfig
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.trainer import Stage
+from cluster_ssl.errors import UserError
 from cluster_ssl.methods.autoencoder import AutoencoderPretraining
 from cluster_ssl.methods.dec import DECClustering
 from cluster_ssl.methods.optim import OptimizerSpec
-from cluster_ssl.models.autoencoders import MLPAutoencoder
+from cluster_ssl.models.autoencoders import MLP_WEIGHT_INITS, MLPAutoencoder
 from cluster_ssl.models.clustering_layer import ClusteringLayer
 
 #: DEC's and IDEC's autoencoder on the 8 x 8 digits: 64-256-256-512-5
@@ -27,6 +28,9 @@ KERAS_DEC_MNIST_PRETRAINING = {
     "pretrain_lr": 1.0,
     "pretrain_momentum": 0.9,
 }
+
+#: ... and on USPS: 50 epochs of Adam lr 0.001 from Glorot-uniform weights
+KERAS_DEC_USPS_PRETRAINING = {"epochs": 50, "weight_init": "glorot_uniform"}
 
 
 @dataclass
@@ -63,6 +67,13 @@ class MLPAutoencoderConfig(AutoencoderClusteringConfig):
 
     hidden_dims: tuple[int, ...] = (500, 500, 2000)
     weight_init: str = "fan_in_uniform"
+
+    def __post_init__(self) -> None:
+        if self.weight_init not in MLP_WEIGHT_INITS:
+            raise UserError(
+                f"--set weight_init={self.weight_init}: unknown; use one of "
+                f"{', '.join(MLP_WEIGHT_INITS)}"
+            )
 
 
 def mlp_autoencoder(cfg: MLPAutoencoderConfig, dataset: ImageDataset) -> MLPAutoencoder:

@@ -23,6 +23,7 @@ from cluster_ssl.recipe import Recipe
 from recipes.autoencoder_family import (
     DIGITS_AUTOENCODER,
     KERAS_DEC_MNIST_PRETRAINING,
+    KERAS_DEC_USPS_PRETRAINING,
     MLPAutoencoderConfig,
     autoencoder_stages,
     mlp_autoencoder,
@@ -43,7 +44,7 @@ PRESETS = {
     "mnist": {**KERAS_DEC_MNIST_PRETRAINING, "update_interval": 140},
     "fashion-mnist": {**KERAS_DEC_MNIST_PRETRAINING, "update_interval": 140},
     # USPS: Keras DEC's 50 epochs of Adam from Glorot-uniform weights; P every 30 steps.
-    "usps": {"epochs": 50, "weight_init": "glorot_uniform", "update_interval": 30},
+    "usps": {**KERAS_DEC_USPS_PRETRAINING, "update_interval": 30},
     # digits: 1,797 images (7 batches an epoch); refresh P every 4 epochs. A narrower
     # autoencoder for the 64-pixel inputs, 64-256-256-512-5 (the paper's d-500-500-2000-10
     # is sized for 784 pixels): ACC 0.863 mean over seeds 0-9 (0.79-0.89) against about

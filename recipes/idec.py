@@ -2,8 +2,8 @@
 
 DEC with the decoder kept: L = L_r + gamma * KL(P || Q), gamma = 0.1, so the embedding
 keeps the local structure of the data. The authors' code (XifengGuo/IDEC) starts from DEC's
-pretrained autoencoder; on MNIST and Fashion-MNIST the presets pretrain as DEC's do (the
-Keras DEC's 300 epochs of SGD lr 1, momentum 0.9), elsewhere 200 epochs of Adam. Clustering
+pretrained autoencoder, so on MNIST, Fashion-MNIST and USPS the presets pretrain as DEC's
+do (the Keras DEC's settings, recipes/dec.py); digits has its own preset. Clustering
 optimiser as in that code: Adam lr 0.001 on MNIST, SGD lr 0.1 momentum 0.99 on USPS and
 Reuters; batch 256, update interval 140 (30 for USPS), tol 0.001. Fashion-MNIST, not in
 the paper, takes MNIST's settings. Protocol: train+test merged.
@@ -21,6 +21,7 @@ from cluster_ssl.recipe import Recipe
 from recipes.autoencoder_family import (
     DIGITS_AUTOENCODER,
     KERAS_DEC_MNIST_PRETRAINING,
+    KERAS_DEC_USPS_PRETRAINING,
     MLPAutoencoderConfig,
     autoencoder_stages,
     mlp_autoencoder,
@@ -45,7 +46,7 @@ ADAM_CLUSTERING = {"optimizer": "adam", "lr": 0.001}
 PRESETS = {
     "mnist": {**KERAS_DEC_MNIST_PRETRAINING, "update_interval": 140, **ADAM_CLUSTERING},
     "fashion-mnist": {**KERAS_DEC_MNIST_PRETRAINING, "update_interval": 140, **ADAM_CLUSTERING},
-    "usps": {"epochs": 200, "update_interval": 30},
+    "usps": {**KERAS_DEC_USPS_PRETRAINING, "update_interval": 30},
     # digits: the narrower autoencoder of DEC's digits preset (recipes/dec.py)
     "digits": {"epochs": 150, "update_interval": 30, **DIGITS_AUTOENCODER},
 }

@@ -58,8 +58,8 @@ class TrainSettings:
     A stage's ``batch_size`` is the effective (global) batch of one optimiser step: each of
     the ``world_size`` processes takes ``batch_size / (world_size * accumulate)`` images per
     forward pass and gradients are summed over ``accumulate`` passes before the step, so the
-    same recipe takes the same steps on 1 or N processes (the logged losses are those of a
-    step's last pass). ``channels_last`` stores the
+    same recipe takes the same steps on 1 or N processes (the logged losses are the mean over
+    a step's passes). ``channels_last`` stores the
     method's convolution weights (and so its activations) as NHWC; ``compile_backend`` runs
     the backbone through ``torch.compile`` with that backend (``inductor`` by default).
     """

@@ -30,6 +30,9 @@ from recipes.autoencoder_family import (
 
 @dataclass
 class IDECConfig(MLPAutoencoderConfig):
+    """IDEC keeps the decoder: L = L_r + gamma * KL(P || Q). Without a preset it pretrains
+    200 epochs (the authors' IDEC default) and clusters with SGD lr 0.1, momentum 0.99."""
+
     gamma: float = 0.1
     epochs: int = 200
     lr: float = 0.1

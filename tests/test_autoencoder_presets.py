@@ -4,7 +4,8 @@ DEC's follow the Keras reimplementation (XifengGuo/DEC-keras): on MNIST and Fash
 the autoencoder pretrains with SGD lr 1, momentum 0.9, from U(+-1/sqrt(fan_in)) weights; on
 USPS with Adam from Glorot-uniform weights for 50 epochs. IDEC (XifengGuo/IDEC) starts from
 DEC's pretrained autoencoder, so it pretrains the same way, and clusters with Adam on MNIST
-(and Fashion-MNIST) and SGD lr 0.1, momentum 0.99 on USPS.
+(and Fashion-MNIST) and SGD lr 0.1, momentum 0.99 on USPS. DCEC (XifengGuo/DCEC) uses Adam in
+both stages, 200 pretraining epochs, and refreshes P every 140 steps on every dataset.
 """
 
 import numpy as np
@@ -82,6 +83,17 @@ def test_idec_clusters_with_the_authors_optimiser(dataset, optimizer, lr):
     assert kind is optimizer and defaults["lr"] == lr
     if optimizer is torch.optim.SGD:
         assert defaults["momentum"] == 0.99
+    assert cluster.method.gamma == 0.1
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "usps"])
+def test_dcec_as_the_authors_code(dataset):
+    pretrain, cluster = stages("dcec", dataset)
+    for stage in (pretrain, cluster):
+        kind, defaults = optimizer_of(stage)
+        assert kind is torch.optim.Adam and defaults["lr"] == 1e-3
+    assert pretrain.epochs == 200
+    assert cluster.method.update_interval == 140
     assert cluster.method.gamma == 0.1
 
 

@@ -79,15 +79,6 @@ def test_mlp_glorot_initialisation_and_unknown_name() -> None:
         MLPAutoencoder(784, weight_init="he")
 
 
-def test_mlp_input_dropout_only_in_training() -> None:
-    model = MLPAutoencoder(64, hidden_dims=(32,), embedding_dim=4, dropout=0.5)
-    x = torch.randn(8, 64)
-    model.eval()
-    assert torch.equal(model.encode(x), model.encode(x))
-    model.train()
-    assert not torch.equal(model.encode(x), model.encode(x))
-
-
 def test_mlp_rejects_wrong_input_dim() -> None:
     with pytest.raises(InputShapeError, match="input_dim=784"):
         MLPAutoencoder(784)(torch.randn(2, 64))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,10 @@ def reconstruction_loss(
 
 
 def embed_and_cluster(
-    encode, ctx: StageContext, num_clusters: int, n_init: int
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    ctx: StageContext,
+    num_clusters: int,
+    n_init: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Embed the dataset with ``encode`` and run k-means on it (on rank 0, shared to all).
 

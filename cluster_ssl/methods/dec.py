@@ -4,7 +4,9 @@ DEC (Xie et al., 2016) fine-tunes the encoder f and the centres mu by minimising
 KL(P || Q) between the Student-t assignments Q and a sharpened target P. IDEC (Guo et al.,
 2017) and DCEC (Guo et al., 2017) keep the decoder g and add its reconstruction error:
 
-    L = L_r + gamma * KL(P || Q),   L_r = ||x - g(f(x))||^2,   gamma = 0.1
+    L = L_r + gamma * KL(P || Q),   L_r = 1/(nD) sum_i ||x_i - g(f(x_i))||^2,   gamma = 0.1
+
+(L_r averaged over the D pixels too, as the authors' Keras ``mse``.)
 
 P is recomputed from a full pass over the dataset every ``update_interval`` steps, never
 per mini-batch; training stops when fewer than ``tol`` of the argmax labels changed since

@@ -64,9 +64,6 @@ class MLPAutoencoder(nn.Module):
         input_dim: D, the number of input features (C * H * W for images).
         hidden_dims: widths of the hidden encoder layers (decoder uses them reversed).
         embedding_dim: size of the embedding z.
-        dropout: probability of dropping input features before the encoder, for denoising
-            pretraining as in the DEC paper (0.2 there). Only active in ``train()`` mode; set it
-            to 0 (the default) when the model is trained during clustering (IDEC).
         weight_init: ``fan_in_uniform`` or ``glorot_uniform`` (above).
     """
 
@@ -75,7 +72,6 @@ class MLPAutoencoder(nn.Module):
         input_dim: int,
         hidden_dims: Sequence[int] = (500, 500, 2000),
         embedding_dim: int = 10,
-        dropout: float = 0.0,
         weight_init: str = "fan_in_uniform",
     ) -> None:
         super().__init__()
@@ -88,11 +84,8 @@ class MLPAutoencoder(nn.Module):
                 f"layer sizes must be positive; got input_dim={input_dim}, "
                 f"hidden_dims={tuple(hidden_dims)}, embedding_dim={embedding_dim}"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
         self.input_dim = input_dim
         self.embedding_dim = embedding_dim
-        self.input_dropout = nn.Dropout(dropout)
         initialise = MLP_WEIGHT_INITS[weight_init]
         self.encoder = self._stack([input_dim, *hidden_dims, embedding_dim], initialise)
         self.decoder = self._stack([embedding_dim, *reversed(hidden_dims), input_dim], initialise)
@@ -117,7 +110,7 @@ class MLPAutoencoder(nn.Module):
                 f"MLPAutoencoder was built for input_dim={self.input_dim} but got inputs with "
                 f"{x.shape[1]} features per sample"
             )
-        return self.encoder(self.input_dropout(x))
+        return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the embedding (N, embedding_dim) and the flattened reconstruction (N, D)."""

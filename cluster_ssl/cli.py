@@ -48,6 +48,14 @@ def add_speed_options(parser: argparse.ArgumentParser) -> None:
         metavar="BACKEND",
         help="torch.compile the backbone (backend default inductor)",
     )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write the stage checkpoint every N epochs (default 1) and at the stage's end; "
+        "a killed run resumes from the last one",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +187,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if args.accumulate is not None and args.accumulate < 1:
         raise UserError(f"--accumulate must be at least 1, got {args.accumulate}")
+    if args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     if args.resume and args.out is None:
         raise UserError("--resume needs --out DIR, the run directory to continue")
     out = args.out or _fresh_out_dir(args.recipe or DEFAULT_RECIPE, args.dataset or DEFAULT_DATASET)
@@ -197,6 +207,7 @@ def _train(args: argparse.Namespace) -> int:
             init_from=None if args.init_from is None else str(Path(args.init_from).resolve()),
             channels_last=args.channels_last,
             compile_backend=args.compile,
+            checkpoint_every=args.checkpoint_every,
             wandb=args.wandb,
             resume=args.resume,
             progress=not args.no_progress,

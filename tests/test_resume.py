@@ -102,3 +102,31 @@ def test_resume_refuses_a_different_recipe(tmp_path, capsys):
 def test_resume_without_a_run_says_so(tmp_path, capsys):
     assert main(["train", "dec", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "holds no run" in capsys.readouterr().err
+
+
+def test_checkpoint_every_n_epochs_and_at_the_end_of_each_stage(tmp_path, monkeypatch):
+    from cluster_ssl.engine import trainer
+
+    saved: list[tuple[str, int]] = []
+    real_save = trainer.save_checkpoint
+
+    def recording_save(state: dict, path: Path) -> None:
+        saved.append((state["stage"], state["epoch"]))
+        real_save(state, path)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", recording_save)
+    torch.set_num_threads(1)
+    sparse, every = tmp_path / "sparse", tmp_path / "every"
+    assert main([*ARGS, "--out", str(sparse), "--checkpoint-every", "3"]) == 0
+    # 8 pretraining epochs: 3, 6 and the last; clustering stops at 60 steps in its 3rd epoch
+    assert saved == [("pretrain", 3), ("pretrain", 6), ("pretrain", 8), ("cluster", 3)]
+    assert main([*ARGS, "--out", str(every)]) == 0
+    assert saved[4:] == [("pretrain", e) for e in range(1, 9)] + [("cluster", e) for e in (1, 2, 3)]
+    got, want = (json.loads((run / "summary.json").read_text()) for run in (sparse, every))
+    assert (got["acc"], got["cluster_sizes"]) == (want["acc"], want["cluster_sizes"])
+
+
+def test_checkpoint_every_must_be_positive(tmp_path, capsys):
+    assert main([*ARGS, "--out", str(tmp_path / "run"), "--checkpoint-every", "0"]) == 2
+    assert "--checkpoint-every must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

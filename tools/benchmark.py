@@ -465,6 +465,8 @@ def bench_method(args: argparse.Namespace) -> None:
 
     if args.accumulate is not None and args.accumulate < 1:
         raise SystemExit(f"--accumulate must be at least 1, got {args.accumulate}")
+    if args.checkpoint_every < 1:
+        raise SystemExit(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:
         print(machine_summary())
@@ -485,6 +487,7 @@ def bench_method(args: argparse.Namespace) -> None:
         accumulate=args.accumulate or 1,
         channels_last=args.channels_last,
         compile_backend=args.compile,
+        checkpoint_every=args.checkpoint_every,
     )
     if main_rank:
         print(report(profile, str(resolve_device(args.device))))

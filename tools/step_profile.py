@@ -153,6 +153,7 @@ def profile_stage(
     accumulate: int = 1,
     channels_last: bool = False,
     compile_backend: str | None = None,
+    checkpoint_every: int = 1,
 ) -> StepProfile:
     """Train ``warmup`` steps, then ``steps`` steps (or ``epochs`` whole epochs) of the stage
     under a :class:`StepTimer`, then time the bare backbone on the same inputs."""
@@ -190,6 +191,7 @@ def profile_stage(
             accumulate=accumulate,
             channels_last=channels_last,
             compile_backend=compile_backend,
+            checkpoint_every=checkpoint_every,
         ),
         RunLogger(Path(tempfile.gettempdir()), enabled=False),
     )

@@ -4,7 +4,7 @@ evaluate, and write ``summary.json``.
 Run directory layout::
 
     OUT/run.json              what was asked for (recipe, dataset, settings), written first
-    OUT/stages/NN-NAME.pt     one checkpoint per stage, rewritten atomically every epoch
+    OUT/stages/NN-NAME.pt     one checkpoint per stage, rewritten atomically every epoch (or N)
     OUT/metrics.jsonl         one JSON line per logged event
     OUT/summary.json          final ACC / NMI / ARI, clusters used, time; written last
     OUT/wandb/                W&B run files when --wandb offline|online
@@ -61,6 +61,7 @@ class RunRequest:
     init_from: str | None = None
     channels_last: bool = False
     compile_backend: str | None = None
+    checkpoint_every: int = 1
     wandb: str = "disabled"
     resume: bool = False
     progress: bool = True
@@ -246,6 +247,7 @@ def train(request: RunRequest) -> dict[str, Any]:
         accumulate=record.get("accumulate", 1),  # runs recorded before the option: 1
         channels_last=request.channels_last,
         compile_backend=request.compile_backend,
+        checkpoint_every=request.checkpoint_every,
     )
     trainer = Trainer(settings, logger)
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset

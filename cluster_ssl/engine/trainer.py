@@ -62,6 +62,8 @@ class TrainSettings:
     a step's passes). ``channels_last`` stores the
     method's convolution weights (and so its activations) as NHWC; ``compile_backend`` runs
     the backbone through ``torch.compile`` with that backend (``inductor`` by default).
+    ``checkpoint_every`` writes the stage checkpoint every that many epochs and whenever the
+    stage ends; a killed run resumes from (and replays everything after) the last one.
     """
 
     seed: int = 0
@@ -71,6 +73,7 @@ class TrainSettings:
     accumulate: int = 1
     channels_last: bool = False
     compile_backend: str | None = None
+    checkpoint_every: int = 1
 
 
 @dataclass
@@ -92,7 +95,8 @@ class _StageRun:
 
 
 class Trainer:
-    """Runs a :class:`Stage` to completion, checkpointing after every epoch.
+    """Runs a :class:`Stage` to completion, checkpointing after every epoch (or every
+    ``checkpoint_every`` epochs) and at its end.
 
     A stage checkpoint holds the method's weights and extra state, the optimiser,
     scheduler and loss scaler, the step and epoch counters and every rank's random
@@ -154,8 +158,10 @@ class Trainer:
                 stop_reason = f"reached {run.total_steps} steps"
             epoch_logs["epoch"] = epoch
             self.logger.log(epoch_logs, step=ctx.step, stage=stage.name)
-            with timed("checkpoint"):
-                self._save(run, epoch, stop_reason)
+            finished = stop_reason is not None or epoch == stage.epochs
+            if finished or epoch % self.settings.checkpoint_every == 0:
+                with timed("checkpoint"):
+                    self._save(run, epoch, stop_reason)
         progress.close()
         if stop_reason is None:
             stop_reason = f"finished {stage.epochs} epochs"

@@ -190,6 +190,32 @@ def test_instance_discrimination_matches_loop(tau: float) -> None:
     assert bank_t.grad is None  # the bank is a constant
 
 
+def test_instance_discrimination_gradient_matches_finite_differences() -> None:
+    generator = torch.Generator().manual_seed(9)
+    bank = F.normalize(torch.randn(11, 5, generator=generator, dtype=torch.float64), dim=1)
+    feats = torch.randn(4, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([10, 0, 3, 3])
+    assert torch.autograd.gradcheck(
+        lambda f: instance_discrimination_loss(f, index, bank, 0.3), (feats,)
+    )
+
+
+def test_instance_discrimination_equals_composed_cross_entropy_at_a_small_temperature() -> None:
+    """Large logits (tau = 0.05): the same value and gradient as log-softmax's."""
+    generator = torch.Generator().manual_seed(10)
+    bank = F.normalize(torch.randn(300, 16, generator=generator), dim=1)
+    feats = torch.randn(32, 16, generator=generator)
+    index = torch.randint(0, 300, (32,), generator=generator)
+    ours, reference = feats.clone().requires_grad_(), feats.clone().requires_grad_()
+    instance_discrimination_loss(ours, index, bank, 0.05).backward()
+    composed = F.cross_entropy(F.normalize(reference, dim=1) @ bank.T / 0.05, index)
+    composed.backward()
+    torch.testing.assert_close(
+        instance_discrimination_loss(feats, index, bank, 0.05), composed.detach()
+    )
+    torch.testing.assert_close(ours.grad, reference.grad)
+
+
 @pytest.mark.parametrize("tau2", [2.0, 0.5])
 def test_feature_decorrelation_matches_loop(tau2: float) -> None:
     rng = np.random.default_rng(7)

@@ -83,6 +83,13 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypat
     got = json.loads((out / "summary.json").read_text())
     for key in ("acc", "nmi", "ari", "clusters_used", "cluster_sizes"):
         assert got[key] == expected[key], key
+    # every stage is reported, with its time summed over the three invocations
+    untimed = [{k: v for k, v in r.items() if "seconds" not in k} for r in got["stages"]]
+    assert untimed == [{k: v for k, v in r.items() if k != "seconds"} for r in expected["stages"]]
+    pretrain, cluster = got["stages"]
+    assert pretrain["seconds"] == pretrain["seconds_before_resume"] > 0  # loaded, not trained
+    assert cluster["seconds"] > cluster["seconds_before_resume"] > 0  # resumed mid-stage
+    assert got["seconds"] > pretrain["seconds"] + cluster["seconds"]
     want, have = final_weights(reference), final_weights(out)
     assert want.keys() == have.keys()
     for key in want:

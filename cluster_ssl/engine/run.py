@@ -170,7 +170,12 @@ def fit_stages(
     run_config: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Train every stage in turn, checkpointing to ``out/stages``; a stage whose checkpoint
-    says it finished is loaded instead, one that stopped mid-way is resumed."""
+    says it finished is loaded instead, one that stopped mid-way is resumed.
+
+    Returns one result per stage (name, epochs, steps, stop reason, training seconds summed
+    over invocations); a stage trained by an earlier invocation also gives
+    ``seconds_before_resume``, its time in those invocations.
+    """
     results = []
     for index, stage in enumerate(stages):
         path = stage_path(out, index, stage)
@@ -180,6 +185,7 @@ def fit_stages(
                 stage.method.to(ctx.device), checkpoint["method"], f"stage {stage.name!r}"
             )
             trainer.logger.echo(f"stage {stage.name!r} already finished; loaded {path}")
+            results.append(finished_stage_result(checkpoint, stage))
             continue
         ctx.step = 0
         results.append(
@@ -210,6 +216,25 @@ def stage_path(out: Path, index: int, stage: Stage) -> Path:
 
 def stage_finished(checkpoint: dict[str, Any], stage: Stage) -> bool:
     return checkpoint["stop_reason"] is not None or checkpoint["epoch"] >= stage.epochs
+
+
+def finished_stage_result(checkpoint: dict[str, Any], stage: Stage) -> dict[str, Any]:
+    """The result a stage gave when it finished in an earlier invocation, from its checkpoint
+    (checkpoints written before stage times were saved give ``seconds`` None)."""
+    seconds = checkpoint.get("seconds")
+    return {
+        "stage": stage.name,
+        "epochs": checkpoint["epoch"],
+        "steps": checkpoint["step"],
+        "stop_reason": checkpoint["stop_reason"] or f"finished {checkpoint['epoch']} epochs",
+        "seconds": seconds,
+        "seconds_before_resume": seconds,
+    }
+
+
+def earlier_seconds(stage_results: list[dict[str, Any]]) -> float:
+    """Training time the stages had in earlier invocations of a resumed run."""
+    return sum(result.get("seconds_before_resume") or 0.0 for result in stage_results)
 
 
 def train(request: RunRequest) -> dict[str, Any]:
@@ -287,7 +312,7 @@ def train(request: RunRequest) -> dict[str, Any]:
         "checkpoint": str(stage_path(out, len(prepared.stages) - 1, final)),
         "device": str(device),
         "world_size": dist.world_size,
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(time.perf_counter() - started + earlier_seconds(stage_results), 2),
     }
     logger.log(
         {k: v for k, v in metrics.items() if k != "cluster_sizes"}, step=ctx.step, stage="final"

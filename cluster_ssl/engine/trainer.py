@@ -92,6 +92,14 @@ class _StageRun:
     total_steps: int
     checkpoint_path: Path
     run_config: dict[str, Any]
+    #: training time of the stage in earlier invocations, up to the checkpoint resumed from
+    seconds_before: float = 0.0
+    #: ``time.perf_counter()`` when this invocation's training of the stage began
+    started: float = 0.0
+
+    def seconds(self) -> float:
+        """The stage's training time so far, summed over the invocations that ran it."""
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 class Trainer:
@@ -129,7 +137,7 @@ class Trainer:
             epoch, stop_reason = self._restore(run, resume)
         run.model = self._distribute(run.method, ctx)
 
-        started = time.perf_counter()
+        run.started = time.perf_counter()
         progress = tqdm(
             total=run.total_steps,
             initial=ctx.step,
@@ -166,13 +174,16 @@ class Trainer:
         if stop_reason is None:
             stop_reason = f"finished {stage.epochs} epochs"
         self.logger.echo(f"stage {stage.name!r} done: {stop_reason}")
-        return {
+        result = {
             "stage": stage.name,
             "epochs": epoch,
             "steps": ctx.step,
             "stop_reason": stop_reason,
-            "seconds": time.perf_counter() - started,
+            "seconds": run.seconds(),
         }
+        if run.seconds_before:
+            result["seconds_before_resume"] = run.seconds_before
+        return result
 
     def _prepare(self, stage, ctx, checkpoint_path, stage_index, run_config) -> _StageRun:
         method = stage.method.to(ctx.device)
@@ -246,6 +257,7 @@ class Trainer:
 
         set_rng_state(resume["rng"][run.ctx.dist.rank])
         run.ctx.step = resume["step"]
+        run.seconds_before = resume.get("seconds", 0.0)  # absent from older checkpoints
         self.logger.echo(
             f"resuming stage {run.stage.name!r} after epoch {resume['epoch']}, step {run.ctx.step}"
         )
@@ -367,6 +379,7 @@ class Trainer:
                     "epoch": epoch,
                     "step": ctx.step,
                     "stop_reason": stop_reason,
+                    "seconds": run.seconds(),
                     "method": run.method.state_dict(),
                     "optimizer": run.optimizer.state_dict(),
                     "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),

@@ -50,8 +50,8 @@ def instance_discrimination_loss(
 
 
 class _BankCrossEntropy(torch.autograd.Function):
-    """Cross-entropy of the logits s . M^T against the target rows, the (B, N) logits
-    made and freed inside, with the gradient only towards s.
+    """Cross-entropy of the logits s . M^T against the target rows, with the gradient
+    only towards s (the bank M is a constant).
 
     For logits l_bj = s_b . m_j, softmax p_bj = exp(l_bj) / Z_b and targets t_b:
 

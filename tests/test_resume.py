@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cluster_ssl.cli import main
+from cluster_ssl.engine.run import with_earlier_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -83,19 +84,28 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, monkeypat
     got = json.loads((out / "summary.json").read_text())
     for key in ("acc", "nmi", "ari", "clusters_used", "cluster_sizes"):
         assert got[key] == expected[key], key
-    # every stage is reported, with its time summed over the three invocations
+    # every stage is reported, with its training time in the earlier invocations
     untimed = [{k: v for k, v in r.items() if "seconds" not in k} for r in got["stages"]]
     assert untimed == [{k: v for k, v in r.items() if k != "seconds"} for r in expected["stages"]]
     pretrain, cluster = got["stages"]
-    assert pretrain["seconds"] == pretrain["seconds_before_resume"] > 0  # loaded, not trained
-    assert cluster["seconds"] > cluster["seconds_before_resume"] > 0  # resumed mid-stage
-    assert got["seconds"] > pretrain["seconds"] + cluster["seconds"]
+    assert pretrain["seconds"] == 0 and pretrain["seconds_before_resume"] > 0  # loaded
+    assert cluster["seconds"] > 0 and cluster["seconds_before_resume"] > 0  # resumed mid-stage
+    earlier = pretrain["seconds_before_resume"] + cluster["seconds_before_resume"]
+    assert got["seconds_with_earlier_invocations"] == round(got["seconds"] + earlier, 2)
+    assert "seconds_with_earlier_invocations" not in expected
     want, have = final_weights(reference), final_weights(out)
     assert want.keys() == have.keys()
     for key in want:
         if isinstance(want[key], torch.Tensor):
             assert torch.equal(want[key], have[key]), key
     assert not list(out.glob("**/*.tmp")), "a temporary checkpoint was left behind"
+
+
+def test_time_before_a_resume_is_unknown_for_checkpoints_that_did_not_record_it():
+    recorded = [{"seconds": 0.0, "seconds_before_resume": 30.0}, {"seconds": 5.0}]
+    assert with_earlier_seconds(12.5, recorded) == 42.5
+    old_checkpoint = [{"seconds": 0.0, "seconds_before_resume": None}, {"seconds": 5.0}]
+    assert with_earlier_seconds(12.5, old_checkpoint) is None
 
 
 def test_resume_refuses_a_different_recipe(tmp_path, capsys):

@@ -172,9 +172,10 @@ def fit_stages(
     """Train every stage in turn, checkpointing to ``out/stages``; a stage whose checkpoint
     says it finished is loaded instead, one that stopped mid-way is resumed.
 
-    Returns one result per stage (name, epochs, steps, stop reason, training seconds summed
-    over invocations); a stage trained by an earlier invocation also gives
-    ``seconds_before_resume``, its time in those invocations.
+    Returns one result per stage (name, epochs, steps, stop reason, this invocation's
+    training seconds); a stage checkpointed by an earlier invocation also gives
+    ``seconds_before_resume``, its training time in those (None when its checkpoint
+    predates stored stage times).
     """
     results = []
     for index, stage in enumerate(stages):
@@ -219,22 +220,22 @@ def stage_finished(checkpoint: dict[str, Any], stage: Stage) -> bool:
 
 
 def finished_stage_result(checkpoint: dict[str, Any], stage: Stage) -> dict[str, Any]:
-    """The result a stage gave when it finished in an earlier invocation, from its checkpoint
-    (checkpoints written before stage times were saved give ``seconds`` None)."""
-    seconds = checkpoint.get("seconds")
+    """The result of a stage that finished in an earlier invocation, from its checkpoint."""
     return {
         "stage": stage.name,
         "epochs": checkpoint["epoch"],
         "steps": checkpoint["step"],
         "stop_reason": checkpoint["stop_reason"] or f"finished {checkpoint['epoch']} epochs",
-        "seconds": seconds,
-        "seconds_before_resume": seconds,
+        "seconds": 0.0,
+        "seconds_before_resume": checkpoint.get("seconds"),
     }
 
 
-def earlier_seconds(stage_results: list[dict[str, Any]]) -> float:
-    """Training time the stages had in earlier invocations of a resumed run."""
-    return sum(result.get("seconds_before_resume") or 0.0 for result in stage_results)
+def with_earlier_seconds(seconds: float, stage_results: list[dict[str, Any]]) -> float | None:
+    """This invocation's ``seconds`` plus the stages' training time in earlier invocations
+    of a resumed run (None when a checkpoint did not record it)."""
+    earlier = [r["seconds_before_resume"] for r in stage_results if "seconds_before_resume" in r]
+    return None if None in earlier else round(seconds + sum(earlier), 2)
 
 
 def train(request: RunRequest) -> dict[str, Any]:
@@ -312,8 +313,12 @@ def train(request: RunRequest) -> dict[str, Any]:
         "checkpoint": str(stage_path(out, len(prepared.stages) - 1, final)),
         "device": str(device),
         "world_size": dist.world_size,
-        "seconds": round(time.perf_counter() - started + earlier_seconds(stage_results), 2),
+        "seconds": round(time.perf_counter() - started, 2),
     }
+    if any("seconds_before_resume" in result for result in stage_results):
+        summary["seconds_with_earlier_invocations"] = with_earlier_seconds(
+            summary["seconds"], stage_results
+        )
     logger.log(
         {k: v for k, v in metrics.items() if k != "cluster_sizes"}, step=ctx.step, stage="final"
     )

@@ -93,13 +93,18 @@ class _StageRun:
     checkpoint_path: Path
     run_config: dict[str, Any]
     #: training time of the stage in earlier invocations, up to the checkpoint resumed from
-    seconds_before: float = 0.0
+    #: (None: unknown, the checkpoint predates stored stage times)
+    seconds_before: float | None = 0.0
     #: ``time.perf_counter()`` when this invocation's training of the stage began
     started: float = 0.0
 
     def seconds(self) -> float:
-        """The stage's training time so far, summed over the invocations that ran it."""
-        return self.seconds_before + time.perf_counter() - self.started
+        """This invocation's training time in the stage so far."""
+        return time.perf_counter() - self.started
+
+    def total_seconds(self) -> float | None:
+        """The stage's training time so far over every invocation (None when unknown)."""
+        return None if self.seconds_before is None else self.seconds_before + self.seconds()
 
 
 class Trainer:
@@ -126,7 +131,8 @@ class Trainer:
         run_config: dict[str, Any],
     ) -> dict[str, Any]:
         run = self._prepare(stage, ctx, checkpoint_path, stage_index, run_config)
-        if resume is None:
+        resumed = resume is not None
+        if not resumed:
             seed_everything(self.settings.seed + 7919 * stage_index + 104729 * ctx.dist.rank)
             run.method.eval()  # whole-dataset passes (k-means initialisation) in eval mode
             with timed("setup"):
@@ -181,7 +187,7 @@ class Trainer:
             "stop_reason": stop_reason,
             "seconds": run.seconds(),
         }
-        if run.seconds_before:
+        if resumed:
             result["seconds_before_resume"] = run.seconds_before
         return result
 
@@ -257,7 +263,7 @@ class Trainer:
 
         set_rng_state(resume["rng"][run.ctx.dist.rank])
         run.ctx.step = resume["step"]
-        run.seconds_before = resume.get("seconds", 0.0)  # absent from older checkpoints
+        run.seconds_before = resume.get("seconds")  # absent from older checkpoints
         self.logger.echo(
             f"resuming stage {run.stage.name!r} after epoch {resume['epoch']}, step {run.ctx.step}"
         )
@@ -379,7 +385,7 @@ class Trainer:
                     "epoch": epoch,
                     "step": ctx.step,
                     "stop_reason": stop_reason,
-                    "seconds": run.seconds(),
+                    "seconds": run.total_seconds(),
                     "method": run.method.state_dict(),
                     "optimizer": run.optimizer.state_dict(),
                     "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),

@@ -51,7 +51,8 @@ def instance_discrimination_loss(
 
 class _BankCrossEntropy(torch.autograd.Function):
     """Cross-entropy of the logits s . M^T against the target rows, with the gradient
-    only towards s (the bank M is a constant).
+    only towards s (the bank M is a constant; the caller detaches it). Differentiable
+    once: a second-order gradient through it raises.
 
     For logits l_bj = s_b . m_j, softmax p_bj = exp(l_bj) / Z_b and targets t_b:
 
@@ -80,6 +81,7 @@ class _BankCrossEntropy(torch.autograd.Function):
         return (row_max + partition.log() - target_logit).mean()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(
         ctx: torch.autograd.function.FunctionCtx, grad_loss: torch.Tensor
     ) -> tuple[torch.Tensor, None, None]:

@@ -269,7 +269,11 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
     assert torch.equal(final["method"]["_extra_state"]["neighbours"], mined)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoint"].endswith("03-selflabel.pt")
-    assert [s["stage"] for s in summary["stages"]] == ["scan", "selflabel"]
+    # the pretext stage finished in the first invocation: listed, not retrained
+    assert [s["stage"] for s in summary["stages"]] == ["pretext", "scan", "selflabel"]
+    pretext, scan, selflabel = summary["stages"]
+    assert pretext["seconds"] == 0 and pretext["seconds_before_resume"] > 0
+    assert scan["seconds_before_resume"] > 0 and "seconds_before_resume" not in selflabel
     assert summary["clusters_used"] >= 1 and 0 <= summary["acc"] <= 1
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cluster_ssl.data.registry import build_dataset
+from cluster_ssl.engine.device import dataset_pass_batch_size
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
 from cluster_ssl.methods.autoencoder import AutoencoderPretraining, unit_pixels
@@ -50,8 +51,11 @@ def test_pretraining_lowers_reconstruction_error(digits, tmp_path, kind, dropout
         epochs=5,
         batch_size=32,
     )
-    fit(stage, digits, tmp_path)
+    _, ctx = fit(stage, digits, tmp_path)
     assert reconstruction_error(ae, digits) < 0.7 * before
+    # the stage's network sets the batch of its passes over the dataset on the CPU
+    assert ctx.network is ae
+    assert dataset_pass_batch_size(ctx.device, ae) == (512 if kind == "mlp" else 64)
 
 
 def make_clustering(gamma, update_interval, tol, ae=None, lr=0.01):

@@ -5,9 +5,13 @@ import pytest
 import torch
 
 from cluster_ssl.data.base import TensorImageDataset
+from cluster_ssl.engine.device import dataset_pass_batch_size
 from cluster_ssl.engine.distributed import DistInfo
 from cluster_ssl.engine.embed import embed
 from cluster_ssl.engine.loaders import DeviceBatches, epoch_order
+from cluster_ssl.methods.base import StageContext
+from cluster_ssl.models.autoencoders import MLPAutoencoder
+from cluster_ssl.models.backbones import build_backbone
 
 
 def toy(n=10):
@@ -60,6 +64,37 @@ def test_drop_last_keeps_full_batches_only():
 def test_embed_returns_rows_in_dataset_order():
     out = embed(lambda b: b["image"].flatten(1).float(), toy(), torch.device("cpu"), batch_size=3)
     assert torch.equal(out[:, 0], torch.arange(10).float())
+
+
+def test_whole_dataset_passes_batch_by_device_and_network_with_the_same_rows():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    convolutional = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=0.25)
+    fully_connected = MLPAutoencoder(64)
+    # 64 for convolutions on a CPU (activations stay in cache), else 512
+    assert dataset_pass_batch_size(cpu, convolutional) == 64
+    assert dataset_pass_batch_size(cpu, fully_connected) == 512
+    assert dataset_pass_batch_size(cpu, None) == 512
+    assert dataset_pass_batch_size(cuda, convolutional) == 512
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (150, 1, 8, 8), dtype=torch.uint8)
+    dataset = TensorImageDataset("random", images, np.zeros(150, dtype=np.int64))
+    network = convolutional.eval()
+    sizes = []
+
+    def features(batch):
+        sizes.append(len(batch["index"]))
+        return network(batch["image"].float() / 255)
+
+    with torch.no_grad():
+        whole = network(images.float() / 255)
+        rows = StageContext(dataset, cpu, seed=0, num_workers=0, network=network).embed(features)
+        assert sizes == [64, 64, 22]
+        set_by_hand = StageContext(
+            dataset, cpu, seed=0, num_workers=0, network=network, eval_batch_size=100
+        ).embed(features)
+        assert sizes[3:] == [100, 50]
+    torch.testing.assert_close(rows, whole)
+    torch.testing.assert_close(set_by_hand, whole)
 
 
 def test_a_method_order_is_followed_and_sharded():

@@ -9,6 +9,7 @@ import torch
 
 from cluster_ssl.engine import step_timer
 from cluster_ssl.engine.step_timer import StepTimer, timed
+from cluster_ssl.models.backbones import build_backbone
 from tools.step_profile import STEP_SECTIONS, profile_stage, report
 
 CPU = torch.device("cpu")
@@ -26,6 +27,20 @@ def test_sections_nest_and_report_their_own_time():
     assert timer.calls == {"outer": 1, "inner": 2}
     assert 0.06 <= timer.own_seconds["inner"] < 0.2
     assert 0.02 <= timer.own_seconds["outer"] < 0.05  # the inner 0.05 s is not counted twice
+
+
+def test_a_part_breaks_down_its_section_without_taking_its_time():
+    with StepTimer(CPU) as timer, timed("refresh"):
+        time.sleep(0.02)
+        with timed("pass", part=True):
+            time.sleep(0.04)
+            with timed("augment"):
+                time.sleep(0.03)
+    assert timer.calls == {"refresh": 1, "augment": 1}  # a part is not a section of its own
+    assert "pass" not in timer.own_seconds
+    assert 0.03 <= timer.own_seconds["augment"] < 0.06
+    assert 0.06 <= timer.own_seconds["refresh"] < 0.09  # its 0.02 s and the pass's own 0.04 s
+    assert 0.07 <= timer.parts["refresh/pass"] < 0.11  # the whole pass, augment included
 
 
 def test_timed_does_nothing_without_an_active_timer():
@@ -52,9 +67,13 @@ def test_profile_measures_every_section_and_the_bare_backbone(recipe, bare_calls
     # one batch of 2 x 32 images
     assert profile.bare_shapes == [(64, 1, 8, 8)] * bare_calls
     assert 0.5 < profile.overhead_ratio < 5
+    # the network timed bare is the preset's quarter-width ResNet-18 on 1-channel digits
+    quarter = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=0.25)
+    assert profile.backbone_parameters == sum(p.numel() for p in quarter.parameters())
     assert profile.refresh_share is None  # less than an epoch was measured
     text = report(profile, "cpu")
     assert "overhead ratio (full step / bare backbone)" in text and "images/s" in text
+    assert f"{profile.backbone_parameters / 1e6:.2f}M parameters" in text
 
 
 def test_whole_epochs_give_the_share_of_deepclusters_per_epoch_refresh():
@@ -64,7 +83,14 @@ def test_whole_epochs_give_the_share_of_deepclusters_per_epoch_refresh():
     assert profile.steps == profile.steps_per_epoch == 359 // 64
     assert profile.calls["epoch_refresh"] == 1  # PCA + k-means + new head, once an epoch
     assert 0 < profile.refresh_share < 1
-    assert "refresh share of an epoch" in report(profile, "cpu")
+    # the refresh's features come from one pass over the dataset, a part of the refresh
+    refresh_pass = profile.parts["epoch_refresh/dataset_pass"]
+    assert 0 < refresh_pass < profile.seconds["epoch_refresh"]
+    assert profile.refresh_pass_share == pytest.approx(refresh_pass / profile.epoch_seconds)
+    assert profile.refresh_pass_share < profile.refresh_share
+    text = report(profile, "cpu")
+    assert "refresh share of an epoch" in text
+    assert "dataset_pass inside epoch_refresh" in text
 
 
 def test_an_unknown_stage_names_the_stages_there_are():

@@ -35,6 +35,14 @@ memory, and the bare backbone's forward + backward on the same inputs with the r
 two (see tools/step_profile.py). ``--epochs`` measures whole epochs and so the share of
 the per-epoch refreshes (k-means, P, E-step) in an epoch.
 
+    python tools/benchmark.py pass-batch [--widths 0.25,1.0] [--side 28] [--batches 16,...,1024]
+
+``pass-batch``: milliseconds per image of a whole-dataset pass without gradients (eval mode,
+``no_grad``, as ``embed`` runs it) at each batch size, for a ResNet-18 at each ``--widths``,
+DCEC's convolutional encoder and DEC's d-500-500-2000-10 one, on random ``--side`` px
+single-channel inputs; the measurement behind
+:func:`cluster_ssl.engine.device.dataset_pass_batch_size`.
+
     python tools/benchmark.py kmeans [--n 70000] [--dim 128] [--k 10] [--n-init 3]
                                      [--iterations 50] [--features FILE.npy]
 
@@ -439,7 +447,9 @@ def bench_folder_memory(args: argparse.Namespace) -> None:
         before = _memory_kib("VmRSS")
         started = time.perf_counter()
         seen = sum(len(batch["index"]) for batch in batches)
-        pooled = embed(lambda b: b["image"].float().mean((2, 3)), dataset, cpu, num_workers=0)
+        pooled = embed(
+            lambda b: b["image"].float().mean((2, 3)), dataset, cpu, batch_size=512, num_workers=0
+        )
         seconds = time.perf_counter() - started
         peak = _memory_kib("VmHWM")
     all_decoded = args.n * 3 * args.side * args.side / 1024
@@ -493,6 +503,48 @@ def bench_method(args: argparse.Namespace) -> None:
         print(report(profile, str(resolve_device(args.device))))
 
 
+def _batched_pass(network: torch.nn.Module, inputs: torch.Tensor, batch: int) -> int:
+    for start in range(0, len(inputs), batch):
+        network(inputs[start : start + batch])
+    return len(inputs)
+
+
+def bench_pass_batch(args: argparse.Namespace) -> None:
+    """Per-image cost of a no-gradient pass over the dataset at each batch size."""
+    from cluster_ssl.models.autoencoders import ConvAutoencoder, MLPAutoencoder
+    from cluster_ssl.models.backbones import build_backbone
+
+    device = resolve_device(args.device)
+    print(machine_summary())
+    print("command: python tools/benchmark.py " + " ".join(sys.argv[1:]))
+    torch.manual_seed(0)
+    images = torch.randn(args.images, 1, args.side, args.side, device=device)
+    networks: list[tuple[str, torch.nn.Module, torch.Tensor]] = []
+    for width in (float(w) for w in args.widths.split(",")):
+        backbone = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=width)
+        networks.append((f"ResNet-18, width {width:g}", backbone, images))
+    convolutional = ConvAutoencoder((1, args.side, args.side))
+    networks.append(("DCEC encoder 32-64-128 convolutions", convolutional.encoder, images))
+    fully_connected = MLPAutoencoder(args.side * args.side)
+    networks.append(("DEC encoder d-500-500-2000-10", fully_connected.encoder, images.flatten(1)))
+    batches = [int(b) for b in args.batches.split(",")]
+    print("\n| network | " + " | ".join(f"batch {b}" for b in batches) + " |")
+    print("|---|" + "---:|" * len(batches))
+    for name, network, inputs in networks:
+        network.to(device).eval()
+        cells = []
+        for batch in batches:
+            with torch.no_grad():
+                _batched_pass(network, inputs, batch)  # warm-up: allocator, kernel choice
+                rates = sorted(
+                    _rate(lambda: _batched_pass(network, inputs, batch), device)  # noqa: B023
+                    for _ in range(args.repeats)
+                )
+            cells.append(f"{1e3 / rates[len(rates) // 2]:.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    print("\nms per image, median of the repeats")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -544,6 +596,15 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--side", type=int, default=32, help="image side in pixels")
     memory.add_argument("--batch", type=int, default=256, help="training batch size")
     memory.set_defaults(func=bench_folder_memory)
+
+    passes = commands.add_parser("pass-batch", help=bench_pass_batch.__doc__)
+    passes.add_argument("--widths", default="0.25,1.0", help="ResNet-18 widths, comma-separated")
+    passes.add_argument("--side", type=int, default=28, help="image side in pixels")
+    passes.add_argument("--batches", default="16,32,64,128,256,512,1024", help="batch sizes")
+    passes.add_argument("--images", type=int, default=2048, help="images per measured pass")
+    passes.add_argument("--repeats", type=int, default=3, help="measurements per batch size")
+    passes.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    passes.set_defaults(func=bench_pass_batch)
 
     from recipes import RECIPES
 

@@ -33,6 +33,8 @@ from cluster_ssl.methods.base import StageContext
 
 #: the sections of a training step, in the order they are reported
 STEP_SECTIONS = ("data", "augment", "forward_backward", "optimizer", "step_refresh")
+#: the sections that refresh targets, pseudo-labels or neighbours from the whole dataset
+REFRESH_SECTIONS = ("epoch_refresh", "step_refresh")
 #: work done once per epoch or per stage, reported beside the step
 OTHER_SECTIONS = ("epoch_refresh", "setup", "evaluate", "checkpoint")
 
@@ -50,6 +52,8 @@ class StepProfile:
     calls: dict[str, int]
     bare_seconds: float | None
     bare_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    backbone_parameters: int = 0
+    parts: dict[str, float] = field(default_factory=dict)
     peak_memory_mib: float = 0.0
     world_size: int = 1
 
@@ -66,15 +70,27 @@ class StepProfile:
         return None if self.bare_seconds is None else self.step_seconds / self.bare_seconds
 
     @property
+    def epoch_seconds(self) -> float:
+        """Everything the measured epochs spent training: the steps and the epoch refreshes."""
+        return self.seconds.get("epoch_refresh", 0.0) + sum(
+            self.seconds.get(section, 0.0) for section in STEP_SECTIONS
+        )
+
+    @property
     def refresh_share(self) -> float | None:
         """Refresh time over the epoch's time, when whole epochs were measured."""
         if self.epochs_run < 1:
             return None
-        refresh = self.seconds.get("epoch_refresh", 0.0) + self.seconds.get("step_refresh", 0.0)
-        epoch = self.seconds.get("epoch_refresh", 0.0) + sum(
-            self.seconds.get(section, 0.0) for section in STEP_SECTIONS
-        )
-        return refresh / epoch
+        refresh = sum(self.seconds.get(section, 0.0) for section in REFRESH_SECTIONS)
+        return refresh / self.epoch_seconds
+
+    @property
+    def refresh_pass_share(self) -> float | None:
+        """The refreshes' passes over the dataset (features, Q) over the epoch's time."""
+        if self.epochs_run < 1:
+            return None
+        passes = sum(self.parts.get(f"{section}/dataset_pass", 0.0) for section in REFRESH_SECTIONS)
+        return passes / self.epoch_seconds
 
 
 def pick_stage(stages: list[Stage], name: str | None) -> Stage:
@@ -208,14 +224,15 @@ def profile_stage(
 
         if warmup:
             train(warmup, None)
-        recorder = _InputRecorder(compiled_module(stage.method))
+        network = compiled_module(stage.method)
+        recorder = _InputRecorder(network)
         with StepTimer(device) as timer:
             train(None if epochs else steps, epochs)
         recorder.handle.remove()
     measured = timer.calls["optimizer"]  # optimiser steps (each may accumulate passes)
     per_step = recorder.shapes[: len(recorder.shapes) // max(measured, 1)]
     bare = (
-        time_bare(compiled_module(stage.method), per_step, device, precision, bare_repeats)
+        time_bare(network, per_step, device, precision, bare_repeats)
         if per_step and not dist_info.enabled  # the ratio is a one-process measure
         else None
     )
@@ -233,6 +250,8 @@ def profile_stage(
         calls=dict(timer.calls),
         bare_seconds=bare,
         bare_shapes=[tuple(shape) for shape, _ in per_step],
+        backbone_parameters=sum(p.numel() for p in network.parameters()),
+        parts=dict(timer.parts),
         peak_memory_mib=peak,
         world_size=dist_info.world_size,
     )
@@ -256,8 +275,9 @@ def report(profile: StepProfile, device: str) -> str:
     if profile.bare_seconds is not None:
         shapes = " + ".join("x".join(map(str, shape)) for shape in profile.bare_shapes)
         lines.append(
-            f"| bare backbone forward + backward ({shapes}) | {profile.bare_seconds * 1e3:.1f} "
-            f"| {profile.bare_seconds / step:.1%} |"
+            f"| bare backbone forward + backward ({shapes}; "
+            f"{profile.backbone_parameters / 1e6:.2f}M parameters) "
+            f"| {profile.bare_seconds * 1e3:.1f} | {profile.bare_seconds / step:.1%} |"
         )
     lines.append("")
     if profile.overhead_ratio is not None:
@@ -270,8 +290,18 @@ def report(profile: StepProfile, device: str) -> str:
                 f"{section}: {total:.2f} s over {profile.calls[section]} call(s) "
                 f"({total / profile.calls[section]:.2f} s each)"
             )
+    for key, total in sorted(profile.parts.items()):
+        section, part = key.split("/")
+        if section in profile.seconds:
+            lines.append(
+                f"{part} inside {section}: {total:.2f} s "
+                f"({total / profile.seconds[section]:.0%} of {section})"
+            )
     share = profile.refresh_share
     if share is not None:
-        lines.append(f"refresh share of an epoch (epoch + step refreshes): {share:.1%}")
+        lines.append(
+            f"refresh share of an epoch (epoch + step refreshes): {share:.1%}, of which the "
+            f"passes over the dataset {profile.refresh_pass_share:.1%}"
+        )
     lines.append(f"peak memory: {profile.peak_memory_mib:,.0f} MiB")
     return "\n".join(lines)

@@ -183,9 +183,12 @@ def choose_run_k(
     ``k_selection.json`` (later predictions use it) and return the scores."""
     trained = load_trained_stage(out)
     dataset = trained.prepared.eval_dataset
-    ctx = StageContext(dataset, device, trained.record["seed"], num_workers=num_workers)
+    method = trained.stage.method.to(device).eval()
+    ctx = StageContext(
+        dataset, device, trained.record["seed"], num_workers=num_workers, network=method.network()
+    )
     with torch.no_grad():
-        embedding = trained.stage.method.to(device).eval().embedding(ctx).cpu().numpy()
+        embedding = method.embedding(ctx).cpu().numpy()
     best, scores = choose_k(embedding, range(k_range[0], k_range[1] + 1), seed=ctx.seed)
     selection = {"criterion": "mean cosine silhouette of k-means", "k": best, "scores": scores}
     write_json(selection, out / K_SELECTION_FILE)

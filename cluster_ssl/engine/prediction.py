@@ -47,10 +47,13 @@ def predict_images(
     device = resolve_device(device_spec)
     seed = trained.record["seed"]
     method = trained.stage.method.to(device).eval()
+    network = method.network()
     with torch.no_grad():
         prediction = method.predict_new(
-            StageContext(training, device, seed, num_workers=num_workers),
-            StageContext(new, device, seed, num_workers=num_workers, training_data=False),
+            StageContext(training, device, seed, num_workers=num_workers, network=network),
+            StageContext(
+                new, device, seed, num_workers=num_workers, training_data=False, network=network
+            ),
         )
     names = [path.as_posix() for path in readable]
     write_assignments(out_csv, names, prediction.labels, prediction.confidence)

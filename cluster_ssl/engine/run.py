@@ -355,10 +355,16 @@ def predict_method(
     ``training_data`` says whether ``dataset`` is the split the stage trained on (a method
     may then use state it holds per training sample, such as IDFD's memory bank).
     """
-    ctx = StageContext(
-        dataset, device, seed, dist, num_workers=num_workers, training_data=training_data
-    )
     method = stage.method.to(device).eval()
+    ctx = StageContext(
+        dataset,
+        device,
+        seed,
+        dist,
+        num_workers=num_workers,
+        training_data=training_data,
+        network=method.network(),
+    )
     with torch.no_grad():
         return method.predict(ctx)
 

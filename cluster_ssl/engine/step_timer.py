@@ -5,6 +5,9 @@ The trainer and the methods mark their parts with ``with timed("augment"): ...``
 synchronising the device (so CUDA's asynchronous kernels are charged to the section that
 launched them). Sections nest: a section's *own* time excludes the sections inside it, so
 ``forward_backward`` does not count the augmentation a method runs within its forward pass.
+A section marked ``part=True`` is a breakdown instead: its time stays in the enclosing
+section's own time and is also recorded under ``"<enclosing>/<name>"`` in ``parts`` (how much of
+a refresh is the pass over the dataset, say).
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ class StepTimer:
     """Collects the own time and the call count of every named section while active.
 
     Use as a context manager around the code to measure; ``own_seconds[name]`` and
-    ``calls[name]`` hold the results.
+    ``calls[name]`` hold the results; ``parts["outer/name"]`` the time of each ``part=True``
+    section inside the section ``outer``.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.own_seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self._stack: list[list[float]] = []  # per open section: [start, time of children]
+        self.parts: dict[str, float] = defaultdict(float)
+        self._stack: list[tuple[str, float, list[float]]] = []  # name, start, [children's time]
 
     def __enter__(self) -> StepTimer:
         global _active
@@ -47,32 +52,39 @@ class StepTimer:
         global _active
         _active = None
 
-    def _open(self) -> None:
+    def _open(self, name: str) -> None:
         _synchronize(self.device)
-        self._stack.append([time.perf_counter(), 0.0])
+        self._stack.append((name, time.perf_counter(), [0.0]))
 
-    def _close(self, name: str) -> None:
+    def _close(self, part: bool) -> None:
         _synchronize(self.device)
-        start, children = self._stack.pop()
+        name, start, children = self._stack.pop()
         elapsed = time.perf_counter() - start
-        self.own_seconds[name] += elapsed - children
+        if part:  # the enclosing section keeps this time; sections inside stay theirs
+            self.parts[f"{self._stack[-1][0] if self._stack else ''}/{name}"] += elapsed
+            if self._stack:
+                self._stack[-1][2][0] += children[0]
+            return
+        self.own_seconds[name] += elapsed - children[0]
         self.calls[name] += 1
         if self._stack:
-            self._stack[-1][1] += elapsed
+            self._stack[-1][2][0] += elapsed
 
 
 class timed:  # noqa: N801 - used like a function: ``with timed("data"):``
-    """Time the enclosed block as section ``name`` of the active :class:`StepTimer`, if any."""
+    """Time the enclosed block as section ``name`` of the active :class:`StepTimer`, if any
+    (``part=True``: as a breakdown of the enclosing section, see the module docstring)."""
 
-    __slots__ = ("name", "timer")
+    __slots__ = ("name", "part", "timer")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, part: bool = False) -> None:
         self.name = name
+        self.part = part
         self.timer = _active
 
     def __enter__(self) -> None:
         if self.timer is not None:
-            self.timer._open()
+            self.timer._open(self.name)
 
     def __exit__(
         self,
@@ -81,4 +93,4 @@ class timed:  # noqa: N801 - used like a function: ``with timed("data"):``
         traceback: TracebackType | None,
     ) -> None:
         if self.timer is not None:
-            self.timer._close(self.name)
+            self.timer._close(self.part)

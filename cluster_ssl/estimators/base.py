@@ -175,8 +175,9 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "method_")
         x = self._validated(X, reset=False)
         device = next(self.method_.parameters()).device
-        training = StageContext(self.train_dataset_, device, self.seed_, num_workers=0)
-        new = StageContext(self._dataset(x), device, self.seed_, num_workers=0, training_data=False)
+        passes = {"num_workers": 0, "network": self.method_.network()}
+        training = StageContext(self.train_dataset_, device, self.seed_, **passes)
+        new = StageContext(self._dataset(x), device, self.seed_, training_data=False, **passes)
         with torch.no_grad():  # the fit's centres: a k-means method need not redo them
             return self.method_.predict_new(
                 training, new, centres=getattr(self, "cluster_centers_", None)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.device import dataset_pass_batch_size
 from cluster_ssl.engine.distributed import DistInfo, broadcast_object
 from cluster_ssl.engine.embed import embed
 
@@ -53,7 +54,11 @@ class StageContext:
     dist: DistInfo = field(default_factory=DistInfo)
     step: int = 0
     epoch: int = 0
-    eval_batch_size: int = 512
+    #: the batch of whole-dataset passes; None: :func:`dataset_pass_batch_size` of the device
+    #: and ``network``
+    eval_batch_size: int | None = None
+    #: the network of the method using this context (:meth:`Method.network`)
+    network: nn.Module | None = field(default=None, repr=False)
     num_workers: int = 2
     #: whether ``dataset`` is the split the stage trains on (not a held-out split)
     training_data: bool = True
@@ -71,7 +76,7 @@ class StageContext:
             fn,
             self.dataset if dataset is None else dataset,
             self.device,
-            batch_size=self.eval_batch_size,
+            batch_size=self.eval_batch_size or dataset_pass_batch_size(self.device, self.network),
             dist=self.dist,
             num_workers=self.num_workers,
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from types import TracebackType
 
 import torch
@@ -24,6 +25,14 @@ _active: StepTimer | None = None
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@dataclass(slots=True)
+class _OpenSection:
+    name: str
+    start: float
+    #: the time of the sections inside it, which its own time excludes
+    children: float = 0.0
 
 
 class StepTimer:
@@ -39,7 +48,7 @@ class StepTimer:
         self.own_seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.parts: dict[str, float] = defaultdict(float)
-        self._stack: list[tuple[str, float, list[float]]] = []  # name, start, [children's time]
+        self._stack: list[_OpenSection] = []
 
     def __enter__(self) -> StepTimer:
         global _active
@@ -54,21 +63,22 @@ class StepTimer:
 
     def _open(self, name: str) -> None:
         _synchronize(self.device)
-        self._stack.append((name, time.perf_counter(), [0.0]))
+        self._stack.append(_OpenSection(name, time.perf_counter()))
 
     def _close(self, part: bool) -> None:
         _synchronize(self.device)
-        name, start, children = self._stack.pop()
-        elapsed = time.perf_counter() - start
+        section = self._stack.pop()
+        elapsed = time.perf_counter() - section.start
+        enclosing = self._stack[-1] if self._stack else None
         if part:  # the enclosing section keeps this time; sections inside stay theirs
-            self.parts[f"{self._stack[-1][0] if self._stack else ''}/{name}"] += elapsed
-            if self._stack:
-                self._stack[-1][2][0] += children[0]
+            self.parts[f"{enclosing.name if enclosing else ''}/{section.name}"] += elapsed
+            if enclosing:
+                enclosing.children += section.children
             return
-        self.own_seconds[name] += elapsed - children[0]
-        self.calls[name] += 1
-        if self._stack:
-            self._stack[-1][2][0] += elapsed
+        self.own_seconds[section.name] += elapsed - section.children
+        self.calls[section.name] += 1
+        if enclosing:
+            enclosing.children += elapsed
 
 
 class timed:  # noqa: N801 - used like a function: ``with timed("data"):``

@@ -1,0 +1,25 @@
+"""``tools/benchmark.py pass-batch``: one row per network, one column per batch size."""
+
+from tools.benchmark import main
+
+
+def test_pass_batch_times_every_network_at_every_batch(capsys):
+    main(
+        [
+            "pass-batch",
+            *("--widths", "0.25", "--side", "8", "--batches", "4,8"),
+            *("--images", "16", "--repeats", "1", "--device", "cpu"),
+        ]
+    )
+    out = capsys.readouterr().out
+    header = "| network | batch 4 | batch 8 |"
+    assert header in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line != header]
+    names = [row.split(" | ")[0][2:] for row in rows]
+    assert names == [
+        "ResNet-18, width 0.25",
+        "DCEC encoder 32-64-128 convolutions",
+        "DEC encoder d-500-500-2000-10",
+    ]
+    for row in rows:  # milliseconds per image, positive
+        assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])

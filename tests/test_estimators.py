@@ -103,7 +103,7 @@ def test_every_estimator_fits_predicts_and_transforms(estimator, has_centres, di
 
 
 def test_predict_reuses_the_fitted_centres_instead_of_re_embedding_the_training_data(
-    digits, monkeypatch
+    digits, monkeypatch, pass_batches
 ):
     estimator = SimCLRKMeans(4, epochs=1, batch_size=32, random_state=0, options=IMAGES)
     x = inputs(estimator, digits[0])
@@ -124,8 +124,10 @@ def test_predict_reuses_the_fitted_centres_instead_of_re_embedding_the_training_
         raise AssertionError("predict re-ran k-means on the training data")
 
     monkeypatch.setattr(fitted.method_, "training_centres", refuse)
+    pass_batches.clear()  # the contexts above, built by hand without a network, used 512
     np.testing.assert_array_equal(fitted.predict(x[:20]), fresh)
     assert fitted.transform(x[:20]).shape[0] == 20
+    assert pass_batches and set(pass_batches) == {64}  # every pass through the ResNet on a CPU
 
 
 def test_a_seeded_fit_is_repeatable_and_parameters_round_trip(digits):

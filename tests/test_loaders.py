@@ -90,7 +90,7 @@ def test_whole_dataset_passes_batch_by_device_and_network_with_the_same_rows():
         rows = StageContext(dataset, cpu, seed=0, num_workers=0, network=network).embed(features)
         assert sizes == [64, 64, 22]
         set_by_hand = StageContext(
-            dataset, cpu, seed=0, num_workers=0, network=network, eval_batch_size=100
+            dataset, cpu, seed=0, num_workers=0, network=network, pass_batch_size=100
         ).embed(features)
         assert sizes[3:] == [100, 50]
     torch.testing.assert_close(rows, whole)

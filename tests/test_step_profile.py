@@ -26,7 +26,7 @@ def test_sections_nest_and_report_their_own_time():
             time.sleep(0.01)
     assert timer.calls == {"outer": 1, "inner": 2}
     assert 0.06 <= timer.own_seconds["inner"] < 0.2
-    assert 0.02 <= timer.own_seconds["outer"] < 0.05  # the inner 0.05 s is not counted twice
+    assert 0.02 <= timer.own_seconds["outer"] < 0.065  # the inner 0.05 s is not counted twice
 
 
 def test_a_part_breaks_down_its_section_without_taking_its_time():
@@ -38,9 +38,11 @@ def test_a_part_breaks_down_its_section_without_taking_its_time():
                 time.sleep(0.03)
     assert timer.calls == {"refresh": 1, "augment": 1}  # a part is not a section of its own
     assert "pass" not in timer.own_seconds
-    assert 0.03 <= timer.own_seconds["augment"] < 0.06
-    assert 0.06 <= timer.own_seconds["refresh"] < 0.09  # its 0.02 s and the pass's own 0.04 s
-    assert 0.07 <= timer.parts["refresh/pass"] < 0.11  # the whole pass, augment included
+    assert 0.03 <= timer.own_seconds["augment"] < 0.3
+    passed = timer.parts["refresh/pass"]
+    assert 0.04 <= passed < 0.07  # the pass's own time, without the augment inside it
+    # the refresh's own time is its 0.02 s plus the pass's own 0.04 s, the augment not included
+    assert 0.02 <= timer.own_seconds["refresh"] - passed < 0.045
 
 
 def test_timed_does_nothing_without_an_active_timer():
@@ -76,10 +78,20 @@ def test_profile_measures_every_section_and_the_bare_backbone(recipe, bare_calls
     assert f"{profile.backbone_parameters / 1e6:.2f}M parameters" in text
 
 
-def test_whole_epochs_give_the_share_of_deepclusters_per_epoch_refresh():
+@pytest.mark.parametrize(("pass_batch_size", "expected"), [(None, 64), (100, 100)])
+def test_whole_epochs_give_the_share_of_deepclusters_per_epoch_refresh(
+    pass_batches, pass_batch_size, expected
+):
     profile = profile_stage(
-        "deepcluster", "digits", overrides=TINY, batch_size=64, epochs=1, warmup=0
+        "deepcluster",
+        "digits",
+        overrides=TINY,
+        batch_size=64,
+        epochs=1,
+        warmup=0,
+        pass_batch_size=pass_batch_size,
     )
+    assert set(pass_batches) == {expected}  # the ResNet's passes on a CPU, or --pass-batch
     assert profile.steps == profile.steps_per_epoch == 359 // 64
     assert profile.calls["epoch_refresh"] == 1  # PCA + k-means + new head, once an epoch
     assert 0 < profile.refresh_share < 1

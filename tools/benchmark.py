@@ -498,6 +498,7 @@ def bench_method(args: argparse.Namespace) -> None:
         channels_last=args.channels_last,
         compile_backend=args.compile,
         checkpoint_every=args.checkpoint_every,
+        pass_batch_size=args.pass_batch,
     )
     if main_rank:
         print(report(profile, str(resolve_device(args.device))))
@@ -620,6 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
         method.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
         method.add_argument("--precision", choices=PRECISION_CHOICES, default="auto")
         method.add_argument("--workers", type=int, default=0, help="loader workers (files)")
+        method.add_argument(
+            "--pass-batch",
+            type=int,
+            help="batch of the passes over the dataset (default: by device and network)",
+        )
         add_set_option(method)
         add_speed_options(method)
         method.set_defaults(func=bench_method)

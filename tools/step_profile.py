@@ -170,6 +170,7 @@ def profile_stage(
     channels_last: bool = False,
     compile_backend: str | None = None,
     checkpoint_every: int = 1,
+    pass_batch_size: int | None = None,
 ) -> StepProfile:
     """Train ``warmup`` steps, then ``steps`` steps (or ``epochs`` whole epochs) of the stage
     under a :class:`StepTimer`, then time the bare backbone on the same inputs."""
@@ -197,7 +198,13 @@ def profile_stage(
         )
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
     ctx = StageContext(
-        prepared.dataset, device, 0, dist_info, num_workers=num_workers, heldout=heldout
+        prepared.dataset,
+        device,
+        0,
+        dist_info,
+        num_workers=num_workers,
+        heldout=heldout,
+        pass_batch_size=pass_batch_size,
     )
     trainer = Trainer(
         TrainSettings(
@@ -291,7 +298,7 @@ def report(profile: StepProfile, device: str) -> str:
                 f"({total / profile.calls[section]:.2f} s each)"
             )
     for key, total in sorted(profile.parts.items()):
-        section, part = key.split("/")
+        section, _, part = key.rpartition("/")
         if section in profile.seconds:
             lines.append(
                 f"{part} inside {section}: {total:.2f} s "
@@ -300,8 +307,8 @@ def report(profile: StepProfile, device: str) -> str:
     share = profile.refresh_share
     if share is not None:
         lines.append(
-            f"refresh share of an epoch (epoch + step refreshes): {share:.1%}, of which the "
-            f"passes over the dataset {profile.refresh_pass_share:.1%}"
+            f"refresh share of an epoch (epoch + step refreshes): {share:.1%} (the passes over "
+            f"the dataset in them: {profile.refresh_pass_share:.1%} of the epoch)"
         )
     lines.append(f"peak memory: {profile.peak_memory_mib:,.0f} MiB")
     return "\n".join(lines)

@@ -5,9 +5,9 @@ The trainer and the methods mark their parts with ``with timed("augment"): ...``
 synchronising the device (so CUDA's asynchronous kernels are charged to the section that
 launched them). Sections nest: a section's *own* time excludes the sections inside it, so
 ``forward_backward`` does not count the augmentation a method runs within its forward pass.
-A section marked ``part=True`` is a breakdown instead: its time stays in the enclosing
-section's own time and is also recorded under ``"<enclosing>/<name>"`` in ``parts`` (how much of
-a refresh is the pass over the dataset, say).
+A section marked ``part=True`` is a breakdown instead: its own time (without the sections
+inside it) stays in the enclosing section's own time and is also recorded under
+``"<enclosing>/<name>"`` in ``parts`` (how much of a refresh is the pass over the dataset, say).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ def _synchronize(device: torch.device) -> None:
 
 @dataclass(slots=True)
 class _OpenSection:
+    """A section being timed: its name, its start and the time of the sections inside it."""
+
     name: str
     start: float
-    #: the time of the sections inside it, which its own time excludes
     children: float = 0.0
 
 
@@ -39,8 +40,8 @@ class StepTimer:
     """Collects the own time and the call count of every named section while active.
 
     Use as a context manager around the code to measure; ``own_seconds[name]`` and
-    ``calls[name]`` hold the results; ``parts["outer/name"]`` the time of each ``part=True``
-    section inside the section ``outer``.
+    ``calls[name]`` hold the results; ``parts["outer/name"]`` the own time of each ``part=True``
+    section inside the section ``outer`` (a part of the own time of ``outer``).
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -71,7 +72,8 @@ class StepTimer:
         elapsed = time.perf_counter() - section.start
         enclosing = self._stack[-1] if self._stack else None
         if part:  # the enclosing section keeps this time; sections inside stay theirs
-            self.parts[f"{enclosing.name if enclosing else ''}/{section.name}"] += elapsed
+            own = elapsed - section.children
+            self.parts[f"{enclosing.name if enclosing else ''}/{section.name}"] += own
             if enclosing:
                 enclosing.children += section.children
             return

@@ -54,11 +54,9 @@ class StageContext:
     dist: DistInfo = field(default_factory=DistInfo)
     step: int = 0
     epoch: int = 0
-    #: the batch of whole-dataset passes; None: :func:`dataset_pass_batch_size` of the device
-    #: and ``network``
-    eval_batch_size: int | None = None
-    #: the network of the method using this context (:meth:`Method.network`)
-    network: nn.Module | None = field(default=None, repr=False)
+    #: overrides the batch of whole-dataset passes (default: :func:`dataset_pass_batch_size`
+    #: of the device and ``network``)
+    pass_batch_size: int | None = None
     num_workers: int = 2
     #: whether ``dataset`` is the split the stage trains on (not a held-out split)
     training_data: bool = True
@@ -66,6 +64,9 @@ class StageContext:
     heldout: ImageDataset | None = None
     #: the in-memory dataset's images on the device (the trainer shares its batches' copy)
     device_images: torch.Tensor | None = field(default=None, repr=False)
+    #: the network of the method using this context (:meth:`Method.network`), which sets the
+    #: batch of ``embed`` on CPUs; the trainer sets it for each stage
+    network: nn.Module | None = field(default=None, repr=False)
 
     def embed(
         self, fn: Callable[[Batch], torch.Tensor], dataset: ImageDataset | None = None
@@ -76,7 +77,7 @@ class StageContext:
             fn,
             self.dataset if dataset is None else dataset,
             self.device,
-            batch_size=self.eval_batch_size or dataset_pass_batch_size(self.device, self.network),
+            batch_size=self.pass_batch_size or dataset_pass_batch_size(self.device, self.network),
             dist=self.dist,
             num_workers=self.num_workers,
         )

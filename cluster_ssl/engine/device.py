@@ -40,11 +40,11 @@ def dataset_pass_batch_size(device: torch.device, network: nn.Module | None) -> 
     512 on GPUs, which want large batches, and for networks without convolutions. 64 for
     convolutional networks on CPUs, where a small batch's activations stay in cache: there a
     ResNet-18's pass costs 41% less per image at 64 than at 512 with one thread (48% with
-    two) and the refresh passes of DeepCluster and PCL at quarter width 18-30% less (it
-    varies by run), while DEC's refresh through its fully connected encoder takes 24% longer
-    (docs/BENCHMARKS.md). Measured on ResNets and DCEC's encoder; a timm ViT, whose patch
-    embedding is a convolution, also gets 64, unmeasured. The modules are in eval mode, so
-    the rows differ between batch sizes by float rounding at most.
+    two), the refresh passes of DeepCluster and PCL at quarter width 18-30% less (it varies
+    by run) and DCEC's P refresh half, while DEC's through its fully connected encoder takes
+    24% longer (docs/BENCHMARKS.md). Measured on ResNets and DCEC's encoder; a timm ViT,
+    whose patch embedding is a convolution, also gets 64, unmeasured. The modules are in eval
+    mode, so the rows differ between batch sizes by float rounding at most.
     """
     if device.type == "cuda" or network is None:
         return 512

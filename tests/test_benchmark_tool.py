@@ -1,4 +1,7 @@
-"""``tools/benchmark.py pass-batch``: one row per network, one column per batch size."""
+"""`tools/benchmark.py`: the pass-batch table, one row per network and one column per batch
+size, and its one-line refusal of a bad `--pass-batch`."""
+
+import pytest
 
 from tools.benchmark import main
 
@@ -23,3 +26,8 @@ def test_pass_batch_times_every_network_at_every_batch(capsys):
     ]
     for row in rows:  # milliseconds per image, positive
         assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])
+
+
+def test_a_pass_batch_below_one_is_refused_in_one_line():
+    with pytest.raises(SystemExit, match="^--pass-batch must be at least 1, got 0$"):
+        main(["dec", "--pass-batch", "0"])

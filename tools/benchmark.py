@@ -64,6 +64,7 @@ To add a measurement: write ``bench_<name>(args) -> None`` and register its argu
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -477,6 +478,8 @@ def bench_method(args: argparse.Namespace) -> None:
         raise SystemExit(f"--accumulate must be at least 1, got {args.accumulate}")
     if args.checkpoint_every < 1:
         raise SystemExit(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+    if args.pass_batch is not None and args.pass_batch < 1:
+        raise SystemExit(f"--pass-batch must be at least 1, got {args.pass_batch}")
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:
         print(machine_summary())
@@ -535,12 +538,10 @@ def bench_pass_batch(args: argparse.Namespace) -> None:
         network.to(device).eval()
         cells = []
         for batch in batches:
+            one_pass = functools.partial(_batched_pass, network, inputs, batch)
             with torch.no_grad():
-                _batched_pass(network, inputs, batch)  # warm-up: allocator, kernel choice
-                rates = sorted(
-                    _rate(lambda: _batched_pass(network, inputs, batch), device)  # noqa: B023
-                    for _ in range(args.repeats)
-                )
+                one_pass()  # warm-up: allocator, kernel choice
+                rates = sorted(_rate(one_pass, device) for _ in range(args.repeats))
             cells.append(f"{1e3 / rates[len(rates) // 2]:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     print("\nms per image, median of the repeats")

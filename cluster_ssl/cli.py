@@ -18,6 +18,17 @@ from cluster_ssl.engine.logging import WANDB_MODES
 from cluster_ssl.errors import UserError
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_set_option(parser: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE`` (repeatable): override a recipe setting."""
     parser.add_argument(
@@ -99,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_speed_options(train)
     train.add_argument("--wandb", choices=WANDB_MODES, default="disabled")
     train.add_argument(
-        "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
+        "--workers",
+        type=non_negative_int,
+        default=2,
+        help="DataLoader workers for file-backed datasets",
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -116,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, help="also write a report (grids, map, confusion) to this folder"
     )
     evaluate.add_argument(
-        "--workers", type=int, default=2, help="DataLoader workers for file-backed datasets"
+        "--workers",
+        type=non_negative_int,
+        default=2,
+        help="DataLoader workers for file-backed datasets",
     )
 
     cluster = commands.add_parser(
@@ -139,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_set_option(cluster)
     cluster.add_argument("--seed", type=int, help="random seed (default 0)")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    cluster.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    cluster.add_argument(
+        "--workers", type=non_negative_int, default=2, help="image-decoding processes"
+    )
     cluster.add_argument("--resume", action="store_true", help="continue the run in --out")
     cluster.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -150,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", type=Path, nargs="+", help="image files and/or folders")
     predict.add_argument("--out", type=Path, required=True, help="CSV to write")
     predict.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    predict.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    predict.add_argument(
+        "--workers", type=non_negative_int, default=2, help="image-decoding processes"
+    )
 
     commands.add_parser("list", help="list recipes, datasets and methods")
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -133,8 +134,17 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
     try:
         return _convert(text, annotation)
     except ValueError:
-        name = getattr(annotation, "__name__", str(annotation))
-        raise UserError(f"--set {key}={text!r}: expected a value of type {name}") from None
+        raise UserError(f"--set {key}={text!r}: expected {_describe(annotation)}") from None
+
+
+def _describe(annotation: Any) -> str:
+    """What a ``--set`` value of this type looks like, for error messages."""
+    if typing.get_origin(annotation) is tuple:
+        item = typing.get_args(annotation)[0]
+        return "comma-separated " + {int: "whole numbers", float: "numbers"}.get(item, "values")
+    return {float: "a finite number", int: "a whole number", bool: "true or false"}.get(
+        annotation, "a string"
+    )
 
 
 def _convert(text: str, annotation: Any) -> Any:
@@ -146,8 +156,11 @@ def _convert(text: str, annotation: Any) -> Any:
         raise ValueError(text)
     if typing.get_origin(annotation) is tuple:
         item = typing.get_args(annotation)[0]
-        return tuple(item(part) for part in text.split(",") if part)
-    return annotation(text)
+        return tuple(_convert(part, item) for part in text.split(",") if part)
+    value = annotation(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(text)  # nan and inf parse as floats but are no setting
+    return value
 
 
 def as_dict(cfg: RecipeConfig) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""`tools/benchmark.py`: the pass-batch table, one row per network and one column per batch
-size, and its one-line refusal of a bad `--pass-batch`."""
+"""`tools/benchmark.py`: the pass-batch table, one row per network (timm models included)
+and one column per batch size, and its one-line refusal of a bad `--pass-batch`."""
 
 import pytest
 
@@ -12,6 +12,7 @@ def test_pass_batch_times_every_network_at_every_batch(capsys):
             "pass-batch",
             *("--widths", "0.25", "--side", "8", "--batches", "4,8"),
             *("--images", "16", "--repeats", "1", "--device", "cpu"),
+            *("--timm", "test_vit", "--timm-images", "6"),
         ]
     )
     out = capsys.readouterr().out
@@ -23,9 +24,13 @@ def test_pass_batch_times_every_network_at_every_batch(capsys):
         "ResNet-18, width 0.25",
         "DCEC encoder 32-64-128 convolutions",
         "DEC encoder d-500-500-2000-10",
+        "timm test_vit, 160x160 px",
     ]
-    for row in rows:  # milliseconds per image, positive
-        assert all(float(cell) > 0 for cell in row.strip("| ").split(" | ")[1:])
+    cells = [row.strip("| ").split(" | ")[1:] for row in rows]
+    for row in cells[:-1]:  # milliseconds per image, positive
+        assert all(float(cell) > 0 for cell in row)
+    assert float(cells[-1][0]) > 0  # 6 timm images: batch 4 timed, batch 8 larger than the pass
+    assert cells[-1][1] == "-"
 
 
 def test_a_pass_batch_below_one_is_refused_in_one_line():

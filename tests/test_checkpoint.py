@@ -1,6 +1,8 @@
 """Atomic writes, strict loading and RNG capture."""
 
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -20,11 +22,33 @@ def test_save_is_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match=f"^cannot write {path}: disk full$"):
         ckpt.save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
     assert ckpt.load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
+
+
+def test_written_files_get_the_mode_the_umask_gives(tmp_path):
+    old = os.umask(0o027)
+    try:
+        ckpt.write_bytes(b"x", tmp_path / "shared.csv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o640  # not mkstemp's 0600
+
+
+def test_a_target_that_cannot_be_written_is_a_user_error(tmp_path):
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(UserError, match="dir is a directory; name a file to write"):
+        ckpt.write_bytes(b"x", tmp_path / "dir")
+    (tmp_path / "file").write_text("a file where a folder should be")
+    with pytest.raises(
+        UserError,
+        match=r"^cannot write .*file/out.json: a file is where one of its folders should be$",
+    ):
+        ckpt.write_json({}, tmp_path / "file" / "out.json")
+    assert (tmp_path / "file").read_text() == "a file where a folder should be"
 
 
 def test_write_json_handles_numpy(tmp_path):

@@ -86,7 +86,9 @@ def test_list_names_recipes_and_datasets(capsys):
         (["train", "dec", "--dataset", "nope"], "unknown dataset 'nope'"),
         (["train", "nope"], "unknown recipe 'nope'"),
         (["train", "dec", "--set", "lrr=1"], "unknown setting 'lrr'"),
-        (["train", "dec", "--set", "lr=fast"], "expected a value of type float"),
+        (["train", "dec", "--set", "lr=fast"], "lr='fast': expected a finite number"),
+        (["train", "dec", "--set", "lr=inf"], "lr='inf': expected a finite number"),
+        (["train", "dec", "--out", "{tmp}/afile"], "--out {tmp}/afile is a file, not a directory"),
         (["train", "dec", "--set", "num_clusters=5000"], "num_clusters=5000 is larger than"),
         (["train", "dec", "--dataset", "cifar10", "--data-root", "{tmp}/missing"], "CIFAR-10"),
         (["train", "dec", "--epochs", "0"], "--epochs must be at least 1"),
@@ -102,7 +104,9 @@ def test_list_names_recipes_and_datasets(capsys):
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    if argv[0] == "train" and "--resume" not in argv:
+    message = message.replace("{tmp}", str(tmp_path))
+    (tmp_path / "afile").write_text("not a directory")
+    if argv[0] == "train" and "--resume" not in argv and "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
     code, stdout, stderr = run(capsys, *argv)
     assert code == 2

@@ -43,9 +43,20 @@ def test_unknown_key_lists_the_valid_ones():
         build_config(ToyConfig, {}, {"lrr": "1"})
 
 
-@pytest.mark.parametrize(("key", "text"), [("lr", "fast"), ("epochs", "1.5"), ("flag", "maybe")])
-def test_bad_value_names_the_expected_type(key, text):
-    with pytest.raises(UserError, match=f"--set {key}=.*expected a value of type"):
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("lr", "fast", "a finite number"),
+        ("lr", "nan", "a finite number"),
+        ("lr", "-inf", "a finite number"),
+        ("gamma", "inf", "a finite number"),
+        ("epochs", "1.5", "a whole number"),
+        ("flag", "maybe", "true or false"),
+        ("dims", "500,x", "comma-separated whole numbers"),
+    ],
+)
+def test_bad_value_names_what_is_expected(key, text, expected):
+    with pytest.raises(UserError, match=f"^--set {key}='{text}': expected {expected}$"):
         build_config(ToyConfig, {}, {key: text})
 
 

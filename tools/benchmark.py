@@ -36,12 +36,14 @@ two (see tools/step_profile.py). ``--epochs`` measures whole epochs and so the s
 the per-epoch refreshes (k-means, P, E-step) in an epoch.
 
     python tools/benchmark.py pass-batch [--widths 0.25,1.0] [--side 28] [--batches 16,...,1024]
+                                         [--timm vit_tiny_patch16_224 --timm-images 512]
 
 ``pass-batch``: milliseconds per image of a whole-dataset pass without gradients (eval mode,
 ``no_grad``, as ``embed`` runs it) at each batch size, for a ResNet-18 at each ``--widths``,
 DCEC's convolutional encoder and DEC's d-500-500-2000-10 one, on random ``--side`` px
-single-channel inputs; the measurement behind
-:func:`cluster_ssl.engine.device.dataset_pass_batch_size`.
+single-channel inputs, and for each ``--timm`` model on ``--timm-images`` random RGB images
+of its default input size (a batch larger than that is shown as ``-``); the measurement
+behind :func:`cluster_ssl.engine.device.dataset_pass_batch_size`.
 
     python tools/benchmark.py kmeans [--n 70000] [--dim 128] [--k 10] [--n-init 3]
                                      [--iterations 50] [--features FILE.npy]
@@ -524,13 +526,19 @@ def bench_pass_batch(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     images = torch.randn(args.images, 1, args.side, args.side, device=device)
     networks: list[tuple[str, torch.nn.Module, torch.Tensor]] = []
-    for width in (float(w) for w in args.widths.split(",")):
+    for width in (float(w) for w in filter(None, args.widths.split(","))):
         backbone = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=width)
         networks.append((f"ResNet-18, width {width:g}", backbone, images))
     convolutional = ConvAutoencoder((1, args.side, args.side))
     networks.append(("DCEC encoder 32-64-128 convolutions", convolutional.encoder, images))
     fully_connected = MLPAutoencoder(args.side * args.side)
     networks.append(("DEC encoder d-500-500-2000-10", fully_connected.encoder, images.flatten(1)))
+    for name in filter(None, args.timm.split(",")):
+        timm_backbone = build_backbone(f"timm:{name}", in_channels=3)
+        size = timm_backbone.net.pretrained_cfg["input_size"]
+        timm_images = torch.randn(args.timm_images, *size, device=device)
+        side = "x".join(str(n) for n in size[1:])
+        networks.append((f"timm {name}, {side} px", timm_backbone, timm_images))
     batches = [int(b) for b in args.batches.split(",")]
     print("\n| network | " + " | ".join(f"batch {b}" for b in batches) + " |")
     print("|---|" + "---:|" * len(batches))
@@ -538,6 +546,9 @@ def bench_pass_batch(args: argparse.Namespace) -> None:
         network.to(device).eval()
         cells = []
         for batch in batches:
+            if batch > len(inputs):
+                cells.append("-")
+                continue
             one_pass = functools.partial(_batched_pass, network, inputs, batch)
             with torch.no_grad():
                 one_pass()  # warm-up: allocator, kernel choice
@@ -600,11 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     memory.set_defaults(func=bench_folder_memory)
 
     passes = commands.add_parser("pass-batch", help=bench_pass_batch.__doc__)
-    passes.add_argument("--widths", default="0.25,1.0", help="ResNet-18 widths, comma-separated")
+    passes.add_argument(
+        "--widths", default="0.25,1.0", help="ResNet-18 widths, comma-separated ('' for none)"
+    )
     passes.add_argument("--side", type=int, default=28, help="image side in pixels")
     passes.add_argument("--batches", default="16,32,64,128,256,512,1024", help="batch sizes")
     passes.add_argument("--images", type=int, default=2048, help="images per measured pass")
     passes.add_argument("--repeats", type=int, default=3, help="measurements per batch size")
+    passes.add_argument("--timm", default="", help="timm model names to add, comma-separated")
+    passes.add_argument("--timm-images", type=int, default=512, help="images per timm pass")
     passes.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     passes.set_defaults(func=bench_pass_batch)
 

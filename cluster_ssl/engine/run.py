@@ -371,6 +371,8 @@ def predict_method(
 
 def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
     """The run record: new for a fresh run, the stored one for ``--resume``."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory; choose another --out")
     run_file = out / "run.json"
     if request.resume:
         if not run_file.is_file():

@@ -109,4 +109,4 @@ def render(content: ReportContent) -> str:
 
 
 def write_report(path: Path, content: ReportContent) -> None:
-    write_bytes(render(content).encode(), path)
+    write_bytes(render(content).encode(errors="replace"), path)

@@ -218,14 +218,14 @@ def _train(args: argparse.Namespace) -> int:
             recipe=args.recipe,
             dataset=args.dataset,
             out=out,
-            data_root=args.data_root,
+            data_root=_absolute(args.data_root),  # the run resumes and evaluates from anywhere
             download=args.download,
             overrides=overrides,
             seed=args.seed,
             device=args.device,
             precision=args.precision,
             accumulate=args.accumulate,
-            init_from=None if args.init_from is None else str(Path(args.init_from).resolve()),
+            init_from=_absolute(args.init_from),
             channels_last=args.channels_last,
             compile_backend=args.compile,
             checkpoint_every=args.checkpoint_every,
@@ -240,6 +240,10 @@ def _train(args: argparse.Namespace) -> int:
         print(_result_line(summary))
         print(f"run directory: {out}")
     return 0
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _fresh_out_dir(recipe: str, dataset: str) -> Path:

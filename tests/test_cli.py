@@ -187,12 +187,32 @@ def test_eval_finds_the_checkpoint_of_a_run_trained_elsewhere(tmp_path, capsys, 
     assert code == 0 and "02-cluster.pt" in stdout
 
 
+def test_a_relative_data_root_still_serves_eval_from_elsewhere(tmp_path, capsys, monkeypatch):
+    from tests.data_formats import write_fashion_mnist
+
+    write_fashion_mnist(tmp_path / "data", n_train=30, n_test=10)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "dec", "--dataset", "fashion-mnist", "--data-root", "data", "--out", "run"]
+    assert run(capsys, *argv, *FAST)[0] == 0
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["data_root"]
+    assert recorded == str(tmp_path / "data")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, stdout, _ = run(capsys, "eval", str(tmp_path / "run"))
+    assert code == 0 and "fashion-mnist" in stdout
+
+
 def test_resume_keeps_the_settings_the_run_started_with(tmp_path, capsys):
     out = tmp_path / "run"
     assert run(capsys, "train", "dec", "--out", str(out), *FAST)[0] == 0
     code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--seed", "3")
     assert code == 2 and "cannot change seed" in stderr
     code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--set", "lr=1")
-    assert code == 2 and "cannot change overrides" in stderr
+    assert code == 2 and "cannot change lr (was the preset value, now 1)" in stderr
+    code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--set", "maxiter=31")
+    assert code == 2 and "cannot change maxiter (was 30, now 31)" in stderr
+    same = ("--set", "maxiter=030", "--epochs", "2")  # the run's values, spelled otherwise
+    code, stdout, _ = run(capsys, "train", "--out", str(out), "--resume", *same)
+    assert code == 0 and "ACC " in stdout
     code, stdout, _ = run(capsys, "train", "--out", str(out), "--resume", "--no-progress")
     assert code == 0 and "ACC " in stdout  # nothing left to train: it scores the run again

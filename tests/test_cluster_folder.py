@@ -126,7 +126,7 @@ def test_more_clusters_than_images_is_a_clear_error(tmp_path, capsys):
         Image.new("RGB", (8, 8), (i * 80, 0, 0)).save(folder / f"{i}.png")
     code = main(["cluster", str(folder), "--k", "5", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "--k 5: need 2 <= k <= the 3 readable images" in err
+    assert code == 2 and "--k 5: need 2 <= k and k at most the 3 readable images" in err
     assert not (tmp_path / "o").exists()  # nothing written
 
 
@@ -227,6 +227,26 @@ def test_k_auto_chooses_k_reports_the_scores_and_predict_uses_it(tmp_path, capsy
     assert {label for label, _ in predicted.values()} <= set(range(selection["k"]))
 
 
+def test_k_auto_on_a_small_folder_tries_every_k_below_the_image_count(tmp_path, capsys):
+    folder = tmp_path / "six"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 40, 255 - i * 40, 0)).save(folder / f"{i}.png")
+    out = tmp_path / "o"
+    argv = ["cluster", str(folder), "--k", "auto", "--out", str(out), "--epochs", "1"]
+    assert main([*argv, "--no-progress", "--workers", "0"]) == 0
+    scores = json.loads((out / "k_selection.json").read_text())["scores"]
+    assert sorted(map(int, scores)) == [2, 3, 4, 5]  # a silhouette needs k < 6 images
+    (tmp_path / "two").mkdir()
+    for i in range(2):
+        Image.new("RGB", (8, 8), (i * 200, 0, 0)).save(tmp_path / "two" / f"{i}.png")
+    capsys.readouterr()
+    assert (
+        main(["cluster", str(tmp_path / "two"), "--k", "auto", "--out", str(tmp_path / "t")]) == 2
+    )
+    assert "--k auto needs at least 3 readable images" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -234,6 +254,8 @@ def test_k_auto_chooses_k_reports_the_scores_and_predict_uses_it(tmp_path, capsy
         (["--k", "auto", "--k-range", "2-5"], "--k-range '2-5': write it LOW:HIGH"),
         (["--k", "three"], "--k 'three': give a number of clusters or auto"),
         (["--k", "3", "--k-range", "2:5"], "--k-range goes with --k auto"),
+        (["--k", "auto", "--k-range", "5:2"], "--k-range 5:2: LOW is above HIGH"),
+        (["--k", "auto", "--k-range", "2:6"], "need 2 <= k and k fewer than the 6 readable"),
     ],
 )
 def test_bad_k_options_get_one_line(tmp_path, capsys, options, message):
@@ -255,6 +277,38 @@ def test_resume_of_a_finished_run_rewrites_the_same_outputs(clustered, capsys):
     assert "already finished" in capsys.readouterr().err
     assert (out / "assignments.csv").read_text() == before
     assert (out / "report.html").is_file()
+
+
+def test_resume_refuses_other_settings_and_another_folder(clustered, capsys, tmp_path):
+    _, root, out, _ = clustered
+    argv = ["cluster", str(root), "--out", str(out), "--resume", "--no-progress"]
+    assert main([*argv, "--k", str(GROUPS + 1)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot change num_clusters (was {GROUPS}, now {GROUPS + 1})" in err
+    assert main([*argv, "--k", str(GROUPS), "--method", "simclr"]) == 2
+    assert f"{out} is a cc run on folder, not simclr" in capsys.readouterr().err
+    assert main([*argv, "--k", str(GROUPS), "--epochs", "3"]) == 2
+    assert "cannot change epochs (was 15, now 3)" in capsys.readouterr().err
+    other = tmp_path / "other"
+    write_group_folder(other)
+    assert main(["cluster", str(other), "--k", str(GROUPS), "--out", str(out), "--resume"]) == 2
+    assert f"--resume: {out} clustered {root}, not {other}" in capsys.readouterr().err
+
+
+def test_resume_from_another_directory_with_a_relative_folder(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "photos"
+    for i in range(6):
+        root.mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--k", "2", "--out", "run", "--epochs", "1", "--no-progress", "--workers", "0"]
+    assert main(["cluster", "photos", *argv]) == 0
+    before = (tmp_path / "run" / "assignments.csv").read_text()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    resumed = ["cluster", "../photos", "--k", "2", "--out", "../run", "--resume", "--no-progress"]
+    assert main(resumed) == 0
+    assert (tmp_path / "run" / "assignments.csv").read_text() == before
 
 
 @pytest.mark.parametrize("method", ["dec", "dcec"])

@@ -47,7 +47,7 @@ class FolderRequest:
     k: int | None  # None: choose it (``--k auto``) in ``k_range``
     out: Path
     method: str | None = None
-    k_range: tuple[int, int] | None = None  # None: 2 to min(20, number of images)
+    k_range: tuple[int, int] | None = None  # None: 2 to min(20, number of images - 1)
     backbone: str | None = None
     weights: str | None = None
     epochs: int | None = None
@@ -123,7 +123,11 @@ def method_settings(
 def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     """Train ``request.method`` on the folder's readable images, then write the report."""
     auto = request.k is None
-    method = request.method or (DEFAULT_AUTO_METHOD if auto else DEFAULT_METHOD)
+    folder = Path(request.folder).expanduser().resolve()  # a run resumes from anywhere
+    stored = _stored_run(request.out, folder) if request.resume else {}
+    method = (
+        request.method or stored.get("recipe") or (DEFAULT_AUTO_METHOD if auto else DEFAULT_METHOD)
+    )
     if method not in FOLDER_METHODS:
         raise UserError(f"--method {method!r} is not one of: {', '.join(FOLDER_METHODS)}")
     if auto and method not in KMEANS_METHODS:
@@ -131,28 +135,36 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
             f"--k auto needs a method that clusters its embedding by k-means "
             f"({', '.join(KMEANS_METHODS)}), not {method}; give --k N for {method}"
         )
-    folder = Path(request.folder).expanduser()
     readable, skipped = scan_images(folder, decode=True)
     if not readable:
         raise UserError(
             f"no readable images in {folder}"
             + (f" ({len(skipped)} files could not be read)" if skipped else "")
         )
-    if auto:
-        low, high = request.k_range or (2, min(20, len(readable)))
+    if auto:  # a silhouette needs at least one cluster of two images: k < images
+        low, high = request.k_range or (2, min(20, len(readable) - 1))
+        largest = len(readable) - 1
+        if request.k_range is None and high < low:
+            raise UserError(
+                f"--k auto needs at least 3 readable images, {folder} has {len(readable)}"
+            )
     else:
         low, high = request.k, request.k
-    if low < 2 or high > len(readable) or low > high:
+        largest = len(readable)
+    if low > high:
+        raise UserError(f"--k-range {low}:{high}: LOW is above HIGH; write it LOW:HIGH, e.g. 2:20")
+    if low < 2 or high > largest:
         asked = f"--k-range {low}:{high}" if auto else f"--k {request.k}"
-        raise UserError(f"{asked}: need 2 <= k <= the {len(readable)} readable images in {folder}")
+        bound = f"fewer than the {len(readable)}" if auto else f"at most the {len(readable)}"
+        raise UserError(f"{asked}: need 2 <= k and k {bound} readable images in {folder}")
     device = resolve_device(request.device)
-    overrides: dict[str, Any] = {}
-    if not request.resume:
-        overrides = method_settings(request, method, len(readable), native_side(readable), device)
-        overrides["num_clusters"] = high  # the largest k tried when it is chosen
+    overrides = method_settings(request, method, len(readable), native_side(readable), device)
+    overrides["num_clusters"] = high  # the largest k tried when it is chosen
+    if request.resume:  # the options given again must match the run's (it refuses others)
+        overrides = {key: overrides[key] for key in _given_keys(request)}
     summary = train(
         RunRequest(
-            recipe=method if not request.resume else None,
+            recipe=method,
             dataset="folder",
             out=request.out,
             data_root=str(folder),
@@ -174,6 +186,30 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
         summary.update(clusters_used=int((sizes > 0).sum()), cluster_sizes=sizes.tolist())
         write_json(summary, request.out / "summary.json")
     return summary
+
+
+def _given_keys(request: FolderRequest) -> list[str]:
+    """The settings the command sets explicitly (``--k``, ``--epochs``, ``--set``...)."""
+    options = {"epochs": request.epochs, "backbone": request.backbone}
+    options["pretrained"] = request.weights
+    given = [key for key, value in options.items() if value is not None]
+    return ["num_clusters", *given, *request.overrides]
+
+
+def _stored_run(out: Path, folder: Path) -> dict[str, Any]:
+    """The record of the run ``--resume`` continues (empty when there is none, which
+    :func:`train` reports); a UserError when it clustered another folder that still exists."""
+    run_file = Path(out) / "run.json"
+    if not run_file.is_file():
+        return {}
+    stored = json.loads(run_file.read_text())
+    before = Path(stored.get("data_root") or folder)
+    if before.resolve() != folder and before.is_dir():
+        raise UserError(
+            f"--resume: {out} clustered {before}, not {folder}; give that folder, "
+            f"or another --out to cluster this one"
+        )
+    return stored
 
 
 def choose_run_k(

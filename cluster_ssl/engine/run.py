@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, as_dict, build_config
+from cluster_ssl.config import (
+    DEFAULT_DATASET,
+    DEFAULT_RECIPE,
+    as_dict,
+    build_config,
+    parse_value,
+)
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.data.registry import DATASETS, build_dataset
 from cluster_ssl.engine.checkpoint import (
@@ -389,7 +396,11 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
                     f"{asked.get('dataset', stored['dataset'])}; use another --out"
                 )
         before = {**RECORD_DEFAULTS, "init_from": None, **stored}  # older runs lack keys
-        changed = [key for key, value in asked.items() if value != before[key]]
+        changed = [
+            key for key, value in asked.items() if key != "overrides" and value != before[key]
+        ]
+        if "overrides" in asked:
+            changed += changed_settings(stored["recipe"], before["overrides"], asked["overrides"])
         if changed:
             raise UserError(
                 f"--resume continues {out} with the settings it started with; it cannot "
@@ -404,6 +415,26 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
         )
     (out / "metrics.jsonl").unlink(missing_ok=True)  # left by a run that never checkpointed
     return request.record()
+
+
+def changed_settings(recipe: str, before: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """The keys a resuming command sets to another value than the run has, with both
+    values, compared as the recipe parses them (``.25`` is ``0.25``)."""
+    hints = typing.get_type_hints(get_recipe(recipe).config)
+
+    def parsed(key: str, value: Any) -> Any:
+        if isinstance(value, str) and key in hints:
+            try:
+                return parse_value(value, hints[key], key)
+            except UserError:
+                return value
+        return value
+
+    return [
+        f"{key} (was {before.get(key, 'the preset value')}, now {value})"
+        for key, value in asked.items()
+        if parsed(key, before.get(key)) != parsed(key, value)
+    ]
 
 
 #: a run directory's record of the k chosen after training, which its predictions use

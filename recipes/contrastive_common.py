@@ -59,6 +59,10 @@ def image_side(cfg: RecipeConfig, dataset: ImageDataset) -> int:
 
 
 #: the pipelines with a horizontal flip that ``BackboneConfig.flip`` switches
+#: the ImageNet subsets and Tiny-ImageNet are clustered on their train images alone
+#: (13,000 / 19,500 / 100,000), as in CC's and IDFD's tables; CIFAR and STL-10 merge splits
+IMAGENET_TRAIN_ONLY = {"split": "train"}
+
 FLIPPING = ("simclr", "cc", "scan_strong", "crop_flip")
 
 

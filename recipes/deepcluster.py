@@ -9,7 +9,8 @@ sampling uniformly over the pseudo-classes, under RandomResizedCrop + horizontal
 the fixed Sobel layer. SGD lr 0.05, momentum 0.9, weight decay 1e-5, batch 256, 500 epochs
 (ImageNet: AlexNet-BN with k = 10000, 10x the classes). Here a ResNet-18 replaces AlexNet and
 k is about 10x the number of classes (100 for CIFAR-10; CIFAR-10 clustering ACC reported for
-DeepCluster: 37.4). Protocol: train+test merged, as the clustering papers that report it.
+DeepCluster: 37.4). Protocol: train+test merged, as the clustering papers that report it
+(train only on the ImageNet subsets and Tiny-ImageNet).
 Evaluation: k-means with K = the number of classes on the L2-normalised backbone embedding.
 
     python recipes/deepcluster.py --dataset digits --out runs/deepcluster-digits
@@ -30,6 +31,7 @@ from cluster_ssl.models.backbones import Backbone, build_backbone
 from cluster_ssl.models.sobel import SOBEL_CHANNELS
 from cluster_ssl.recipe import Recipe
 from recipes.contrastive_common import (
+    IMAGENET_TRAIN_ONLY,
     BackboneConfig,
     make_backbone,
     make_pipeline,
@@ -138,17 +140,19 @@ PRESETS = {
     "stl10": {**PAPER, "num_pseudo_classes": 100, "cifar_stem": False},
     "imagenet10": {
         **PAPER,
+        **IMAGENET_TRAIN_ONLY,
         "num_pseudo_classes": 100,
         "image_size": 224,
         "cifar_stem": False,
     },
     "imagenet-dogs": {
         **PAPER,
+        **IMAGENET_TRAIN_ONLY,
         "num_pseudo_classes": 150,
         "image_size": 224,
         "cifar_stem": False,
     },
-    "tiny-imagenet": {**PAPER, "num_pseudo_classes": 2000, "image_size": 64},
+    "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "num_pseudo_classes": 2000, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18 (128 features), batch 64 so that the head,
     # re-initialised every epoch, gets enough steps; milder crops on the small images; no
     # Sobel (the images are grayscale already, and the layer is there to remove colour).
@@ -178,7 +182,9 @@ RECIPE = Recipe(
     config=DeepClusterConfig,
     build=build,
     presets=PRESETS,
-    protocol="train+test merged; k-means on the backbone embedding",
+    protocol=(
+        "train+test merged (train only on the ImageNet subsets); k-means on the backbone embedding"
+    ),
 )
 
 if __name__ == "__main__":

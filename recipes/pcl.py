@@ -16,7 +16,8 @@ GPUs), the key views' groups drawn from a permutation.
 Augmentation: MoCo v2's (RandomResizedCrop 0.2-1, flip, colour jitter p 0.8, grayscale
 p 0.2). Negative prototypes are drawn per sample from every prototype but its positive
 (the paper); ``negative_sampling=batch`` draws them once per batch from those that are no
-sample's positive (the public code). Protocol: train+test merged, as that reproduction.
+sample's positive (the public code). Protocol: train+test merged, as that reproduction
+(train only on the ImageNet subsets and Tiny-ImageNet).
 Evaluation: k-means on the backbone embedding.
 
     python recipes/pcl.py --dataset digits --out runs/pcl-digits
@@ -34,7 +35,12 @@ from cluster_ssl.methods.pcl import PCL
 from cluster_ssl.models.heads import ProjectionHead
 from cluster_ssl.models.momentum import KeyQueue
 from cluster_ssl.recipe import Recipe
-from recipes.contrastive_common import BackboneConfig, embedding_method_args, make_pipeline
+from recipes.contrastive_common import (
+    IMAGENET_TRAIN_ONLY,
+    BackboneConfig,
+    embedding_method_args,
+    make_pipeline,
+)
 
 
 @dataclass
@@ -103,7 +109,7 @@ def build(cfg: PCLConfig, dataset: ImageDataset, num_clusters: int) -> list[Stag
 
 
 PAPER = {"epochs": 1000, "warmup_epochs": 50, "eval_every": 50}
-IMAGENET = {**PAPER, "image_size": 224, "cifar_stem": False, "blur": True}
+IMAGENET = {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 224, "cifar_stem": False, "blur": True}
 CPU = {
     "width": 0.25,
     "batch_size": 128,
@@ -118,7 +124,7 @@ PRESETS = {
     "stl10": {**PAPER, "image_size": 96, "cifar_stem": False},
     "imagenet10": {**IMAGENET},
     "imagenet-dogs": {**IMAGENET},
-    "tiny-imagenet": {**PAPER, "image_size": 64},
+    "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18, Adam, prototypes and queue sized for the data;
     # digits takes small batches for more steps, in 4 BatchNorm groups of 16, no flips and
     # crops of at least 30% (ACC 0.728 with flips and 20% crops, 0.912 without)
@@ -152,7 +158,10 @@ RECIPE = Recipe(
     config=PCLConfig,
     build=build,
     presets=PRESETS,
-    protocol="train+test merged (the public CIFAR clustering reproduction's protocol)",
+    protocol=(
+        "train+test merged (train only on the ImageNet subsets), "
+        "as the CIFAR clustering reproduction"
+    ),
 )
 
 if __name__ == "__main__":

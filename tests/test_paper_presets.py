@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cluster_ssl.cli import main
-from cluster_ssl.config import as_dict
+from cluster_ssl.config import as_dict, build_config
 from recipes import RECIPES
 from tests.data_formats import (
     write_cifar10,
@@ -146,3 +146,14 @@ def test_paper_preset_trains_and_reports(tmp_path, capsys, recipe, dataset):
     expected = {**as_dict(preset), **shrunk, "epochs": 1}
     assert {key: used[key] for key in expected} == expected
     shutil.rmtree(checkpoint.parent)  # ResNet checkpoints with optimiser state are large
+
+
+@pytest.mark.parametrize("recipe", ["cc", "idfd", "pcl", "deepcluster"])
+def test_imagenet_subsets_cluster_their_train_images_alone(recipe):
+    """CC's and IDFD's tables count 13,000 / 19,500 / 100,000 images: the train split."""
+    spec = RECIPES.get(recipe)
+    for dataset in ("imagenet10", "imagenet-dogs", "tiny-imagenet"):
+        config = build_config(spec.config, spec.presets[dataset], {})
+        assert (config.split, config.eval_split) == ("train", None), dataset
+    for dataset in ("cifar10", "cifar100-20", "stl10"):
+        assert build_config(spec.config, spec.presets[dataset], {}).split == "train+test"

@@ -111,16 +111,39 @@ NON_NEGATIVE = (
 )
 
 
+#: settings in [0, 1) (a probability of dropping, a momentum that must forget) and in [0, 1]
+BELOW_ONE = (
+    "pretrain_dropout",
+    "bank_momentum",
+    "encoder_momentum",
+    "momentum",
+    "pretrain_momentum",
+    "dec_momentum",
+)
+UP_TO_ONE = ("confidence_threshold", "final_lr_fraction", "crop_scale")
+
+
 def check_ranges(config: RecipeConfig) -> None:
     """One clear error for a value outside its range, before anything is built or trained."""
-    for name in POSITIVE + NON_NEGATIVE:
+    for name in POSITIVE + NON_NEGATIVE + BELOW_ONE + UP_TO_ONE:
         value = getattr(config, name, None)
         if value is None or isinstance(value, bool):
             continue
         if name in POSITIVE and value <= 0:
             raise UserError(f"--set {name}={value}: must be greater than 0")
-        if name in NON_NEGATIVE and value < 0:
+        if name in NON_NEGATIVE + BELOW_ONE + UP_TO_ONE and value < 0:
             raise UserError(f"--set {name}={value}: must not be negative")
+        if name in BELOW_ONE and value >= 1:
+            raise UserError(f"--set {name}={value}: must be below 1")
+        if name in UP_TO_ONE and value > 1:
+            raise UserError(f"--set {name}={value}: must be at most 1")
+    milestones = getattr(config, "milestones", ())
+    if list(milestones) != sorted(milestones) or any(not 0 < m < 1 for m in milestones):
+        joined = ",".join(map(str, milestones))
+        raise UserError(
+            f"--set milestones={joined}: give increasing fractions of training between 0 "
+            f"and 1, e.g. 0.5,0.75"
+        )
 
 
 def parse_value(text: str, annotation: Any, key: str) -> Any:

@@ -64,3 +64,26 @@ def test_assignments_need_an_equals_sign():
     assert parse_assignments(["a=1", " b = x=y "]) == {"a": "1", "b": "x=y"}
     with pytest.raises(UserError, match="key=value"):
         parse_assignments(["lr"])
+
+
+@pytest.mark.parametrize(
+    ("recipe", "setting", "message"),
+    [
+        ("dec", "pretrain_dropout=1.5", "pretrain_dropout=1.5: must be below 1"),
+        ("dec", "momentum=1", "momentum=1.0: must be below 1"),
+        ("idfd", "bank_momentum=-2", "bank_momentum=-2.0: must not be negative"),
+        ("pcl", "encoder_momentum=1", "encoder_momentum=1.0: must be below 1"),
+        ("simclr", "final_lr_fraction=-1", "final_lr_fraction=-1.0: must not be negative"),
+        ("scan", "confidence_threshold=1.5", "confidence_threshold=1.5: must be at most 1"),
+        ("simclr", "milestones=0.75,0.5", "milestones=0.75,0.5: give increasing fractions"),
+        ("simclr", "milestones=600,950", "milestones=600.0,950.0: give increasing fractions"),
+    ],
+)
+def test_values_outside_their_range_are_refused_before_training(recipe, setting, message):
+    from recipes import RECIPES
+
+    spec = RECIPES.get(recipe)
+    key, value = setting.split("=")
+    with pytest.raises(UserError, match=f"^--set {message}"):
+        build_config(spec.config, {}, {key: value})
+    assert build_config(spec.config, {}, {}) is not None  # the defaults are in range

@@ -348,3 +348,17 @@ def test_backbone_options_do_not_apply_to_autoencoders(tmp_path, capsys):
     argv = ["cluster", str(folder), "--k", "2", "--out", str(tmp_path / "o"), "--method", "dec"]
     assert main([*argv, "--backbone", "resnet50"]) == 2
     assert "--backbone does not apply to dec" in capsys.readouterr().err
+
+
+def test_an_output_folder_inside_the_image_folder_is_not_clustered(tmp_path, monkeypatch):
+    root = tmp_path / "holiday"
+    root.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / f"{i}.png")
+    monkeypatch.chdir(root)
+    argv = ["cluster", ".", "--k", "2", "--out", "runs/x", "--no-progress", "--workers", "0"]
+    assert main([*argv, "--epochs", "1"]) == 0
+    assert list((root / "runs" / "x" / "clusters").glob("*.png"))  # images it wrote itself
+    assert main([*argv, "--resume"]) == 0
+    assert len(read_assignments(root / "runs" / "x" / "assignments.csv")) == 6
+    assert "<title>holiday: 2 clusters" in (root / "runs" / "x" / "report.html").read_text()

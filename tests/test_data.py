@@ -401,6 +401,30 @@ def test_scan_images_lists_unreadable_files(tmp_path):
     assert files["fake_png"] in {path for path, _ in quick}
 
 
+def test_scan_images_reads_gifs_lists_heic_and_leaves_out_hidden_files_and_the_outputs(
+    tmp_path,
+):
+    from PIL import Image
+
+    frames = [Image.new("P", (12, 12), color) for color in (3, 200)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (12, 12), "red").save(tmp_path / "photo.png")
+    (tmp_path / "phone.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "._photo.png").write_bytes(b"AppleDouble resource fork")
+    (tmp_path / ".thumbnails").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / ".thumbnails" / "photo.png")
+    (tmp_path / "run" / "clusters").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "run" / "clusters" / "01.png")
+    readable, skipped = scan_images(tmp_path, decode=True, exclude=tmp_path / "run")
+    assert readable == [tmp_path / "moving.gif", tmp_path / "photo.png"]
+    assert skipped == [
+        (tmp_path / "phone.HEIC", ".HEIC images cannot be read; convert them to JPEG or PNG")
+    ]
+    gif = FileImageDataset("gif", [tmp_path / "moving.gif"], 8)[0]["image"]
+    assert gif.shape == (3, 8, 8)
+    assert scan_images(tmp_path)[0][-1] == tmp_path / "run" / "clusters" / "01.png"
+
+
 # ----------------------------------------------------------------------------------- synthetic
 
 

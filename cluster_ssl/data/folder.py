@@ -18,7 +18,33 @@ from PIL import Image, ImageOps
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jfif",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",  # its first frame
+    ".avif",
+)
+#: photo formats PIL does not read here: listed as skipped, with the fix, not passed over
+UNSUPPORTED_EXTENSIONS = (
+    ".heic",
+    ".heif",
+    ".svg",
+    ".psd",
+    ".dng",
+    ".cr2",
+    ".cr3",
+    ".nef",
+    ".arw",
+    ".orf",
+    ".rw2",
+    ".raw",
+)
 DEFAULT_FOLDER_SIZE = 96
 INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
@@ -120,30 +146,49 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def list_images(root: Path) -> list[Path]:
-    """All image files under ``root``, recursively (symlinked folders are not followed), sorted."""
-    found = [
-        Path(folder) / name
-        for folder, _, names in os.walk(root)
-        for name in names
-        if is_image_file(Path(name))
-    ]
+def folder_files(root: Path, exclude: Path | None = None) -> list[Path]:
+    """Every file under ``root``, recursively and sorted, leaving out hidden files and
+    folders (names starting with a dot: thumbnail caches, ``._`` resource forks), the
+    folder ``exclude`` (a run writing its outputs inside the image folder) and the
+    contents of symlinked folders (not followed)."""
+    skip = None if exclude is None else Path(exclude).resolve()
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".") and (Path(folder) / name).resolve() != skip
+        ]
+        found += [Path(folder) / name for name in names if not name.startswith(".")]
     return sorted(found)
 
 
+def list_images(root: Path, exclude: Path | None = None) -> list[Path]:
+    """The image files among :func:`folder_files`."""
+    return [path for path in folder_files(root, exclude) if is_image_file(path)]
+
+
 def scan_images(
-    root: str | Path, decode: bool = False
+    root: str | Path, decode: bool = False, exclude: Path | None = None
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Check every image file under ``root``: (readable paths, [(skipped path, reason)]).
 
     Each file is opened and checked with ``PIL.Image.verify`` (headers and, for PNG, checksums)
     without keeping decoded pixels. ``decode=True`` also decodes each image once (JPEGs at a
-    reduced scale), which catches truncated files that ``verify`` lets through.
+    reduced scale), which catches truncated files that ``verify`` lets through. Photos in a
+    format PIL cannot read (HEIC, camera raw...) are among the skipped, with the fix.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist or is not a directory")
-    return check_images(list_images(root), decode)
+    files = folder_files(root, exclude)
+    readable, skipped = check_images([path for path in files if is_image_file(path)], decode)
+    unsupported = [
+        (path, f"{path.suffix} images cannot be read; convert them to JPEG or PNG")
+        for path in files
+        if path.suffix.lower() in UNSUPPORTED_EXTENSIONS
+    ]
+    return readable, sorted(skipped + unsupported)
 
 
 def check_images(
@@ -182,12 +227,14 @@ def build_folder(
     download: bool,
     channels: int = 3,
     skip_unreadable: bool = False,
+    exclude: str | None = None,
 ) -> FileImageDataset:
     """Every image under ``root`` (recursively, sorted paths), unlabelled, decoded lazily.
 
     By default an unreadable file stops training when it is reached, naming the file;
     ``skip_unreadable=True`` decodes every file once first and leaves out the ones that fail
     (kept with their reasons in ``dataset.skipped``), as ``cluster-ssl cluster`` does.
+    ``exclude``: a folder under ``root`` to leave out (that command's output directory).
     """
     if root is None:
         raise UserError("the folder dataset needs a directory: pass --data-root DIR (your images)")
@@ -197,9 +244,9 @@ def build_folder(
         raise UserError(f"image folder {root} does not exist or is not a directory")
     skipped: list[tuple[Path, str]] = []
     if skip_unreadable:
-        paths, skipped = scan_images(root, decode=True)
+        paths, skipped = scan_images(root, decode=True, exclude=exclude)
     else:
-        paths = list_images(root)
+        paths = list_images(root, exclude)
     if not paths:
         unreadable = f"; {len(skipped)} unreadable files were skipped" if skipped else ""
         raise UserError(

@@ -187,7 +187,7 @@ _SPECS = (
         name="folder",
         builder=build_folder,
         num_classes=None,
-        description="any folder of images (jpg, png, webp, bmp, tiff), recursively, "
+        description="any folder of images (jpg, png, webp, bmp, tiff, gif, avif), recursively, "
         "unlabelled, 96 px by default",
         image_size=96,
         channels=3,

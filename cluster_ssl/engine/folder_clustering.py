@@ -135,7 +135,8 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
             f"--k auto needs a method that clusters its embedding by k-means "
             f"({', '.join(KMEANS_METHODS)}), not {method}; give --k N for {method}"
         )
-    readable, skipped = scan_images(folder, decode=True)
+    out = Path(request.out).expanduser().resolve()  # left out when it is inside the folder
+    readable, skipped = scan_images(folder, decode=True, exclude=out)
     if not readable:
         raise UserError(
             f"no readable images in {folder}"
@@ -174,7 +175,7 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
             resume=request.resume,
             progress=request.progress,
             num_workers=request.num_workers,
-            dataset_options={"skip_unreadable": True},
+            dataset_options={"skip_unreadable": True, "exclude": str(out)},
         )
     )
     if auto:

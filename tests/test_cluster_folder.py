@@ -179,6 +179,22 @@ def test_predict_with_a_kmeans_method_keeps_the_training_clusters(tmp_path, caps
     }
 
 
+def test_predict_keeps_the_cluster_ids_of_a_folder_run_after_the_folder_changed(tmp_path):
+    root = tmp_path / "photos"
+    write_group_folder(root)
+    out = tmp_path / "run"
+    argv = ["cluster", str(root), "--k", str(GROUPS), "--out", str(out), "--method", "simclr"]
+    assert main([*argv, "--epochs", "2", "--no-progress", "--workers", "0"]) == 0
+    kept = list((out / "stages").glob("*.centres.npy"))
+    assert len(kept) == 1 and np.load(kept[0]).shape[0] == GROUPS
+    clustered = read_assignments(out / "assignments.csv")
+    for name in sorted(clustered)[::3]:  # a third of the folder goes, so k-means would move
+        (root / name).unlink()
+    assert main(["predict", str(out), str(root), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = read_assignments(tmp_path / "p.csv", root)
+    assert predicted and all(predicted[name][0] == clustered[name][0] for name in predicted)
+
+
 def read_assignments_from_summary(out: Path) -> np.ndarray:
     """The run's own k-means clustering of its training images, in dataset order."""
     from cluster_ssl.engine.device import resolve_device

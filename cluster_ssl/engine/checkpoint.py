@@ -64,6 +64,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     _atomic_write(Path(path), lambda handle: torch.save(state, handle))
 
 
+def write_array(array: np.ndarray, path: str | Path) -> None:
+    """``np.save`` atomically (``.npy``)."""
+    _atomic_write(Path(path), lambda handle: np.save(handle, array))
+
+
 def write_json(data: Any, path: str | Path) -> None:
     """Write JSON atomically (``summary.json``, ``run.json``)."""
     text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"

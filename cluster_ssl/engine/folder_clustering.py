@@ -23,9 +23,15 @@ from PIL import Image
 
 from cluster_ssl.cluster.choose_k import choose_k
 from cluster_ssl.data.folder import DECODE_ERRORS, scan_images
-from cluster_ssl.engine.checkpoint import write_json
+from cluster_ssl.engine.checkpoint import write_array, write_json
 from cluster_ssl.engine.device import resolve_device
-from cluster_ssl.engine.run import K_SELECTION_FILE, RunRequest, load_trained_stage, train
+from cluster_ssl.engine.run import (
+    K_SELECTION_FILE,
+    RunRequest,
+    centres_path,
+    load_trained_stage,
+    train,
+)
 from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import Prediction, StageContext
 from cluster_ssl.report.assignments import write_skipped
@@ -237,6 +243,8 @@ def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Pred
     trained = load_trained_stage(out)
     dataset = trained.prepared.eval_dataset
     prediction = trained.predict(device, num_workers)
+    if prediction.centres is not None:  # predict's new images join these very clusters
+        write_array(np.asarray(prediction.centres), centres_path(trained.path))
     facts = {}
     chosen = out / K_SELECTION_FILE
     if chosen.is_file():

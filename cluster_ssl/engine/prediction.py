@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cluster_ssl.data.folder import FileImageDataset, check_images, is_image_file, list_images
 from cluster_ssl.engine.device import resolve_device
-from cluster_ssl.engine.run import load_trained_stage
+from cluster_ssl.engine.run import centres_path, load_trained_stage
 from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import Prediction, StageContext
 from cluster_ssl.report.assignments import write_assignments
@@ -48,12 +49,14 @@ def predict_images(
     seed = trained.record["seed"]
     method = trained.stage.method.to(device).eval()
     network = method.network()
+    kept = centres_path(trained.path)  # written by ``cluster``; else k-means runs again
     with torch.no_grad():
         prediction = method.predict_new(
             StageContext(training, device, seed, num_workers=num_workers, network=network),
             StageContext(
                 new, device, seed, num_workers=num_workers, training_data=False, network=network
             ),
+            centres=np.load(kept) if kept.is_file() else None,
         )
     names = [path.as_posix() for path in readable]
     write_assignments(out_csv, names, prediction.labels, prediction.confidence)

@@ -441,6 +441,13 @@ def changed_settings(recipe: str, before: dict[str, Any], asked: dict[str, Any])
 K_SELECTION_FILE = "k_selection.json"
 
 
+def centres_path(checkpoint: Path) -> Path:
+    """Where ``cluster`` keeps the k-means centres it found with a stage checkpoint
+    (``stages/02-x.pt`` -> ``stages/02-x.centres.npy``): ``predict`` assigns new images to
+    them, so cluster ids stay those of ``assignments.csv`` even if the folder changed."""
+    return Path(checkpoint).with_suffix(".centres.npy")
+
+
 @dataclass
 class TrainedStage:
     """A stage checkpoint loaded back into its run's method, with the run's data."""

@@ -135,7 +135,7 @@ def test_timm_model_by_name() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"width": 0.5}, "width"), ({"cifar_stem": True}, "cifar_stem")],
+    [({"width": 0.5}, "width=0.5 .*add --set width=1$"), ({"cifar_stem": True}, "false$")],
 )
 def test_timm_rejects_resnet_only_options(kwargs: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
@@ -145,6 +145,8 @@ def test_timm_rejects_resnet_only_options(kwargs: dict, message: str) -> None:
 def test_unknown_timm_model() -> None:
     with pytest.raises(UserError, match="no_such_net"):
         build_backbone("timm:no_such_net")
+    with pytest.raises(UserError, match="^timm has no model 'no_such_net'"):  # named first
+        build_backbone("timm:no_such_net", width=0.25, cifar_stem=True)
 
 
 def test_unknown_name_lists_choices() -> None:

@@ -356,6 +356,19 @@ def test_settings_follow_the_recipe_and_the_image_size():
     assert method_settings(request, "cc", 50_000, 200, cpu)["image_size"] == 64
 
 
+def test_a_timm_backbone_clusters_a_folder(tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    argv = ["cluster", str(folder), "--k", "2", "--out", str(tmp_path / "o")]
+    options = ["--backbone", "timm:test_resnet", "--epochs", "1", "--workers", "0"]
+    assert main([*argv, *options, "--no-progress"]) == 0  # no width or CIFAR stem forced on it
+    overrides = json.loads((tmp_path / "o" / "run.json").read_text())["overrides"]
+    assert overrides["backbone"] == "timm:test_resnet"
+    assert "width" not in overrides and "cifar_stem" not in overrides
+
+
 def test_backbone_options_do_not_apply_to_autoencoders(tmp_path, capsys):
     folder = tmp_path / "few"
     folder.mkdir()

@@ -106,7 +106,10 @@ def decode_image(path: Path, size: int, channels: int = 3) -> torch.Tensor:
             upright = ImageOps.exif_transpose(opened)
             image = square_resize(to_mode(upright, "RGB" if channels == 3 else "L"), size)
     except DECODE_ERRORS as error:
-        raise UserError(f"cannot read image {path}: {error}") from None
+        raise UserError(
+            f"cannot read image {path}: {error}; remove or replace that file "
+            f"(`cluster-ssl cluster` leaves unreadable files out and lists them)"
+        ) from None
     array = np.asarray(image)
     tensor = torch.from_numpy(array.copy())
     return tensor.permute(2, 0, 1).contiguous() if channels == 3 else tensor[None]

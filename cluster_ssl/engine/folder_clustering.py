@@ -33,6 +33,7 @@ from cluster_ssl.engine.run import (
     train,
 )
 from cluster_ssl.errors import UserError
+from cluster_ssl.models.backbones import TIMM_PREFIX
 from cluster_ssl.methods.base import Prediction, StageContext
 from cluster_ssl.report.assignments import write_skipped
 from cluster_ssl.report.run_report import sample_names, write_report_dir
@@ -121,6 +122,8 @@ def method_settings(
             raise UserError(f"{option} does not apply to {method} (it trains an autoencoder)")
         if value is not None:
             overrides[key] = value
+    if str(request.backbone).startswith(TIMM_PREFIX):  # timm models take neither
+        overrides = {k: v for k, v in overrides.items() if k not in ("width", "cifar_stem")}
     if request.epochs is not None:
         overrides["epochs"] = request.epochs
     return {**overrides, **request.overrides}

@@ -419,7 +419,8 @@ def micro_batch(stage: Stage, world_size: int, accumulate: int) -> int:
         raise UserError(
             f"stage {stage.name!r}: batch size {stage.batch_size} does not split evenly over "
             f"{world_size} process(es) x {accumulate} accumulation pass(es); set that stage's "
-            f"batch size (see `cluster-ssl list`) to a multiple of {parts}"
+            f"batch size (--set batch_size=..., or the stage's own, such as scan_batch_size) "
+            f"to a multiple of {parts}"
         )
     return stage.batch_size // parts
 

@@ -186,14 +186,20 @@ def build_backbone(
 
 def _build_timm(model_name: str, in_channels: int, cifar_stem: bool, width: float) -> Backbone:
     name = f"{TIMM_PREFIX}{model_name}"
-    if width != 1.0:
-        raise UserError(f"width={width} is only supported for the torchvision ResNets, not {name}")
-    if cifar_stem:
-        raise UserError(f"cifar_stem is only supported for the torchvision ResNets, not {name}")
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name}*")[:5]
         hint = f"; similar names: {', '.join(close)}" if close else ""
         raise UserError(f"timm has no model {model_name!r}{hint}")
+    if width != 1.0:
+        raise UserError(
+            f"width={width} is only supported for the torchvision ResNets, not {name}; "
+            f"add --set width=1"
+        )
+    if cifar_stem:
+        raise UserError(
+            f"cifar_stem is only supported for the torchvision ResNets, not {name}; "
+            f"add --set cifar_stem=false"
+        )
     net = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=in_channels)
     feature_dim = getattr(net, "head_hidden_size", None) or net.num_features
     return Backbone(net, int(feature_dim), name)

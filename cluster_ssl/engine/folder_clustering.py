@@ -33,8 +33,8 @@ from cluster_ssl.engine.run import (
     train,
 )
 from cluster_ssl.errors import UserError
-from cluster_ssl.models.backbones import TIMM_PREFIX
 from cluster_ssl.methods.base import Prediction, StageContext
+from cluster_ssl.models.backbones import TIMM_PREFIX
 from cluster_ssl.report.assignments import write_skipped
 from cluster_ssl.report.run_report import sample_names, write_report_dir
 

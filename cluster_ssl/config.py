@@ -120,7 +120,7 @@ BELOW_ONE = (
     "pretrain_momentum",
     "dec_momentum",
 )
-UP_TO_ONE = ("confidence_threshold", "final_lr_fraction", "crop_scale")
+UP_TO_ONE = ("final_lr_fraction", "crop_scale")
 
 
 def check_ranges(config: RecipeConfig) -> None:

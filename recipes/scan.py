@@ -73,6 +73,11 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
             f"--set confidence_threshold={cfg.confidence_threshold}: must be in [0, 1) "
             "(SCAN uses 0.99)"
         )
+    if cfg.num_neighbours >= len(dataset):  # before the pretext trains, not after it
+        raise UserError(
+            f"num_neighbours={cfg.num_neighbours} needs more than that many images, but "
+            f"{dataset.name} has {len(dataset)}; lower it (--set num_neighbours=...)"
+        )
     pretext = build_pretext(cfg.pretext, cfg, dataset, num_clusters)
     backbone, eval_transform = pretext.backbone, pretext.eval_transform
     strong = {"cutout": cfg.cutout, "strong_ops": cfg.strong_ops}

@@ -74,7 +74,7 @@ def test_assignments_need_an_equals_sign():
         ("idfd", "bank_momentum=-2", "bank_momentum=-2.0: must not be negative"),
         ("pcl", "encoder_momentum=1", "encoder_momentum=1.0: must be below 1"),
         ("simclr", "final_lr_fraction=-1", "final_lr_fraction=-1.0: must not be negative"),
-        ("scan", "confidence_threshold=1.5", "confidence_threshold=1.5: must be at most 1"),
+        ("simclr", "crop_scale=1.5", "crop_scale=1.5: must be at most 1"),
         ("simclr", "milestones=0.75,0.5", "milestones=0.75,0.5: give increasing fractions"),
         ("simclr", "milestones=600,950", "milestones=600.0,950.0: give increasing fractions"),
     ],

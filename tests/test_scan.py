@@ -301,6 +301,7 @@ def test_bad_scan_settings_get_one_line(tmp_path, capsys, setting, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if line.startswith("error:")]) == 1
     assert message in err[-1]
+    assert not list((tmp_path / "run").glob("stages/*.pt"))  # refused before the pretext
 
 
 def test_overclustering_is_scored_by_majority_vote(tmp_path):

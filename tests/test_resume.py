@@ -147,3 +147,22 @@ def test_checkpoint_every_must_be_positive(tmp_path, capsys):
     assert main([*ARGS, "--out", str(tmp_path / "run"), "--checkpoint-every", "0"]) == 2
     assert "--checkpoint-every must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_checkpoint_trained_with_other_settings(tmp_path, capsys):
+    """A preset changed between versions must not change a run half-way."""
+    from cluster_ssl.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    out = tmp_path / "run"
+    torch.set_num_threads(1)
+    assert main([*ARGS, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["update_interval"] == 10 and config["pretrain_lr"] > 0  # the resolved settings
+    first = out / "stages" / "01-pretrain.pt"
+    checkpoint = load_checkpoint(first)
+    checkpoint["run"]["config"]["pretrain_lr"] = 123.0  # as if the preset had said so
+    save_checkpoint(checkpoint, first)
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{first} trained with other settings" in err and "pretrain_lr 123.0 -> " in err

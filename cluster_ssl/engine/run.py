@@ -188,6 +188,8 @@ def fit_stages(
     for index, stage in enumerate(stages):
         path = stage_path(out, index, stage)
         checkpoint = load_checkpoint(path) if path.exists() else None
+        if checkpoint is not None:
+            check_same_config(checkpoint, run_config["config"], path)
         if checkpoint is not None and stage_finished(checkpoint, stage):
             load_state_strict(
                 stage.method.to(ctx.device), checkpoint["method"], f"stage {stage.name!r}"
@@ -216,6 +218,26 @@ def _load(record: dict[str, Any], split: str, image_size: int | None) -> ImageDa
         download=record.get("download", False),
         **record.get("dataset_options", {}),
     )
+
+
+def check_same_config(checkpoint: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """A UserError when the settings rebuilt for a resumed run (recipe defaults, preset,
+    the run's overrides) differ from those its checkpoint trained with: a preset that changed
+    between versions of cluster-ssl would otherwise change the run half-way."""
+    before = checkpoint.get("run", {}).get("config")
+    if before is None:  # checkpoints of versions that did not record the settings
+        return
+    changed = [
+        f"{key} {before.get(key)!r} -> {value!r}"
+        for key, value in config.items()
+        if before.get(key) != value and key in before
+    ]
+    if changed:
+        raise UserError(
+            f"{path} trained with other settings than this version of cluster-ssl builds "
+            f"for its run ({'; '.join(changed)}); resume it with the version that started "
+            f"it, or start a new --out"
+        )
 
 
 def stage_path(out: Path, index: int, stage: Stage) -> Path:
@@ -271,6 +293,7 @@ def train(request: RunRequest) -> dict[str, Any]:
     )
     if dist.is_main:
         write_json(record, out / "run.json")
+        write_json(config_dict["config"], out / "config.json")
     if initialised is not None:
         logger.echo(initialised)
     settings = TrainSettings(

@@ -340,6 +340,24 @@ def test_the_autoencoder_recipes_cluster_a_folder_too(tmp_path, method):
     assert json.loads((out / "run.json").read_text())["recipe"] == method
 
 
+@pytest.mark.parametrize("method", ["pcl", "deepcluster"])
+def test_pcl_and_deepcluster_are_sized_for_a_small_folder(tmp_path, method):
+    root = tmp_path / "photos"
+    write_group_folder(root)
+    out = tmp_path / method
+    argv = ["cluster", str(root), "--k", str(GROUPS), "--out", str(out), "--method", method]
+    assert main([*argv, "--epochs", "2", "--no-progress", "--workers", "0"]) == 0
+    assert len(read_assignments(out / "assignments.csv")) == GROUPS * PER_GROUP
+    overrides = json.loads((out / "run.json").read_text())["overrides"]
+    half = GROUPS * PER_GROUP // 2
+    if method == "pcl":  # the paper's 4,096-key queue and 250-1,000 prototypes do not fit
+        assert overrides["queue_size"] == min(4096, half)
+        assert max(overrides["num_prototypes"]) <= half and overrides["warmup_epochs"] == 0
+    else:  # nor do 100 pseudo-classes and a 256-d PCA of 128 features
+        assert overrides["num_pseudo_classes"] <= GROUPS * PER_GROUP // 10
+        assert overrides["pca_dim"] == 64
+
+
 def test_settings_follow_the_recipe_and_the_image_size():
     import torch
 

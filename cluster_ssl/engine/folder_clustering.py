@@ -129,6 +129,32 @@ def method_settings(
     return {**overrides, **request.overrides}
 
 
+def sized_for_folder(method: str, num_images: int, k: int, epochs: int) -> dict[str, Any]:
+    """PCL's and DeepCluster's settings that the papers size for 50,000+ images, sized
+    for the folder and k instead.
+
+    PCL: a queue of at most half the images (4,096 at most, as the paper), prototype
+    counts 2k, 4k and 8k (at most half the images), the E-step from a sixth of training on
+    (the paper: 50 of 200 epochs). DeepCluster: 10k pseudo-classes (at most a tenth of the
+    images) and a 64-d PCA (at most N - 1), which the quarter-width ResNet-18's 128
+    features allow.
+    """
+    half = max(1, num_images // 2)
+    if method == "pcl":
+        counts = sorted({min(half, max(k, factor * k)) for factor in (2, 4, 8)})
+        return {
+            "queue_size": min(4096, half),
+            "num_prototypes": tuple(counts),
+            "warmup_epochs": epochs // 6,
+        }
+    if method == "deepcluster":
+        return {
+            "num_pseudo_classes": min(10 * k, max(k, num_images // 10)),
+            "pca_dim": min(64, num_images - 1),
+        }
+    return {}
+
+
 def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     """Train ``request.method`` on the folder's readable images, then write the report."""
     auto = request.k is None
@@ -170,6 +196,8 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     device = resolve_device(request.device)
     overrides = method_settings(request, method, len(readable), native_side(readable), device)
     overrides["num_clusters"] = high  # the largest k tried when it is chosen
+    sizing = sized_for_folder(method, len(readable), high, overrides["epochs"])
+    overrides = {**sizing, **overrides}  # the user's --set still has the last word
     if request.resume:  # the options given again must match the run's (it refuses others)
         overrides = {key: overrides[key] for key in _given_keys(request)}
     summary = train(

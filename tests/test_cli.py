@@ -216,3 +216,21 @@ def test_resume_keeps_the_settings_the_run_started_with(tmp_path, capsys):
     assert code == 0 and "ACC " in stdout
     code, stdout, _ = run(capsys, "train", "--out", str(out), "--resume", "--no-progress")
     assert code == 0 and "ACC " in stdout  # nothing left to train: it scores the run again
+
+
+def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypatch):
+    from cluster_ssl.engine import run as run_module
+    from cluster_ssl.methods.dec import DECClustering
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(run_module, "prepare", interrupt)  # before run.json is written
+    code, _, stderr = run(capsys, "train", "dec", "--out", str(out), *FAST)
+    assert code == 130 and stderr.strip() == "interrupted; nothing to resume was written"
+    monkeypatch.undo()
+    monkeypatch.setattr(DECClustering, "on_epoch_start", interrupt)  # the clustering stage
+    code, _, stderr = run(capsys, "train", "dec", "--out", str(out), *FAST)
+    assert code == 130 and "continue with the same command and --resume" in stderr
+    assert (out / "stages" / "01-pretrain.pt").is_file()

@@ -1,13 +1,15 @@
 """Report pieces on hand-worked cases: clusters matched to classes, cluster summaries, the
 most confident members, and the CSV."""
 
+import os
+
 import numpy as np
 import pytest
 
-from cluster_ssl.report.assignments import write_assignments
+from cluster_ssl.report.assignments import write_assignments, write_skipped
 from cluster_ssl.report.confusion import confusion
 from cluster_ssl.report.grids import most_confident
-from cluster_ssl.report.page import ReportContent, cluster_summary, render
+from cluster_ssl.report.page import ReportContent, cluster_summary, render, write_report
 
 
 def test_confusion_orders_clusters_by_their_matched_class():
@@ -53,6 +55,28 @@ def test_assignments_csv_and_an_escaped_page(tmp_path):
     )
     assert "<script>" not in page and "&lt;script&gt;" in page and "a &amp; b" in page
     assert '"clusters/00.png"' in page and "(empty)" in page
+
+
+def test_file_names_that_are_not_utf8_are_written_as_their_bytes(tmp_path):
+    name = os.fsdecode(b"holiday/caf\xe9.png")  # Latin-1 bytes, as old cameras write them
+    write_assignments(tmp_path / "a.csv", [name], np.array([2]), np.array([0.5]))
+    assert (
+        tmp_path / "a.csv"
+    ).read_bytes() == b"path,cluster,confidence\nholiday/caf\xe9.png,2,0.500000\n"
+    write_skipped(tmp_path / "s.txt", [(tmp_path / name, "truncated")], tmp_path)
+    assert (tmp_path / "s.txt").read_bytes() == b"holiday/caf\xe9.png\ttruncated\n"
+    content = ReportContent(
+        title=name,
+        facts={},
+        sizes=[1],
+        mean_confidence=[None],
+        grids=[None],
+        embedding_map=None,
+        map_method=None,
+        links={},
+    )
+    write_report(tmp_path / "r.html", content)
+    assert "<title>holiday/caf?.png</title>" in (tmp_path / "r.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("channels", [1, 3])

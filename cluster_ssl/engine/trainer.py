@@ -339,7 +339,7 @@ class Trainer:
             raise UserError(
                 f"the loss became NaN or infinite in stage {run.stage.name!r} during epoch "
                 f"{run.ctx.epoch + 1} (by step {run.ctx.step}); lower the learning rate "
-                "(--set lr=... / pretrain_lr=...) or use --precision fp32; "
+                "(--set lr=... / pretrain_lr=...) or, for `train`, use --precision fp32; "
                 "the last good checkpoint is kept"
             )
 

@@ -271,6 +271,7 @@ def test_k_auto_on_a_small_folder_tries_every_k_below_the_image_count(tmp_path, 
         (["--k", "three"], "--k 'three': give a number of clusters or auto"),
         (["--k", "3", "--k-range", "2:5"], "--k-range goes with --k auto"),
         (["--k", "auto", "--k-range", "5:2"], "--k-range 5:2: LOW is above HIGH"),
+        (["--k", "2", "--set", "num_clusters=5"], "with --k, not --set num_clusters"),
         (["--k", "auto", "--k-range", "2:6"], "need 2 <= k and k fewer than the 6 readable"),
     ],
 )

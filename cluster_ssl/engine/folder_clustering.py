@@ -163,6 +163,8 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     method = (
         request.method or stored.get("recipe") or (DEFAULT_AUTO_METHOD if auto else DEFAULT_METHOD)
     )
+    if "num_clusters" in request.overrides:
+        raise UserError("give the number of clusters with --k, not --set num_clusters")
     if method not in FOLDER_METHODS:
         raise UserError(f"--method {method!r} is not one of: {', '.join(FOLDER_METHODS)}")
     if auto and method not in KMEANS_METHODS:

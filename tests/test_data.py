@@ -401,7 +401,7 @@ def test_scan_images_lists_unreadable_files(tmp_path):
     assert files["fake_png"] in {path for path, _ in quick}
 
 
-def test_scan_images_reads_gifs_lists_heic_and_leaves_out_hidden_files_and_the_outputs(
+def test_scan_images_reads_gifs_lists_heic_and_leaves_out_hidden_files_links_and_outputs(
     tmp_path,
 ):
     from PIL import Image
@@ -415,14 +415,18 @@ def test_scan_images_reads_gifs_lists_heic_and_leaves_out_hidden_files_and_the_o
     Image.new("RGB", (4, 4)).save(tmp_path / ".thumbnails" / "photo.png")
     (tmp_path / "run" / "clusters").mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(tmp_path / "run" / "clusters" / "01.png")
+    (tmp_path / "same.png").symlink_to(tmp_path / "photo.png")  # one image, two names
+    (tmp_path / "alias1.png").symlink_to(tmp_path / "run" / "clusters" / "01.png")
+    (tmp_path / "alias2.png").symlink_to(tmp_path / "run" / "clusters" / "01.png")
     readable, skipped = scan_images(tmp_path, decode=True, exclude=tmp_path / "run")
-    assert readable == [tmp_path / "moving.gif", tmp_path / "photo.png"]
+    assert readable == [tmp_path / "alias1.png", tmp_path / "moving.gif", tmp_path / "photo.png"]
     assert skipped == [
         (tmp_path / "phone.HEIC", ".HEIC images cannot be read; convert them to JPEG or PNG")
     ]
     gif = FileImageDataset("gif", [tmp_path / "moving.gif"], 8)[0]["image"]
     assert gif.shape == (3, 8, 8)
     assert scan_images(tmp_path)[0][-1] == tmp_path / "run" / "clusters" / "01.png"
+    assert tmp_path / "alias1.png" not in scan_images(tmp_path)[0]  # its file is listed
 
 
 # ----------------------------------------------------------------------------------- synthetic

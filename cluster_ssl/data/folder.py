@@ -152,8 +152,9 @@ def is_image_file(path: Path) -> bool:
 def folder_files(root: Path, exclude: Path | None = None) -> list[Path]:
     """Every file under ``root``, recursively and sorted, leaving out hidden files and
     folders (names starting with a dot: thumbnail caches, ``._`` resource forks), the
-    folder ``exclude`` (a run writing its outputs inside the image folder) and the
-    contents of symlinked folders (not followed)."""
+    folder ``exclude`` (a run writing its outputs inside the image folder), the contents
+    of symlinked folders (not followed) and symlinks to a file already listed (an image
+    counts once)."""
     skip = None if exclude is None else Path(exclude).resolve()
     found = []
     for folder, subfolders, names in os.walk(root):
@@ -163,7 +164,15 @@ def folder_files(root: Path, exclude: Path | None = None) -> list[Path]:
             if not name.startswith(".") and (Path(folder) / name).resolve() != skip
         ]
         found += [Path(folder) / name for name in names if not name.startswith(".")]
-    return sorted(found)
+    seen = {path.resolve() for path in found if not path.is_symlink()}
+    unique = []
+    for path in sorted(found):
+        if path.is_symlink():
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+        unique.append(path)
+    return unique
 
 
 def list_images(root: Path, exclude: Path | None = None) -> list[Path]:

@@ -51,7 +51,8 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 
 def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]) -> C:
-    """Defaults, then the dataset preset, then the user's overrides (strings are parsed)."""
+    """Defaults, then the dataset preset, then the user's overrides (strings are parsed,
+    lists, as JSON stores tuples, become tuples again)."""
     hints = typing.get_type_hints(cls)
     valid = field_names(cls)
     values: dict[str, Any] = dict(preset)
@@ -60,7 +61,11 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
             raise UserError(
                 f"unknown setting {key!r} for this recipe; valid keys: {', '.join(valid)}"
             )
-        values[key] = parse_value(raw, hints[key], key) if isinstance(raw, str) else raw
+        if isinstance(raw, str):
+            raw = parse_value(raw, hints[key], key)
+        elif isinstance(raw, list):  # a tuple setting read back from run.json
+            raw = tuple(raw)
+        values[key] = raw
     config = cls(**values)
     check_ranges(config)
     return config

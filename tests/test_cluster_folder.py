@@ -48,6 +48,14 @@ def write_group_folder(root: Path) -> dict[str, int]:
     return truth
 
 
+def write_few_images(folder: Path, count: int = 6) -> Path:
+    """``count`` 8 px PNGs of different reds in ``folder`` (created), for the quick cases."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def clustered(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
@@ -120,10 +128,7 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_more_clusters_than_images_is_a_clear_error(tmp_path, capsys):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for i in range(3):
-        Image.new("RGB", (8, 8), (i * 80, 0, 0)).save(folder / f"{i}.png")
+    folder = write_few_images(tmp_path / "few", count=3)
     code = main(["cluster", str(folder), "--k", "5", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--k 5: need 2 <= k and k at most the 3 readable images" in err
@@ -244,18 +249,13 @@ def test_k_auto_chooses_k_reports_the_scores_and_predict_uses_it(tmp_path, capsy
 
 
 def test_k_auto_on_a_small_folder_tries_every_k_below_the_image_count(tmp_path, capsys):
-    folder = tmp_path / "six"
-    folder.mkdir()
-    for i in range(6):
-        Image.new("RGB", (8, 8), (i * 40, 255 - i * 40, 0)).save(folder / f"{i}.png")
+    folder = write_few_images(tmp_path / "six")
     out = tmp_path / "o"
     argv = ["cluster", str(folder), "--k", "auto", "--out", str(out), "--epochs", "1"]
     assert main([*argv, "--no-progress", "--workers", "0"]) == 0
     scores = json.loads((out / "k_selection.json").read_text())["scores"]
     assert sorted(map(int, scores)) == [2, 3, 4, 5]  # a silhouette needs k < 6 images
-    (tmp_path / "two").mkdir()
-    for i in range(2):
-        Image.new("RGB", (8, 8), (i * 200, 0, 0)).save(tmp_path / "two" / f"{i}.png")
+    write_few_images(tmp_path / "two", count=2)
     capsys.readouterr()
     assert (
         main(["cluster", str(tmp_path / "two"), "--k", "auto", "--out", str(tmp_path / "t")]) == 2
@@ -276,10 +276,7 @@ def test_k_auto_on_a_small_folder_tries_every_k_below_the_image_count(tmp_path, 
     ],
 )
 def test_bad_k_options_get_one_line(tmp_path, capsys, options, message):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for i in range(6):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    folder = write_few_images(tmp_path / "few")
     assert main(["cluster", str(folder), "--out", str(tmp_path / "o"), *options]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
@@ -313,10 +310,7 @@ def test_resume_refuses_other_settings_and_another_folder(clustered, capsys, tmp
 
 
 def test_resume_from_another_directory_with_a_relative_folder(tmp_path, monkeypatch, capsys):
-    root = tmp_path / "photos"
-    for i in range(6):
-        root.mkdir(exist_ok=True)
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / f"{i}.png")
+    write_few_images(tmp_path / "photos")
     monkeypatch.chdir(tmp_path)
     argv = ["--k", "2", "--out", "run", "--epochs", "1", "--no-progress", "--workers", "0"]
     assert main(["cluster", "photos", *argv]) == 0
@@ -351,6 +345,7 @@ def test_pcl_and_deepcluster_are_sized_for_a_small_folder(tmp_path, method):
     assert len(read_assignments(out / "assignments.csv")) == GROUPS * PER_GROUP
     overrides = json.loads((out / "run.json").read_text())["overrides"]
     half = GROUPS * PER_GROUP // 2
+    assert main([*argv, "--no-progress", "--workers", "0", "--resume"]) == 0  # same settings
     if method == "pcl":  # the paper's 4,096-key queue and 250-1,000 prototypes do not fit
         assert overrides["queue_size"] == min(4096, half)
         assert max(overrides["num_prototypes"]) <= half and overrides["warmup_epochs"] == 0
@@ -376,10 +371,7 @@ def test_settings_follow_the_recipe_and_the_image_size():
 
 
 def test_a_timm_backbone_clusters_a_folder(tmp_path):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for i in range(6):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    folder = write_few_images(tmp_path / "few")
     argv = ["cluster", str(folder), "--k", "2", "--out", str(tmp_path / "o")]
     options = ["--backbone", "timm:test_resnet", "--epochs", "1", "--workers", "0"]
     assert main([*argv, *options, "--no-progress"]) == 0  # no width or CIFAR stem forced on it
@@ -389,20 +381,14 @@ def test_a_timm_backbone_clusters_a_folder(tmp_path):
 
 
 def test_backbone_options_do_not_apply_to_autoencoders(tmp_path, capsys):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for i in range(6):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    folder = write_few_images(tmp_path / "few")
     argv = ["cluster", str(folder), "--k", "2", "--out", str(tmp_path / "o"), "--method", "dec"]
     assert main([*argv, "--backbone", "resnet50"]) == 2
     assert "--backbone does not apply to dec" in capsys.readouterr().err
 
 
 def test_an_output_folder_inside_the_image_folder_is_not_clustered(tmp_path, monkeypatch):
-    root = tmp_path / "holiday"
-    root.mkdir()
-    for i in range(6):
-        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / f"{i}.png")
+    root = write_few_images(tmp_path / "holiday")
     monkeypatch.chdir(root)
     argv = ["cluster", ".", "--k", "2", "--out", "runs/x", "--no-progress", "--workers", "0"]
     assert main([*argv, "--epochs", "1"]) == 0

@@ -60,6 +60,10 @@ def test_bad_value_names_what_is_expected(key, text, expected):
         build_config(ToyConfig, {}, {key: text})
 
 
+def test_a_tuple_read_back_from_json_is_a_tuple_again():
+    assert build_config(ToyConfig, {}, {"dims": [64, 32]}).dims == (64, 32)
+
+
 def test_assignments_need_an_equals_sign():
     assert parse_assignments(["a=1", " b = x=y "]) == {"a": "1", "b": "x=y"}
     with pytest.raises(UserError, match="key=value"):

@@ -230,8 +230,11 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
 
 def _given_keys(request: FolderRequest) -> list[str]:
     """The settings the command sets explicitly (``--k``, ``--epochs``, ``--set``...)."""
-    options = {"epochs": request.epochs, "backbone": request.backbone}
-    options["pretrained"] = request.weights
+    options = {
+        "epochs": request.epochs,
+        "backbone": request.backbone,
+        "pretrained": request.weights,
+    }
     given = [key for key, value in options.items() if value is not None]
     return ["num_clusters", *given, *request.overrides]
 

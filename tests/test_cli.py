@@ -234,3 +234,33 @@ def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypa
     code, _, stderr = run(capsys, "train", "dec", "--out", str(out), *FAST)
     assert code == 130 and "continue with the same command and --resume" in stderr
     assert (out / "stages" / "01-pretrain.pt").is_file()
+
+
+def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
+    tmp_path, capsys, monkeypatch
+):
+    from PIL import Image
+
+    import cluster_ssl.engine.run as run_module
+
+    out = tmp_path / "run"
+    argv = ["train", "simclr", "--dataset", "digits", "--out", str(out), "--epochs", "1"]
+    assert run(capsys, *argv, "--no-progress")[0] == 0
+    kept = out / "stages" / "01-simclr.centres.npy"
+    assert np.load(kept).shape[0] == 10
+    new = tmp_path / "new"
+    new.mkdir()
+    pixels = load_digits().images[:12] * 255 / 16
+    for i, image in enumerate(pixels.round().astype(np.uint8)):
+        Image.fromarray(image).save(new / f"{i:02d}.png")
+
+    def rows(csv):
+        return [line.split(",")[:2] for line in csv.read_text().splitlines()[1:]]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(run_module, "_load", lambda *a, **k: pytest.fail("read training data"))
+        assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "a.csv"))[0] == 0
+    kept.unlink()  # a run without kept centres finds them again on its training data
+    assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "b.csv"))[0] == 0
+    assert len(rows(tmp_path / "a.csv")) == 12
+    assert rows(tmp_path / "a.csv") == rows(tmp_path / "b.csv")

@@ -198,6 +198,32 @@ def test_predict_keeps_the_cluster_ids_of_a_folder_run_after_the_folder_changed(
     assert main(["predict", str(out), str(root), "--out", str(tmp_path / "p.csv")]) == 0
     predicted = read_assignments(tmp_path / "p.csv", root)
     assert predicted and all(predicted[name][0] == clustered[name][0] for name in predicted)
+    moved = root.rename(tmp_path / "moved")  # the training folder is gone from its place
+    assert main(["predict", str(out), str(moved), "--out", str(tmp_path / "m.csv")]) == 0
+    assert read_assignments(tmp_path / "m.csv", moved) == predicted
+
+
+def test_predict_reads_none_of_the_training_images(clustered, tmp_path, monkeypatch):
+    import cluster_ssl.engine.run as run
+
+    _, root, out, _ = clustered
+
+    def no_training_data(*args, **kwargs):
+        raise AssertionError("predict loaded the training data")
+
+    monkeypatch.setattr(run, "_load", no_training_data)
+    new = tmp_path / "new"
+    new.mkdir()
+    learned = read_assignments(out / "assignments.csv")
+    names = sorted(name for name in learned if name.endswith(".png"))[:5]
+    for name in names:
+        (new / Path(name).name).write_bytes((root / name).read_bytes())
+    assert main(["predict", str(out), str(new), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = read_assignments(tmp_path / "p.csv", new)
+    assert predicted.keys() == {Path(name).name for name in names}
+    for name in names:
+        label, confidence = predicted[Path(name).name]
+        assert label == learned[name][0] and confidence == pytest.approx(learned[name][1], abs=1e-5)
 
 
 def read_assignments_from_summary(out: Path) -> np.ndarray:

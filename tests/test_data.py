@@ -429,6 +429,26 @@ def test_scan_images_reads_gifs_lists_heic_and_leaves_out_hidden_files_links_and
     assert tmp_path / "alias1.png" not in scan_images(tmp_path)[0]  # its file is listed
 
 
+def test_scan_images_decodes_each_file_version_once(tmp_path, monkeypatch):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (12, 12), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda path, *a, **k: opened.append(path) or real_open(path))
+    first = scan_images(tmp_path, decode=True)
+    assert len(opened) == 6  # verified, then decoded
+    opened.clear()
+    assert scan_images(tmp_path, decode=True) == first and opened == []  # remembered
+    whole = (tmp_path / "1.png").read_bytes()
+    (tmp_path / "1.png").write_bytes(whole[: len(whole) // 2])  # changed since: checked again
+    readable, skipped = scan_images(tmp_path, decode=True)
+    assert set(opened) == {str(tmp_path / "1.png")}
+    assert readable == [tmp_path / "0.png", tmp_path / "2.png"]
+    assert [path for path, _ in skipped] == [tmp_path / "1.png"]
+
+
 # ----------------------------------------------------------------------------------- synthetic
 
 

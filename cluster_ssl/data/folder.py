@@ -7,6 +7,7 @@ Every image is decoded with PIL, turned upright by its EXIF orientation, convert
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
@@ -219,7 +220,22 @@ def check_images(
 
 
 def check_image(path: Path, decode: bool) -> str | None:
-    """None when ``path`` opens as an image, else the reason it does not."""
+    """None when ``path`` opens as an image, else the reason it does not.
+
+    The answer is remembered for the file's path, size and modification time, so the
+    several passes of one ``cluster`` command (its check, training, choosing k, the
+    report) decode each image once; a file changed in between is checked again.
+    """
+    try:
+        stat = Path(path).stat()
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return _check_file_version(str(path), stat.st_size, stat.st_mtime_ns, decode)
+
+
+@functools.lru_cache(maxsize=2**20)
+def _check_file_version(path: str, size: int, mtime_ns: int, decode: bool) -> str | None:
+    """:func:`check_image` for one version of a file (``size`` and ``mtime_ns`` key it)."""
     try:
         with Image.open(path) as image:
             image.verify()

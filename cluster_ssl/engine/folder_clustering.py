@@ -23,12 +23,12 @@ from PIL import Image
 
 from cluster_ssl.cluster.choose_k import choose_k
 from cluster_ssl.data.folder import DECODE_ERRORS, scan_images
-from cluster_ssl.engine.checkpoint import write_array, write_json
+from cluster_ssl.engine.checkpoint import write_json
 from cluster_ssl.engine.device import resolve_device
 from cluster_ssl.engine.run import (
     K_SELECTION_FILE,
     RunRequest,
-    centres_path,
+    keep_centres,
     load_trained_stage,
     train,
 )
@@ -279,8 +279,7 @@ def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Pred
     trained = load_trained_stage(out)
     dataset = trained.prepared.eval_dataset
     prediction = trained.predict(device, num_workers)
-    if prediction.centres is not None:  # predict's new images join these very clusters
-        write_array(np.asarray(prediction.centres), centres_path(trained.path))
+    keep_centres(trained.stage.method, prediction, trained.path)  # k may have changed
     facts = {}
     chosen = out / K_SELECTION_FILE
     if chosen.is_file():

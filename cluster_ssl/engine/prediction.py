@@ -37,11 +37,19 @@ def predict_images(
     num_workers: int = 2,
 ) -> tuple[Prediction, list[tuple[Path, str]]]:
     """Write ``path, cluster, confidence`` for every readable image of ``inputs`` to
-    ``out_csv``; returns the prediction and the files skipped (with reasons)."""
-    trained = load_trained_stage(checkpoint)
+    ``out_csv``; returns the prediction and the files skipped (with reasons).
+
+    The run's training data is read only when its clusters must be found again: a method
+    that clusters by k-means, in a run that kept no centres (runs of older versions, or
+    trained on another split than they reported).
+    """
     readable, skipped = check_images(image_files(inputs), decode=True)
     if not readable:
         raise UserError(f"no readable images among {', '.join(map(str, inputs))}")
+    trained = load_trained_stage(checkpoint, with_data=False)
+    kept = centres_path(trained.path)
+    if not kept.is_file() and trained.stage.method.predict_new_reads_training_data():
+        trained = load_trained_stage(checkpoint)
     training = trained.prepared.dataset
     channels, _, side = training.image_shape
     new = FileImageDataset("predict", readable, side, channels)
@@ -49,7 +57,6 @@ def predict_images(
     seed = trained.record["seed"]
     method = trained.stage.method.to(device).eval()
     network = method.network()
-    kept = centres_path(trained.path)  # written by ``cluster``; else k-means runs again
     with torch.no_grad():
         prediction = method.predict_new(
             StageContext(training, device, seed, num_workers=num_workers, network=network),

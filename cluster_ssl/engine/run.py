@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cluster_ssl.config import (
@@ -29,11 +30,13 @@ from cluster_ssl.config import (
     parse_value,
 )
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.data.description import DataDescription
 from cluster_ssl.data.registry import DATASETS, build_dataset
 from cluster_ssl.engine.checkpoint import (
     load_checkpoint,
     load_state_strict,
     seed_everything,
+    write_array,
     write_json,
 )
 from cluster_ssl.engine.device import resolve_device, resolve_precision
@@ -43,7 +46,7 @@ from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings, micro_batch
 from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
-from cluster_ssl.methods.base import Prediction, StageContext
+from cluster_ssl.methods.base import Method, Prediction, StageContext
 from cluster_ssl.recipe import Recipe
 
 
@@ -110,6 +113,10 @@ RECORD_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: a checkpoint's record of its training data (:class:`DataDescription`)
+TRAINING_DATA = "training_data"
+
+
 def get_recipe(name: str) -> Recipe:
     from recipes import RECIPES
 
@@ -128,15 +135,23 @@ class Prepared:
     stages: list[Stage]
 
 
-def prepare(record: dict[str, Any]) -> Prepared:
-    """Rebuild a run from its record (``run.json`` or a checkpoint's ``run`` entry)."""
+def prepare(record: dict[str, Any], with_data: bool = True) -> Prepared:
+    """Rebuild a run from its record (``run.json`` or a checkpoint's ``run`` entry).
+
+    ``with_data=False`` builds it from the description of its training data that a
+    checkpoint records, reading no images (both datasets are that description); records
+    without one load the data.
+    """
     recipe = get_recipe(record["recipe"])
     config = build_config(recipe.config, recipe.preset(record["dataset"]), record["overrides"])
-    dataset = _load(record, config.split, config.image_size)
     eval_split = config.eval_split or config.split
-    eval_dataset = (
-        dataset if eval_split == config.split else _load(record, eval_split, config.image_size)
-    )
+    if not with_data and TRAINING_DATA in record:
+        dataset = eval_dataset = DataDescription.from_record(record[TRAINING_DATA])
+    else:
+        dataset = _load(record, config.split, config.image_size)
+        eval_dataset = (
+            dataset if eval_split == config.split else _load(record, eval_split, config.image_size)
+        )
     num_clusters = config.num_clusters or dataset.num_classes
     if num_clusters is None:
         raise UserError(
@@ -282,7 +297,11 @@ def train(request: RunRequest) -> dict[str, Any]:
     initialised = None  # before anything is written: a bad --init-from leaves no trace
     if record.get("init_from") and not stage_path(out, 0, prepared.stages[0]).exists():
         initialised = init_network_from(prepared.stages[0].method, Path(record["init_from"]))
-    config_dict = {**record, "config": as_dict(prepared.config)}
+    config_dict = {
+        **record,
+        "config": as_dict(prepared.config),
+        TRAINING_DATA: DataDescription.of(prepared.dataset).as_record(),
+    }
     logger = RunLogger(
         out,
         enabled=dist.is_main,
@@ -318,15 +337,19 @@ def train(request: RunRequest) -> dict[str, Any]:
 
     stage_results = fit_stages(prepared.stages, ctx, trainer, out, config_dict)
     final = prepared.stages[-1]
+    final_path = stage_path(out, len(prepared.stages) - 1, final)
+    trained_on_eval_data = prepared.eval_dataset is prepared.dataset
     prediction = predict_method(
         final,
         prepared.eval_dataset,
         device,
         dist,
         record["seed"],
-        training_data=prepared.eval_dataset is prepared.dataset,
+        training_data=trained_on_eval_data,
         num_workers=request.num_workers,
     )
+    if dist.is_main and trained_on_eval_data:
+        keep_centres(final.method, prediction, final_path)
     metrics = evaluate_clustering(
         prepared.eval_dataset.labels, prediction.labels, prediction.num_clusters
     )
@@ -340,7 +363,7 @@ def train(request: RunRequest) -> dict[str, Any]:
         "num_images": len(prepared.eval_dataset),
         **metrics,
         "stages": stage_results,
-        "checkpoint": str(stage_path(out, len(prepared.stages) - 1, final)),
+        "checkpoint": str(final_path),
         "device": str(device),
         "world_size": dist.world_size,
         "seconds": round(time.perf_counter() - started, 2),
@@ -465,10 +488,20 @@ K_SELECTION_FILE = "k_selection.json"
 
 
 def centres_path(checkpoint: Path) -> Path:
-    """Where ``cluster`` keeps the k-means centres it found with a stage checkpoint
-    (``stages/02-x.pt`` -> ``stages/02-x.centres.npy``): ``predict`` assigns new images to
-    them, so cluster ids stay those of ``assignments.csv`` even if the folder changed."""
+    """Where a run keeps the k-means centres of its final clustering of the training data
+    beside the stage checkpoint (``stages/02-x.pt`` -> ``stages/02-x.centres.npy``):
+    ``predict`` assigns new images to them, so cluster ids stay those of the run's
+    assignments (``cluster``'s ``assignments.csv``) even if the folder changed, and the
+    training data need not be read again."""
     return Path(checkpoint).with_suffix(".centres.npy")
+
+
+def keep_centres(method: Method, prediction: Prediction, checkpoint: Path) -> None:
+    """Write the centres of ``method``'s clustering of its training data beside its stage
+    checkpoint (:func:`centres_path`) when its :meth:`~Method.predict_new` would otherwise
+    find them again from the training images (methods that cluster by k-means)."""
+    if prediction.centres is not None and method.predict_new_reads_training_data():
+        write_array(np.asarray(prediction.centres), centres_path(checkpoint))
 
 
 @dataclass
@@ -495,10 +528,11 @@ class TrainedStage:
 
 
 def load_trained_stage(
-    path: Path, data_root: str | None = None, split: str | None = None
+    path: Path, data_root: str | None = None, split: str | None = None, with_data: bool = True
 ) -> TrainedStage:
     """Load a stage checkpoint (or a run directory's last stage) into its run's method;
-    ``split`` replaces the run's evaluation split."""
+    ``split`` replaces the run's evaluation split; ``with_data=False`` reads no images when
+    the checkpoint describes its training data (:func:`prepare`)."""
     path = Path(path)
     if path.is_dir():
         summary_file = path / "summary.json"
@@ -517,7 +551,7 @@ def load_trained_stage(
         record["data_root"] = data_root
     if split is not None:
         record["overrides"] = {**record["overrides"], "eval_split": split}
-    prepared = prepare(record)
+    prepared = prepare(record, with_data)
     stage = prepared.stages[checkpoint["stage_index"]]
     load_state_strict(stage.method, checkpoint["method"], f"stage {stage.name!r}")
     chosen = path.parent.parent / K_SELECTION_FILE

@@ -179,6 +179,11 @@ class Method(nn.Module):
         """
         return self.predict(new)
 
+    def predict_new_reads_training_data(self) -> bool:
+        """Whether :meth:`predict_new` embeds the training data when not given ``centres``
+        (a method that clusters by k-means finds its training clusters again)."""
+        return False
+
     def network(self) -> nn.Module | None:
         """The network the method trains and later stages share: its backbone, or its
         autoencoder (what ``--compile`` compiles and ``--init-from`` loads)."""

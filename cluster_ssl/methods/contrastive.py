@@ -101,7 +101,7 @@ class EmbeddingMethod(Method):
         it; skipped when ``centres`` gives them), then each new image joins the nearest
         centre (same confidence as :meth:`predict`). Methods with a cluster head predict
         directly."""
-        if type(self).predict is not EmbeddingMethod.predict:
+        if not self.predict_new_reads_training_data():  # a cluster head
             return self.predict(new)
         centroids = centres if centres is not None else self.training_centres(training)
         z = new.embed(self.clustered_features).cpu().numpy()
@@ -110,6 +110,9 @@ class EmbeddingMethod(Method):
         return Prediction(
             labels, self.num_clusters, confidence=confidence, embedding=z, centres=centroids
         )
+
+    def predict_new_reads_training_data(self) -> bool:
+        return type(self).predict is EmbeddingMethod.predict
 
     def training_centres(self, training: StageContext) -> np.ndarray:
         """The centres :meth:`predict` finds on the training data (its k-means, same seed)."""

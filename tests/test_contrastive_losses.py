@@ -278,14 +278,48 @@ def test_memory_bank_update_formula(momentum: float) -> None:
     assert not bank.memory.requires_grad
 
 
-def test_loss_backward_survives_a_bank_update_in_between() -> None:
+def test_loss_backward_after_an_in_place_bank_update_is_the_gradient_against_the_old_bank():
     bank = MemoryBank(8, 4, seed=1)
     feats = torch.randn(3, 4, requires_grad=True)
+    reference = feats.detach().double().requires_grad_()
     index = torch.tensor([2, 5, 7])
-    loss = instance_discrimination_loss(feats, index, bank.memory, 1.0)
+    old = bank.memory.clone()
+    stored = bank.memory.data_ptr()
+    loss = instance_discrimination_loss(feats, index, bank.memory, 0.5)
     bank.update(index, F.normalize(feats, dim=1))
+    assert bank.memory.data_ptr() == stored and not torch.equal(bank.memory, old)  # in place
     loss.backward()
-    assert_useful_gradient(feats)
+    composed = F.cross_entropy(F.normalize(reference, dim=1) @ old.double().T / 0.5, index)
+    composed.backward()
+    torch.testing.assert_close(loss.double(), composed.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(feats.grad.double(), reference.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tau", [0.2, 0.004])  # without and with the running maximum
+def test_instance_discrimination_block_by_block_equals_the_whole_matrix(monkeypatch, tau) -> None:
+    import cluster_ssl.losses.idfd as idfd
+
+    generator = torch.Generator().manual_seed(12)
+    bank = F.normalize(torch.randn(50, 4, generator=generator), dim=1)
+    feats = torch.randn(6, 4, generator=generator)
+    index = torch.tensor([0, 7, 19, 20, 49, 7])
+    whole, blocks = feats.clone().requires_grad_(), feats.clone().requires_grad_()
+    loss = instance_discrimination_loss(whole, index, bank, tau)
+    loss.backward()
+    monkeypatch.setattr(idfd, "logits_per_block", lambda device: 6 * 8)  # 8 rows: 7 blocks
+    blocked = instance_discrimination_loss(blocks, index, bank, tau)
+    blocked.backward()
+    torch.testing.assert_close(blocked, loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocks.grad, whole.grad, rtol=1e-4, atol=1e-6)
+    reference = feats.double().requires_grad_()
+    composed = F.cross_entropy(F.normalize(reference, dim=1) @ bank.double().T / tau, index)
+    composed.backward()
+    assert torch.isfinite(blocked)  # 1/tau = 250 overflows exp in float32 at tau 0.004
+    torch.testing.assert_close(blocked.double(), composed.detach(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(blocks.grad.double(), reference.grad, rtol=1e-3, atol=1e-4)
+    with torch.no_grad():  # no gradient is computed or kept
+        again = instance_discrimination_loss(blocks, index, bank, tau)
+    torch.testing.assert_close(again, blocked)
 
 
 def test_memory_bank_rejects_bad_arguments() -> None:

@@ -19,8 +19,11 @@ class MemoryBank(nn.Module):
     Use in a training step: compute the loss against ``bank.memory``, then call
     :meth:`update` with the same batch (the loss sees the bank before this batch's update,
     as in the non-parametric classifier of Wu et al. 2018 that IDFD builds on). The update
-    replaces the buffer rather than writing into it, so the tensor saved for the loss's
-    backward is left intact whatever the order of ``update`` and ``backward``.
+    writes into the buffer (a copy of all N rows every step cost a tenth of a step on a
+    CPU), so a loss must not keep the bank for its backward pass:
+    :func:`~cluster_ssl.losses.idfd.instance_discrimination_loss` keeps only its (B, d)
+    gradient, and one that did keep it would make autograd raise, not compute a wrong
+    gradient.
     """
 
     memory: torch.Tensor
@@ -77,4 +80,4 @@ class MemoryBank(nn.Module):
             0, inverse, position, reduce="amin"
         )
         mixed = momentum * self.memory[unique] + (1.0 - momentum) * features[first]
-        self.memory = self.memory.index_copy(0, unique, F.normalize(mixed, dim=1))
+        self.memory.index_copy_(0, unique, F.normalize(mixed, dim=1))

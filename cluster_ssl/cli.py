@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     evaluate.add_argument("--data-root", help="where the dataset lives now, if it moved")
     evaluate.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the dataset into --data-root first if it is missing (needs a network)",
+    )
+    evaluate.add_argument(
         "--split",
         help="score this split (train, test, train+test, ...) instead of the run's eval split",
     )
@@ -344,6 +349,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.workers,
         split=args.split,
         report=args.report,
+        download=args.download,
     )
 
     print(

@@ -34,6 +34,14 @@ class RecipeConfig:
     batch_size: int = 256
     eval_every: int = 0
 
+    @classmethod
+    def pretext_keys(cls, values: dict[str, Any]) -> frozenset[str]:
+        """Settings of another recipe that this one trains first as its pretext, which
+        ``--set`` gives to it: :func:`build_config` collects them in the config's
+        ``pretext_settings`` (and sets those this recipe has as well). ``values`` are the
+        settings chosen so far. None here."""
+        return frozenset()
+
 
 def field_names(cls: type[RecipeConfig]) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
@@ -56,7 +64,12 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
     hints = typing.get_type_hints(cls)
     valid = field_names(cls)
     values: dict[str, Any] = dict(preset)
+    for_pretext = cls.pretext_keys({**preset, **overrides})
     for key, raw in overrides.items():
+        if key in for_pretext:  # parsed by the pretext recipe's own config
+            values["pretext_settings"] = {**values.get("pretext_settings", {}), key: raw}
+            if key not in valid:
+                continue
         if key not in valid:
             raise UserError(
                 f"unknown setting {key!r} for this recipe; valid keys: {', '.join(valid)}"

@@ -10,10 +10,12 @@ combination: the pretext is any :class:`~cluster_ssl.methods.contrastive.Embeddi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from cluster_ssl.config import build_config
+from cluster_ssl.config import RecipeConfig, build_config, field_names
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import Batch
@@ -28,18 +30,44 @@ PRETEXTS = ("simclr", *OTHER_PRETEXTS)
 SHARED = ("backbone", "width", "cifar_stem", "pretrained", "image_size", "flip")
 
 
+@dataclass
+class PretextConfig(simclr.SimCLRConfig):
+    """SimCLR's settings (``epochs`` is the pretext's length), or another recipe's method as
+    the pretext: ``pretext`` names it, and ``--set`` gives that recipe's settings
+    (:meth:`pretext_keys`), kept in ``pretext_settings`` over its preset."""
+
+    pretext: str = "simclr"
+    pretext_settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def pretext_keys(cls, values: dict[str, Any]) -> frozenset[str]:
+        """With ``pretext=idfd|pcl``, that recipe's settings but the network and image
+        settings it takes from the run (``SHARED``) and every recipe's (``epochs`` is the
+        pretext stage's length, ``batch_size`` its batch...). A setting the run has as well
+        goes to both: ``kmeans_restarts`` to the pretext's and the run's own k-means, ``lr``
+        to the pretext (and to SimCLR's settings, unused)."""
+        recipe = OTHER_PRETEXTS.get(str(values.get("pretext", "simclr")))
+        if recipe is None:
+            return frozenset()
+        own = set(field_names(RecipeConfig)) | set(SHARED)
+        return frozenset(field_names(recipe.config)) - own
+
+
 def build_pretext(
-    name: str, cfg: simclr.SimCLRConfig, dataset: ImageDataset, num_clusters: int
+    name: str, cfg: PretextConfig, dataset: ImageDataset, num_clusters: int
 ) -> EmbeddingMethod:
     """The pretext method ``name``: SimCLR from ``cfg`` itself, another recipe's method from
-    its preset for ``dataset`` with the network and image settings of ``cfg``."""
+    its preset for ``dataset``, ``cfg.pretext_settings`` and the network and image settings
+    of ``cfg``."""
     if name == "simclr":
         return simclr.simclr_method(cfg, dataset, num_clusters)
     if name not in OTHER_PRETEXTS:
         raise UserError(f"--set pretext={name}: use one of {', '.join(PRETEXTS)}")
     recipe = OTHER_PRETEXTS[name]
     shared = {key: getattr(cfg, key) for key in SHARED}
-    config = build_config(recipe.config, recipe.preset(dataset.name), shared)
+    config = build_config(
+        recipe.config, recipe.preset(dataset.name), {**cfg.pretext_settings, **shared}
+    )
     return recipe.build(config, dataset, num_clusters)[0].method
 
 

@@ -37,14 +37,13 @@ from cluster_ssl.models.heads import MultiClusterHead
 from cluster_ssl.recipe import Recipe
 from recipes import simclr
 from recipes.contrastive_common import make_pipeline
-from recipes.pretexts import build_pretext, embedding_for_mining
+from recipes.pretexts import PretextConfig, build_pretext, embedding_for_mining
 
 
 @dataclass
-class SCANConfig(simclr.SimCLRConfig):
-    """SimCLR's settings (``epochs`` is the pretext length) plus the two SCAN steps."""
+class SCANConfig(PretextConfig):
+    """The pretext's settings (SimCLR's, or those of ``pretext``) plus the two SCAN steps."""
 
-    pretext: str = "simclr"
     num_neighbours: int = 20
     num_heads: int = 10
     entropy_weight: float = 5.0

@@ -28,12 +28,12 @@ from cluster_ssl.methods.pretext_dec import PretextDEC
 from cluster_ssl.models.clustering_layer import ClusteringLayer
 from cluster_ssl.recipe import Recipe
 from recipes import simclr
-from recipes.pretexts import build_pretext
+from recipes.pretexts import PretextConfig, build_pretext
 
 
 @dataclass
-class SimCLRDECConfig(simclr.SimCLRConfig):
-    """SimCLR's settings (``epochs`` is the pretext length) plus the DEC stage's."""
+class SimCLRDECConfig(PretextConfig):
+    """The pretext's settings (SimCLR's, or those of ``pretext``) plus the DEC stage's."""
 
     dec_optimizer: str = "sgd"
     dec_lr: float = 0.01
@@ -44,7 +44,6 @@ class SimCLRDECConfig(simclr.SimCLRConfig):
     maxiter: int = 20000
     alpha: float = 1.0
     gamma: float | None = None
-    pretext: str = "simclr"
 
 
 def build(cfg: SimCLRDECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:

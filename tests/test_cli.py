@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.datasets import load_digits
 
 from cluster_ssl.cli import main
@@ -70,7 +71,7 @@ def test_train_then_eval_on_digits(tmp_path, capsys):
     assert np.average(table.per_class, weights=sizes) == pytest.approx(summary["acc"])
 
     code, _, stderr = run(capsys, "eval", str(out), "--split", "validation")
-    assert code == 2 and stderr.strip().startswith("error:") and "validation" in stderr
+    assert code == 2 and stderr.startswith("error: --split validation: dataset 'digits' has no")
 
 
 def test_list_names_recipes_and_datasets(capsys):
@@ -100,12 +101,20 @@ def test_list_names_recipes_and_datasets(capsys):
         (["train", "simclr", "--set", "schedule=linear"], "unknown schedule 'linear'"),
         (["train", "idfd", "--set", "cluster_on=pixels"], "invalid settings for idfd"),
         (["train", "--resume"], "--resume needs --out"),
+        (["train", "dec", "--set", "split=val"], "recipe's split asks for; --set split=..."),
+        (
+            ["train", "scan", "--dataset", "folder", "--data-root", "{tmp}/images"],
+            "has no split 'test', which the scan recipe's eval_split asks for; --set eval_split",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     message = message.replace("{tmp}", str(tmp_path))
     (tmp_path / "afile").write_text("not a directory")
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        Image.new("RGB", (12, 12), (90 * i, 0, 0)).save(tmp_path / "images" / f"{i}.png")
     if argv[0] == "train" and "--resume" not in argv and "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
     code, stdout, stderr = run(capsys, *argv)
@@ -207,11 +216,14 @@ def test_resume_keeps_the_settings_the_run_started_with(tmp_path, capsys):
     assert run(capsys, "train", "dec", "--out", str(out), *FAST)[0] == 0
     code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--seed", "3")
     assert code == 2 and "cannot change seed" in stderr
+    code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--precision", "bf16")
+    assert code == 2 and "cannot change precision" in stderr
     code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--set", "lr=1")
     assert code == 2 and "cannot change lr (was the preset value, now 1)" in stderr
     code, _, stderr = run(capsys, "train", "--out", str(out), "--resume", "--set", "maxiter=31")
     assert code == 2 and "cannot change maxiter (was 30, now 31)" in stderr
-    same = ("--set", "maxiter=030", "--epochs", "2")  # the run's values, spelled otherwise
+    # the run's values, spelled otherwise: fp32 is what auto means on a CPU
+    same = ("--set", "maxiter=030", "--epochs", "2", "--precision", "fp32", "--device", "cpu")
     code, stdout, _ = run(capsys, "train", "--out", str(out), "--resume", *same)
     assert code == 0 and "ACC " in stdout
     code, stdout, _ = run(capsys, "train", "--out", str(out), "--resume", "--no-progress")
@@ -239,8 +251,6 @@ def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypa
 def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
     tmp_path, capsys, monkeypatch
 ):
-    from PIL import Image
-
     import cluster_ssl.engine.run as run_module
 
     out = tmp_path / "run"
@@ -264,3 +274,25 @@ def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
     assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "b.csv"))[0] == 0
     assert len(rows(tmp_path / "a.csv")) == 12
     assert rows(tmp_path / "a.csv") == rows(tmp_path / "b.csv")
+
+
+def test_eval_download_fetches_missing_data_as_train_download_does(tmp_path, capsys, monkeypatch):
+    from cluster_ssl.engine import run as run_module
+    from tests.data_formats import write_fashion_mnist
+
+    write_fashion_mnist(tmp_path / "data", n_train=30, n_test=10)
+    argv = ["train", "dec", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "data")]
+    assert run(capsys, *argv, "--out", str(tmp_path / "run"), *FAST)[0] == 0
+    asked = []
+    real = run_module.build_dataset
+
+    def recording(name, **options):
+        asked.append(options["download"])
+        return real(name, **options)
+
+    monkeypatch.setattr(run_module, "build_dataset", recording)
+    assert run(capsys, "eval", str(tmp_path / "run"), "--download")[0] == 0
+    assert asked and all(asked)
+    asked.clear()
+    assert run(capsys, "eval", str(tmp_path / "run"))[0] == 0
+    assert asked and not any(asked)

@@ -380,6 +380,29 @@ def test_pcl_and_deepcluster_are_sized_for_a_small_folder(tmp_path, method):
         assert overrides["pca_dim"] == 64
 
 
+def test_a_pcl_pretext_of_scan_is_sized_for_the_folder_too(tmp_path, monkeypatch):
+    import cluster_ssl.engine.folder_clustering as folder_clustering
+    from cluster_ssl.engine.run import prepare
+
+    requests = []
+
+    def stop(request):
+        requests.append(request)
+        raise KeyboardInterrupt  # the settings are what this test checks, not training
+
+    monkeypatch.setattr(folder_clustering, "train", stop)
+    root = tmp_path / "photos"
+    write_group_folder(root)
+    argv = ["cluster", str(root), "--k", str(GROUPS), "--method", "scan", "--set", "pretext=pcl"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 130
+    overrides = requests[0].overrides
+    assert overrides["queue_size"] == GROUPS * PER_GROUP // 2
+    record = {**requests[0].record(), "dataset_options": {"skip_unreadable": True}}
+    pcl = prepare(record).stages[0].method  # the paper's queue of 4,096 would not fit
+    assert pcl.queue.keys.shape[0] == GROUPS * PER_GROUP // 2
+    assert max(pcl.num_prototypes) <= GROUPS * PER_GROUP // 2
+
+
 def test_settings_follow_the_recipe_and_the_image_size():
     import torch
 

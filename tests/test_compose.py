@@ -72,3 +72,23 @@ def test_a_mix_built_from_settings_alone_trains(recipe, pretext, kind, tmp_path)
 def test_an_unknown_pretext_is_named():
     with pytest.raises(UserError, match="--set pretext=byol: use one of simclr, idfd, pcl"):
         build("scan", "byol")
+
+
+def test_set_gives_the_pretexts_own_settings_and_the_run_keeps_its_own():
+    record = {"recipe": "scan", "dataset": "digits", "data_root": None}
+    given = {"queue_size": "64", "lr": "0.05", "num_prototypes": "12,24", "temperature": "0.3"}
+    overrides = {**SMALL, **FOR["scan"], "pretext": "pcl", **given}
+    prepared = prepare({**record, "overrides": overrides})  # 359 test images: fits 64
+    pcl = prepared.stages[0].method
+    assert isinstance(pcl, PCL) and pcl.queue.keys.shape[0] == 64
+    assert pcl.num_prototypes == (12, 24) and pcl.temperature == 0.3
+    assert pcl.configure_optimizer().param_groups[0]["lr"] == 0.05
+    assert prepared.config.pretext_settings == {**given, "kmeans_restarts": 1}  # SMALL's
+    assert prepared.config.kmeans_restarts == 1  # a setting both have goes to both
+    assert prepared.stages[0].batch_size == 32  # the run's own batch and image settings
+    assert pcl.backbone.net.conv1.in_channels == 1 and prepared.config.image_size == 8
+    with pytest.raises(UserError, match="queue_size=4096 does not fit the 359 training images"):
+        prepare({**record, "overrides": {**overrides, "queue_size": "4096"}})
+    simclr = {**SMALL, **FOR["scan"], "queue_size": "64"}  # SimCLR has no queue
+    with pytest.raises(UserError, match="unknown setting 'queue_size'"):
+        prepare({**record, "overrides": simclr})

@@ -131,7 +131,7 @@ def method_settings(
 
 def sized_for_folder(method: str, num_images: int, k: int, epochs: int) -> dict[str, Any]:
     """PCL's and DeepCluster's settings that the papers size for 50,000+ images, sized
-    for the folder and k instead.
+    for the folder and k instead (PCL's too when it is SCAN's pretext).
 
     PCL: a queue of at most half the images (4,096 at most, as the paper), prototype
     counts 2k, 4k and 8k (at most half the images), the E-step from a sixth of training on
@@ -198,7 +198,8 @@ def cluster_folder(request: FolderRequest) -> dict[str, Any]:
     device = resolve_device(request.device)
     overrides = method_settings(request, method, len(readable), native_side(readable), device)
     overrides["num_clusters"] = high  # the largest k tried when it is chosen
-    sizing = sized_for_folder(method, len(readable), high, overrides["epochs"])
+    trained_first = overrides.get("pretext", method) if method == "scan" else method
+    sizing = sized_for_folder(trained_first, len(readable), high, overrides["epochs"])
     overrides = {**sizing, **overrides}  # the user's --set still has the last word
     if request.resume:  # the options given again must match the run's (it refuses others)
         overrides = {key: overrides[key] for key in _given_keys(request)}

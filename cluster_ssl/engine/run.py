@@ -148,9 +148,11 @@ def prepare(record: dict[str, Any], with_data: bool = True) -> Prepared:
     if not with_data and TRAINING_DATA in record:
         dataset = eval_dataset = DataDescription.from_record(record[TRAINING_DATA])
     else:
-        dataset = _load(record, config.split, config.image_size)
+        dataset = _load(record, "split", config.split, config.image_size)
         eval_dataset = (
-            dataset if eval_split == config.split else _load(record, eval_split, config.image_size)
+            dataset
+            if eval_split == config.split
+            else _load(record, "eval_split", eval_split, config.image_size)
         )
     num_clusters = config.num_clusters or dataset.num_classes
     if num_clusters is None:
@@ -221,10 +223,18 @@ def fit_stages(
     return results
 
 
-def _load(record: dict[str, Any], split: str, image_size: int | None) -> ImageDataset:
+def _load(record: dict[str, Any], setting: str, split: str, image_size: int | None) -> ImageDataset:
+    """The run's dataset for ``split``, which its ``setting`` (``split`` or ``eval_split``)
+    asks for."""
     splits = DATASETS.get(record["dataset"]).splits
     if split == "train+test" and split not in splits:
         split = "train"  # the recipe merges splits; this dataset has only one (e.g. a folder)
+    if split not in splits:
+        raise UserError(
+            f"dataset {record['dataset']!r} has no split {split!r}, which the "
+            f"{record['recipe']} recipe's {setting} asks for; --set {setting}=... one of "
+            f"{', '.join(splits)}"
+        )
     return build_dataset(
         record["dataset"],
         root=record["data_root"],
@@ -286,8 +296,8 @@ def train(request: RunRequest) -> dict[str, Any]:
     """Run (or resume) a recipe end to end; returns the summary that was written."""
     started = time.perf_counter()
     out = Path(request.out)
-    record = _claim_out_dir(out, request)
     device = resolve_device(request.device)
+    record = _claim_out_dir(out, request, device)
     dist = init_distributed(device)
     precision = resolve_precision(record["precision"], device)
     seed_everything(record["seed"])  # model initialisation happens in prepare()
@@ -422,8 +432,10 @@ def predict_method(
         return method.predict(ctx)
 
 
-def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
-    """The run record: new for a fresh run, the stored one for ``--resume``."""
+def _claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[str, Any]:
+    """The run record: new for a fresh run, the stored one for ``--resume`` (which may
+    repeat its settings, or spell them otherwise: ``--precision fp32`` for a CPU run
+    recorded as ``auto``)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; choose another --out")
     run_file = out / "run.json"
@@ -442,8 +454,14 @@ def _claim_out_dir(out: Path, request: RunRequest) -> dict[str, Any]:
                     f"{asked.get('dataset', stored['dataset'])}; use another --out"
                 )
         before = {**RECORD_DEFAULTS, "init_from": None, **stored}  # older runs lack keys
+
+        def meaning(key: str, value: Any) -> Any:
+            return resolve_precision(value, device) if key == "precision" else value
+
         changed = [
-            key for key, value in asked.items() if key != "overrides" and value != before[key]
+            key
+            for key, value in asked.items()
+            if key != "overrides" and meaning(key, value) != meaning(key, before[key])
         ]
         if "overrides" in asked:
             changed += changed_settings(stored["recipe"], before["overrides"], asked["overrides"])
@@ -528,11 +546,16 @@ class TrainedStage:
 
 
 def load_trained_stage(
-    path: Path, data_root: str | None = None, split: str | None = None, with_data: bool = True
+    path: Path,
+    data_root: str | None = None,
+    split: str | None = None,
+    with_data: bool = True,
+    download: bool = False,
 ) -> TrainedStage:
     """Load a stage checkpoint (or a run directory's last stage) into its run's method;
-    ``split`` replaces the run's evaluation split; ``with_data=False`` reads no images when
-    the checkpoint describes its training data (:func:`prepare`)."""
+    ``split`` replaces the run's evaluation split; ``download`` fetches missing data (as
+    ``train --download``); ``with_data=False`` reads no images when the checkpoint
+    describes its training data (:func:`prepare`)."""
     path = Path(path)
     if path.is_dir():
         summary_file = path / "summary.json"
@@ -549,7 +572,15 @@ def load_trained_stage(
     record = dict(checkpoint["run"])
     if data_root is not None:
         record["data_root"] = data_root
+    if download:
+        record["download"] = True
     if split is not None:
+        splits = DATASETS.get(record["dataset"]).splits
+        if split not in splits:
+            raise UserError(
+                f"--split {split}: dataset {record['dataset']!r} has no such split; "
+                f"choose one of {', '.join(splits)}"
+            )
         record["overrides"] = {**record["overrides"], "eval_split": split}
     prepared = prepare(record, with_data)
     stage = prepared.stages[checkpoint["stage_index"]]
@@ -567,11 +598,13 @@ def evaluate_checkpoint(
     num_workers: int = 2,
     split: str | None = None,
     report: Path | None = None,
+    download: bool = False,
 ) -> dict[str, Any]:
     """Score the method stored in a stage checkpoint (or a run directory's last stage) on
     the run's evaluation split, or on ``split``; ``report`` also writes a report directory
-    there (CSV, cluster grids, embedding map, and the clusters matched to classes)."""
-    trained = load_trained_stage(path, data_root, split)
+    there (CSV, cluster grids, embedding map, and the clusters matched to classes);
+    ``download`` fetches the data first if it is missing."""
+    trained = load_trained_stage(path, data_root, split, download=download)
     prediction = trained.predict(resolve_device(device_spec), num_workers)
     prepared = trained.prepared
     metrics = evaluate_clustering(

@@ -157,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--backbone", help="resnet18|resnet34|resnet50|timm:NAME")
     cluster.add_argument("--weights", help="start the backbone from these weights (strict)")
-    cluster.add_argument("--epochs", type=int, help="training length (default: by folder size)")
+    cluster.add_argument(
+        "--epochs",
+        type=int,
+        help="length of the first stage (default: by folder size); SCAN's later stages take "
+        "--set scan_epochs=N / selflabel_epochs=N",
+    )
     add_set_option(cluster)
     cluster.add_argument("--seed", type=int, help="random seed (default 0)")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="auto")

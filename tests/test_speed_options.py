@@ -112,6 +112,29 @@ def test_bf16_autocast_on_the_cpu_trains(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+def test_whole_dataset_passes_run_at_the_training_precision_and_predictions_in_fp32(tmp_path):
+    from cluster_ssl.engine.distributed import DistInfo
+    from cluster_ssl.engine.run import predict_method
+
+    record = {"recipe": "dec", "dataset": "digits", "data_root": None}
+    overrides = {**SMALL, "hidden_dims": "16,16,32", "maxiter": 6, "update_interval": 2}
+    prepared = prepare({**record, "overrides": overrides})
+    stage = prepared.stages[1]  # DEC's clustering: k-means on z, then Q every 2 steps
+    passes = []
+
+    def record_pass(module, args, output):
+        if not torch.is_grad_enabled():  # a pass over the dataset, not a training step
+            passes.append(output.dtype)
+
+    encoder_input = next(m for m in stage.method.network().modules() if type(m) is torch.nn.Linear)
+    encoder_input.register_forward_hook(record_pass)
+    fit(stage, prepared.dataset, tmp_path, precision=torch.bfloat16)
+    assert len(passes) >= 3 * (359 // 512 + 1) and set(passes) == {torch.bfloat16}
+    passes.clear()
+    prediction = predict_method(stage, prepared.dataset, CPU, DistInfo(), 0, training_data=True)
+    assert passes and set(passes) == {torch.float32} and len(prediction.labels) == 359
+
+
 def test_accumulate_is_recorded_and_checked_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
     fast = ["--epochs", "1", "--set", "maxiter=4", "--set", "kmeans_restarts=1", "--no-progress"]

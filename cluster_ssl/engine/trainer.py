@@ -210,6 +210,7 @@ class Trainer:
         if isinstance(batches, DeviceBatches):  # images_at indexes the same device copy
             ctx.device_images = batches.images
         ctx.network = method.network()  # sets the batch of the stage's whole-dataset passes
+        ctx.precision = self.settings.precision  # and their precision: the training steps'
         if len(batches) < self.settings.accumulate:
             raise UserError(
                 f"stage {stage.name!r}: --accumulate {self.settings.accumulate} needs that many "

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.engine.device import dataset_pass_batch_size
+from cluster_ssl.engine.device import autocast, dataset_pass_batch_size
 from cluster_ssl.engine.distributed import DistInfo, broadcast_object
 from cluster_ssl.engine.embed import embed
 
@@ -67,20 +67,27 @@ class StageContext:
     #: the network of the method using this context (:meth:`Method.network`), which sets the
     #: batch of ``embed`` on CPUs; the trainer sets it for each stage
     network: nn.Module | None = field(default=None, repr=False)
+    #: the autocast dtype of ``embed`` (None: fp32): the trainer sets its training steps'
+    #: precision, so the passes of a bf16 or fp16 run (DEC's Q, k-means features, mining)
+    #: run as fast as its steps, on the network as it computes in training; predictions
+    #: after training keep fp32
+    precision: torch.dtype | None = None
 
     def embed(
         self, fn: Callable[[Batch], torch.Tensor], dataset: ImageDataset | None = None
     ) -> torch.Tensor:
         """``fn`` over every sample of ``dataset`` (default: the training data), in order,
-        gathered across ranks."""
-        return embed(
-            fn,
-            self.dataset if dataset is None else dataset,
-            self.device,
-            batch_size=self.pass_batch_size or dataset_pass_batch_size(self.device, self.network),
-            dist=self.dist,
-            num_workers=self.num_workers,
-        )
+        gathered across ranks, under autocast to ``precision``; rows come back in fp32."""
+        with autocast(self.device, self.precision):
+            return embed(
+                fn,
+                self.dataset if dataset is None else dataset,
+                self.device,
+                batch_size=self.pass_batch_size
+                or dataset_pass_batch_size(self.device, self.network),
+                dist=self.dist,
+                num_workers=self.num_workers,
+            )
 
     def images_at(self, index: torch.Tensor) -> torch.Tensor:
         """The uint8 images (B, C, H, W) of the given training samples, on the device.

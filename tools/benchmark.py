@@ -52,6 +52,14 @@ behind :func:`cluster_ssl.engine.device.dataset_pass_batch_size`.
 ``KMeans`` (Lloyd, random initial centres, ``tol=0`` so both run every iteration), on the
 same features, with the objective each reaches.
 
+    python tools/benchmark.py bank-loss [--batch 256] [--n 70000] [--dim 128] [--temperature 0.1]
+                                        [--block LOGITS]
+
+``bank-loss``: one step of IDFD's instance discrimination (the loss over the whole memory
+bank, its backward and the bank update) on random features, median of ``--repeats``, with
+the loss's blocks of ``--block`` logits if given. A copy of this file run inside another
+checkout times that version's code (the path it imports is printed).
+
     python tools/benchmark.py estimator [IDEC] [--seeds 0,1,2] [--reference clustpy]
 
 ``estimator``: ``Est(n_clusters=10, random_state=S).fit_predict(load_digits().data / 16)``
@@ -358,6 +366,43 @@ def bench_kmeans(args: argparse.Namespace) -> None:
     print(f"speedup of faiss over scikit-learn: {sklearn_s / faiss_s:.1f}x")
 
 
+def bench_bank_loss(args: argparse.Namespace) -> None:
+    """IDFD's instance discrimination loss, its backward and the bank update, one step."""
+    import torch.nn.functional as F
+
+    import cluster_ssl
+    from cluster_ssl.losses import idfd
+    from cluster_ssl.losses.idfd import instance_discrimination_loss
+    from cluster_ssl.models.memory_bank import MemoryBank
+
+    print(machine_summary())
+    print(f"cluster_ssl from {Path(cluster_ssl.__file__).parent}")
+    if args.block is not None:
+        idfd.logits_per_block = lambda device: args.block
+    generator = torch.Generator().manual_seed(0)
+    bank = MemoryBank(args.n, args.dim)
+    features = torch.randn(args.batch, args.dim, generator=generator)
+    index = torch.randperm(args.n, generator=generator)[: args.batch]
+
+    def step() -> float:
+        started = time.perf_counter()
+        leaf = features.clone().requires_grad_()
+        loss = instance_discrimination_loss(leaf, index, bank.memory, args.temperature)
+        bank.update(index, F.normalize(leaf.detach(), dim=1))
+        loss.backward()
+        return time.perf_counter() - started
+
+    step()
+    times = [step() for _ in range(args.repeats)]
+    print(
+        f"batch {args.batch} against a bank of {args.n:,} x {args.dim}, tau {args.temperature}"
+        + (f", blocks of {args.block:,} logits" if args.block is not None else "")
+        + ": "
+        f"loss + backward + bank update {statistics.median(times) * 1000:.1f} ms "
+        f"(median of {args.repeats}; min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})"
+    )
+
+
 def bench_estimator(args: argparse.Namespace) -> None:
     """A scikit-learn estimator on digits with its defaults, against a reference package's."""
     import importlib
@@ -597,6 +642,15 @@ def build_parser() -> argparse.ArgumentParser:
     means.add_argument("--repeats", type=int, default=3, help="measurements")
     means.add_argument("--features", help="an (N, d) .npy array to cluster instead")
     means.set_defaults(func=bench_kmeans)
+
+    bank = commands.add_parser("bank-loss", help=bench_bank_loss.__doc__)
+    bank.add_argument("--batch", type=int, default=256, help="features per step")
+    bank.add_argument("--n", type=int, default=70000, help="memory bank rows (images)")
+    bank.add_argument("--dim", type=int, default=128, help="feature dimension")
+    bank.add_argument("--temperature", type=float, default=0.1, help="tau")
+    bank.add_argument("--repeats", type=int, default=9, help="measured steps")
+    bank.add_argument("--block", type=int, help="logits per block (default: the loss's own)")
+    bank.set_defaults(func=bench_bank_loss)
 
     estimator = commands.add_parser("estimator", help=bench_estimator.__doc__)
     estimator.add_argument("name", nargs="?", default="IDEC", help="estimator class name")

@@ -60,8 +60,9 @@ def logits_per_block(device: torch.device) -> int:
     """How many logits :class:`_BankCrossEntropy` holds at once (B x bank rows of a block).
 
     On a CPU 512 KiB of float32, which stays in a core's cache between the two products
-    that read it (blocks of 128K to 4M logits measured 52-88 ms a step for 256 x 70,000,
-    fastest at 128K); on a GPU 64M, so that few kernels are launched.
+    that read it (blocks of 32K to 4M logits took 63-89 ms a step for 256 x 70,000, fastest
+    at 128K: ``tools/benchmark.py bank-loss --block N``, docs/BENCHMARKS.md); on a GPU 64M,
+    so that few kernels are launched.
     """
     return 2**17 if device.type == "cpu" else 2**26
 
@@ -105,9 +106,10 @@ class _BankCrossEntropy(torch.autograd.Function):
             logits = scaled @ block.T
             if take_out_max:
                 new_max = torch.maximum(row_max, logits.amax(dim=1, keepdim=True))
-                # terms below exp(-80) of the row's largest are lost in Z anyway; as
-                # denormals they would slow the products below a hundredfold
-                logits.sub_(new_max).clamp_(min=-80.0)
+                # terms below exp(-60) of the row's largest change Z by less than N e^-60
+                # of it, far below float32's resolution; smaller ones would make denormal
+                # products, which slow the products below many times over
+                logits.sub_(new_max).clamp_(min=-60.0)
                 rescale = (row_max - new_max).exp_()  # 0 for the first block
                 partition.mul_(rescale)
                 if weighted is not None:

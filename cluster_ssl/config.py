@@ -42,6 +42,12 @@ class RecipeConfig:
         settings chosen so far. None here."""
         return frozenset()
 
+    @classmethod
+    def setting_types(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The declared type of every setting ``--set`` may give with ``values`` chosen:
+        this recipe's, and its pretext's (:meth:`pretext_keys`)."""
+        return typing.get_type_hints(cls)
+
 
 def field_names(cls: type[RecipeConfig]) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
@@ -66,6 +72,8 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
     values: dict[str, Any] = dict(preset)
     for_pretext = cls.pretext_keys({**preset, **overrides})
     for key, raw in overrides.items():
+        if isinstance(raw, list):  # a tuple setting read back from run.json
+            raw = tuple(raw)
         if key in for_pretext:  # parsed by the pretext recipe's own config
             values["pretext_settings"] = {**values.get("pretext_settings", {}), key: raw}
             if key not in valid:
@@ -76,8 +84,6 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
             )
         if isinstance(raw, str):
             raw = parse_value(raw, hints[key], key)
-        elif isinstance(raw, list):  # a tuple setting read back from run.json
-            raw = tuple(raw)
         values[key] = raw
     config = cls(**values)
     check_ranges(config)

@@ -9,6 +9,7 @@ combination: the pretext is any :class:`~cluster_ssl.methods.contrastive.Embeddi
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,12 @@ class PretextConfig(simclr.SimCLRConfig):
             return frozenset()
         own = set(field_names(RecipeConfig)) | set(SHARED)
         return frozenset(field_names(recipe.config)) - own
+
+    @classmethod
+    def setting_types(cls, values: dict[str, Any]) -> dict[str, Any]:
+        recipe = OTHER_PRETEXTS.get(str(values.get("pretext", "simclr")))
+        own = typing.get_type_hints(cls)
+        return own if recipe is None else {**typing.get_type_hints(recipe.config), **own}
 
 
 def build_pretext(

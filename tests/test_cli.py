@@ -270,10 +270,12 @@ def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
     with monkeypatch.context() as patched:
         patched.setattr(run_module, "_load", lambda *a, **k: pytest.fail("read training data"))
         assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "a.csv"))[0] == 0
-    kept.unlink()  # a run without kept centres finds them again on its training data
+    np.save(kept, np.load(kept)[:7])  # centres of another k are not the run's clusters
     assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "b.csv"))[0] == 0
+    kept.unlink()  # a run without kept centres finds them again on its training data
+    assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "c.csv"))[0] == 0
     assert len(rows(tmp_path / "a.csv")) == 12
-    assert rows(tmp_path / "a.csv") == rows(tmp_path / "b.csv")
+    assert rows(tmp_path / "a.csv") == rows(tmp_path / "b.csv") == rows(tmp_path / "c.csv")
 
 
 def test_eval_download_fetches_missing_data_as_train_download_does(tmp_path, capsys, monkeypatch):

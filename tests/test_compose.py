@@ -92,3 +92,18 @@ def test_set_gives_the_pretexts_own_settings_and_the_run_keeps_its_own():
     simclr = {**SMALL, **FOR["scan"], "queue_size": "64"}  # SimCLR has no queue
     with pytest.raises(UserError, match="unknown setting 'queue_size'"):
         prepare({**record, "overrides": simclr})
+
+
+def test_pretext_settings_survive_run_json_and_resume_compares_them_as_parsed():
+    from cluster_ssl.config import as_dict
+    from cluster_ssl.engine.run import changed_settings
+
+    given = {"pretext": "pcl", "queue_size": 64, "num_prototypes": (12, 24)}  # as cluster sizes
+    record = {"recipe": "scan", "dataset": "digits", "data_root": None}
+    record["overrides"] = {**SMALL, **FOR["scan"], **given}
+    stored = json.loads(json.dumps(record))  # run.json keeps the tuple as a list
+    assert as_dict(prepare(stored).config) == as_dict(prepare(record).config)
+    spelled = {"queue_size": "064", "num_prototypes": "12,24"}  # the same, spelled otherwise
+    assert changed_settings("scan", stored["overrides"], spelled) == []
+    moved = changed_settings("scan", stored["overrides"], {"queue_size": "32"})
+    assert moved == ["queue_size (was 64, now 32)"]

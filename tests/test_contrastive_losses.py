@@ -322,6 +322,20 @@ def test_instance_discrimination_block_by_block_equals_the_whole_matrix(monkeypa
     torch.testing.assert_close(again, blocked)
 
 
+def test_a_bank_of_other_norms_needs_unit_rows_false() -> None:
+    generator = torch.Generator().manual_seed(13)
+    bank = 10 * F.normalize(torch.randn(40, 8, generator=generator), dim=1)  # rows of norm 10
+    index = torch.arange(5)
+    feats = bank[:5].clone().requires_grad_()  # aligned with their rows: logits up to 100/tau
+    loss = instance_discrimination_loss(feats, index, bank, 0.1, unit_rows=False)
+    loss.backward()
+    reference = feats.detach().double().requires_grad_()
+    composed = F.cross_entropy(F.normalize(reference, dim=1) @ bank.double().T / 0.1, index)
+    composed.backward()
+    torch.testing.assert_close(loss.double(), composed.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(feats.grad.double(), reference.grad, rtol=1e-3, atol=1e-5)
+
+
 def test_memory_bank_rejects_bad_arguments() -> None:
     bank = MemoryBank(4, 3)
     with pytest.raises(ValueError, match="momentum"):

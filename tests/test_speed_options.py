@@ -166,3 +166,21 @@ def test_more_accumulation_passes_than_batches_is_refused(tmp_path):
     stage, dataset = build("dec", epochs=1, batch_size=512, hidden_dims="16,16,32")
     with pytest.raises(UserError, match="--accumulate 8 needs that many batches an epoch"):
         fit(stage, dataset, tmp_path, accumulate=8)
+
+
+@pytest.mark.parametrize("recipe", ["cc", "scan"])
+def test_cluster_heads_give_fp32_probabilities_in_bf16_passes(recipe):
+    """bf16 probabilities near 1 are 0.004 apart, too coarse for SCAN's 0.99 threshold."""
+    overrides = {**SMALL, "image_size": 8, "num_neighbours": 3} if recipe == "scan" else SMALL
+    prepared = prepare(
+        {"recipe": recipe, "dataset": "digits", "data_root": None, "overrides": overrides}
+    )
+    method = prepared.stages[-1].method.eval()
+    ctx = StageContext(prepared.dataset, CPU, 0, num_workers=0, precision=torch.bfloat16)
+    with torch.no_grad():
+        if recipe == "scan":  # self-labelling's confidence at the start of its stage
+            probabilities = ctx.embed(method.probabilities)
+        else:
+            probabilities = torch.from_numpy(method.predict(ctx).confidence)
+    rounded = probabilities.bfloat16().float()
+    assert (probabilities != rounded).float().mean() > 0.5  # not bf16 values

@@ -40,15 +40,19 @@ def predict_images(
     ``out_csv``; returns the prediction and the files skipped (with reasons).
 
     The run's training data is read only when its clusters must be found again: a method
-    that clusters by k-means, in a run that kept no centres (runs of older versions, or
-    trained on another split than they reported).
+    that clusters by k-means, in a run that kept no centres for its k (runs of older
+    versions, runs trained on another split than they reported, a ``--k auto`` run stopped
+    between choosing k and writing its outputs).
     """
     readable, skipped = check_images(image_files(inputs), decode=True)
     if not readable:
         raise UserError(f"no readable images among {', '.join(map(str, inputs))}")
     trained = load_trained_stage(checkpoint, with_data=False)
-    kept = centres_path(trained.path)
-    if not kept.is_file() and trained.stage.method.predict_new_reads_training_data():
+    path = centres_path(trained.path)
+    kept = np.load(path) if path.is_file() else None
+    if kept is not None and len(kept) != trained.stage.method.num_clusters:
+        kept = None  # centres of another k than the run's chosen one
+    if kept is None and trained.stage.method.predict_new_reads_training_data():
         trained = load_trained_stage(checkpoint)
     training = trained.prepared.dataset
     channels, _, side = training.image_shape
@@ -63,7 +67,7 @@ def predict_images(
             StageContext(
                 new, device, seed, num_workers=num_workers, training_data=False, network=network
             ),
-            centres=np.load(kept) if kept.is_file() else None,
+            centres=kept,
         )
     names = [path.as_posix() for path in readable]
     write_assignments(out_csv, names, prediction.labels, prediction.confidence)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -456,7 +455,12 @@ def _claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict
         before = {**RECORD_DEFAULTS, "init_from": None, **stored}  # older runs lack keys
 
         def meaning(key: str, value: Any) -> Any:
-            return resolve_precision(value, device) if key == "precision" else value
+            if key != "precision":
+                return value
+            try:
+                return resolve_precision(value, device)
+            except UserError:  # e.g. a CUDA fp16 run resumed on a CPU: compared as written
+                return value
 
         changed = [
             key
@@ -484,9 +488,11 @@ def _claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict
 def changed_settings(recipe: str, before: dict[str, Any], asked: dict[str, Any]) -> list[str]:
     """The keys a resuming command sets to another value than the run has, with both
     values, compared as the recipe parses them (``.25`` is ``0.25``)."""
-    hints = typing.get_type_hints(get_recipe(recipe).config)
+    hints = get_recipe(recipe).config.setting_types({**before, **asked})
 
     def parsed(key: str, value: Any) -> Any:
+        if isinstance(value, list):  # a tuple setting as run.json stores it
+            return tuple(value)
         if isinstance(value, str) and key in hints:
             try:
                 return parse_value(value, hints[key], key)
@@ -576,7 +582,7 @@ def load_trained_stage(
         record["download"] = True
     if split is not None:
         splits = DATASETS.get(record["dataset"]).splits
-        if split not in splits:
+        if split not in splits and split != "train+test":  # which a folder reads as train
             raise UserError(
                 f"--split {split}: dataset {record['dataset']!r} has no such split; "
                 f"choose one of {', '.join(splits)}"

@@ -13,7 +13,11 @@ from cluster_ssl.losses.precision import full_precision
 
 @full_precision
 def instance_discrimination_loss(
-    features: torch.Tensor, index: torch.Tensor, bank: torch.Tensor, temperature: float
+    features: torch.Tensor,
+    index: torch.Tensor,
+    bank: torch.Tensor,
+    temperature: float,
+    unit_rows: bool = True,
 ) -> torch.Tensor:
     """Instance discrimination against a memory bank, full softmax over all N instances.
 
@@ -34,8 +38,12 @@ def instance_discrimination_loss(
     Args:
         features: (B, d) embeddings of this rank's batch.
         index: (B,) their dataset indices, in [0, N).
-        bank: (N, d) memory bank (``MemoryBank.memory``), rows of unit L2 norm.
+        bank: (N, d) memory bank (``MemoryBank.memory``).
         temperature: tau > 0.
+        unit_rows: the bank's rows have unit L2 norm, as ``MemoryBank`` keeps them, so
+            every logit lies in [-1/tau, 1/tau] and exp is left unguarded where that
+            cannot overflow; with False each row's maximum is always taken out first
+            (right for any bank, a little slower).
 
     Returns:
         Scalar loss, the mean over the batch.
@@ -51,8 +59,9 @@ def instance_discrimination_loss(
     scaled = F.normalize(features, dim=1) / temperature
     target = index.to(device=scaled.device, dtype=torch.long)
     with_gradient = torch.is_grad_enabled() and scaled.requires_grad
+    bound = 1.0 / temperature if unit_rows else math.inf
     return _BankCrossEntropy.apply(
-        scaled, bank.detach().to(scaled.dtype), target, 1.0 / temperature, with_gradient
+        scaled, bank.detach().to(scaled.dtype), target, bound, with_gradient
     )
 
 
@@ -69,8 +78,8 @@ def logits_per_block(device: torch.device) -> int:
 
 class _BankCrossEntropy(torch.autograd.Function):
     """Cross-entropy of the logits s . M^T against the target rows, with the gradient
-    only towards s (M is a constant). Differentiable once: a second-order gradient
-    through it raises.
+    only towards s (M is a constant). First order only: a second derivative through it
+    is not computed.
 
     For logits l_bj = s_b . m_j, softmax p_bj = exp(l_bj) / Z_b and targets t_b:
 

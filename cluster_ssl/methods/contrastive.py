@@ -69,6 +69,12 @@ class EmbeddingMethod(Method):
         with section, torch.autocast(images.device.type, enabled=False):
             return pipeline(images)
 
+    @staticmethod
+    def in_fp32(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """``head`` of the features ``h`` in fp32, whatever autocast surrounds the call."""
+        with torch.autocast(h.device.type, enabled=False):
+            return head(h.float())
+
     def features(self, batch: Batch) -> torch.Tensor:
         """Backbone features of the un-augmented images, L2-normalised."""
         images = self.augment(self.eval_transform, batch["image"])
@@ -134,11 +140,13 @@ class EmbeddingMethod(Method):
     ) -> Prediction:
         """Clusters as the argmax of a cluster head's (B, K) ``probabilities`` of the
         backbone features, with that maximum as the confidence and the L2-normalised
-        features as the embedding (for the kNN monitor)."""
+        features as the embedding (for the kNN monitor). The head runs in fp32 whatever
+        autocast surrounds the pass: bf16 probabilities near 1 are 0.004 apart, too coarse
+        for a confidence threshold such as SCAN's 0.99."""
 
         def assign(batch: Batch) -> torch.Tensor:
-            h = self.backbone(self.augment(self.eval_transform, batch["image"]))
-            return torch.cat([probabilities(h), F.normalize(h, dim=1)], dim=1)
+            h = self.backbone(self.augment(self.eval_transform, batch["image"])).float()
+            return torch.cat([self.in_fp32(probabilities, h), F.normalize(h, dim=1)], dim=1)
 
         out = ctx.embed(assign)
         probs, z = out[:, : self.num_clusters], out[:, self.num_clusters :]

@@ -122,9 +122,9 @@ class SCANClustering(EmbeddingMethod):
         return {"loss": total, "consistency": consistency / heads, "entropy": entropy / heads}
 
     def head_logits(self, batch: Batch) -> torch.Tensor:
-        """(B, heads * K) logits of every head on the un-augmented images."""
+        """(B, heads * K) logits of every head on the un-augmented images (heads in fp32)."""
         h = self.backbone(self.augment(self.eval_transform, batch["image"]))
-        return torch.cat(self.heads(h), dim=1)
+        return self.in_fp32(lambda x: torch.cat(self.heads(x), dim=1), h)
 
     def on_epoch_end(self, ctx: StageContext) -> dict[str, float]:
         was_training = self.training

@@ -64,9 +64,10 @@ class SelfLabelling(EmbeddingMethod):
         )
 
     def probabilities(self, batch: Batch) -> torch.Tensor:
-        """(B, K) cluster probabilities of the un-augmented images."""
+        """(B, K) cluster probabilities of the un-augmented images, the head in fp32 (as
+        :meth:`head_prediction`: the threshold compares them to 0.99)."""
         h = self.backbone(self.augment(self.eval_transform, batch["image"]))
-        return self.head(h).softmax(dim=1)
+        return self.in_fp32(lambda x: self.head(x).softmax(dim=1), h)
 
     def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
         self._confident_in_epoch = torch.zeros((), dtype=torch.long, device=ctx.device)

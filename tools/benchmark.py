@@ -603,6 +603,12 @@ def bench_pass_batch(args: argparse.Namespace) -> None:
     print("\nms per image, median of the repeats")
 
 
+def add_feature_size(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--n`` (``what``, 70,000 as Fashion-MNIST) and ``--dim`` (128) of a feature array."""
+    parser.add_argument("--n", type=int, default=70000, help=what)
+    parser.add_argument("--dim", type=int, default=128, help="feature dimension")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -626,16 +632,14 @@ def build_parser() -> argparse.ArgumentParser:
     augment.set_defaults(func=bench_augment)
 
     mining = commands.add_parser("mining", help=bench_mining.__doc__)
-    mining.add_argument("--n", type=int, default=70000, help="number of feature vectors")
-    mining.add_argument("--dim", type=int, default=128, help="feature dimension")
+    add_feature_size(mining, "number of feature vectors")
     mining.add_argument("--k", type=int, default=20, help="neighbours per sample")
     mining.add_argument("--repeats", type=int, default=3, help="faiss measurements")
     mining.add_argument("--features", help="an (N, d) .npy array to search instead")
     mining.set_defaults(func=bench_mining)
 
     means = commands.add_parser("kmeans", help=bench_kmeans.__doc__)
-    means.add_argument("--n", type=int, default=70000, help="number of feature vectors")
-    means.add_argument("--dim", type=int, default=128, help="feature dimension")
+    add_feature_size(means, "number of feature vectors")
     means.add_argument("--k", type=int, default=10, help="clusters")
     means.add_argument("--n-init", type=int, default=3, help="restarts")
     means.add_argument("--iterations", type=int, default=50, help="Lloyd iterations")
@@ -645,8 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bank = commands.add_parser("bank-loss", help=bench_bank_loss.__doc__)
     bank.add_argument("--batch", type=int, default=256, help="features per step")
-    bank.add_argument("--n", type=int, default=70000, help="memory bank rows (images)")
-    bank.add_argument("--dim", type=int, default=128, help="feature dimension")
+    add_feature_size(bank, "memory bank rows (images)")
     bank.add_argument("--temperature", type=float, default=0.1, help="tau")
     bank.add_argument("--repeats", type=int, default=9, help="measured steps")
     bank.add_argument("--block", type=int, help="logits per block (default: the loss's own)")

@@ -36,3 +36,27 @@ def test_pass_batch_times_every_network_at_every_batch(capsys):
 def test_a_pass_batch_below_one_is_refused_in_one_line():
     with pytest.raises(SystemExit, match="^--pass-batch must be at least 1, got 0$"):
         main(["dec", "--pass-batch", "0"])
+
+
+def test_bank_loss_times_a_step_with_the_block_size_asked_for(capsys, monkeypatch):
+    from cluster_ssl.losses import idfd
+
+    blocks = []
+    real = idfd._BankCrossEntropy.forward
+
+    def counting(ctx, scaled, bank, target, bound, with_gradient):
+        blocks.append(idfd.logits_per_block(scaled.device) // scaled.shape[0])
+        return real(ctx, scaled, bank, target, bound, with_gradient)
+
+    monkeypatch.setattr(idfd._BankCrossEntropy, "forward", staticmethod(counting))
+    monkeypatch.setattr(idfd, "logits_per_block", idfd.logits_per_block)  # restored after
+    main(["bank-loss", *("--batch", "8", "--n", "300", "--dim", "4", "--repeats", "2")])
+    main(
+        ["bank-loss", *("--batch", "8", "--n", "300", "--dim", "4", "--repeats", "2")]
+        + ["--block", "80"]
+    )
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("batch 8 against")]
+    assert len(lines) == 2 and "blocks of 80 logits" in lines[1]
+    assert all("ms (median of 2" in line for line in lines)
+    assert blocks[:3] == [2**17 // 8] * 3 and blocks[3:] == [10] * 3  # warm-up + 2 steps each

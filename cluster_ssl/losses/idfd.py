@@ -116,8 +116,8 @@ class _BankCrossEntropy(torch.autograd.Function):
             if take_out_max:
                 new_max = torch.maximum(row_max, logits.amax(dim=1, keepdim=True))
                 # terms below exp(-60) of the row's largest change Z by less than N e^-60
-                # of it, far below float32's resolution; smaller ones would make denormal
-                # products, which slow the products below many times over
+                # of it, far below float32's resolution; smaller ones would give denormal
+                # products, which a CPU computes many times slower
                 logits.sub_(new_max).clamp_(min=-60.0)
                 rescale = (row_max - new_max).exp_()  # 0 for the first block
                 partition.mul_(rescale)

@@ -78,7 +78,7 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
             values["pretext_settings"] = {**values.get("pretext_settings", {}), key: raw}
             if key not in valid:
                 continue
-        if key not in valid:
+        elif key not in valid:
             raise UserError(
                 f"unknown setting {key!r} for this recipe; valid keys: {', '.join(valid)}"
             )

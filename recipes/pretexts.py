@@ -22,6 +22,7 @@ from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import Batch
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.methods.simclr import SimCLR
+from cluster_ssl.recipe import Recipe
 from recipes import idfd, pcl, simclr
 
 #: recipes whose first stage can be a pretext, besides SimCLR (the clustering recipe's own)
@@ -47,7 +48,7 @@ class PretextConfig(simclr.SimCLRConfig):
         pretext stage's length, ``batch_size`` its batch...). A setting the run has as well
         goes to both: ``kmeans_restarts`` to the pretext's and the run's own k-means, ``lr``
         to the pretext (and to SimCLR's settings, unused)."""
-        recipe = OTHER_PRETEXTS.get(str(values.get("pretext", "simclr")))
+        recipe = _pretext_recipe(values)
         if recipe is None:
             return frozenset()
         own = set(field_names(RecipeConfig)) | set(SHARED)
@@ -55,9 +56,14 @@ class PretextConfig(simclr.SimCLRConfig):
 
     @classmethod
     def setting_types(cls, values: dict[str, Any]) -> dict[str, Any]:
-        recipe = OTHER_PRETEXTS.get(str(values.get("pretext", "simclr")))
+        recipe = _pretext_recipe(values)
         own = typing.get_type_hints(cls)
         return own if recipe is None else {**typing.get_type_hints(recipe.config), **own}
+
+
+def _pretext_recipe(values: dict[str, Any]) -> Recipe | None:
+    """The recipe of the pretext ``values`` choose, None for SimCLR (the run's own)."""
+    return OTHER_PRETEXTS.get(str(values.get("pretext", "simclr")))
 
 
 def build_pretext(

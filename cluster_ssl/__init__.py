@@ -9,23 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-ESTIMATOR_NAMES = (
-    "CC",
-    "DCEC",
-    "DEC",
-    "IDEC",
-    "IDFD",
-    "PCL",
-    "SCAN",
-    "DeepCluster",
-    "SimCLRKMeans",
-)
-__all__ = list(ESTIMATOR_NAMES)
-
 
 def __getattr__(name: str) -> Any:
-    if name in ESTIMATOR_NAMES:
+    if name[:1].isupper():  # an estimator's class name (cluster_ssl.estimators.NAMES)
         from cluster_ssl import estimators
 
-        return getattr(estimators, name)
+        if name in estimators.NAMES:
+            return getattr(estimators, name)
     raise AttributeError(f"module 'cluster_ssl' has no attribute {name!r}")

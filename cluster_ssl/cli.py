@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, parse_assignments
-from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES
 from cluster_ssl.engine.logging import WANDB_MODES
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES
+from cluster_ssl.runtime.errors import UserError
 
 
 def non_negative_int(text: str) -> int:
@@ -216,8 +218,9 @@ def _interrupted(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cluster_ssl.engine.distributed import shutdown
-    from cluster_ssl.engine.run import RunRequest, train
+    from cluster_ssl.commands.record import RunRequest
+    from cluster_ssl.commands.train import train
+    from cluster_ssl.runtime.distributed import shutdown
 
     overrides: dict[str, object] = parse_assignments(args.assignments)
     if args.epochs is not None:
@@ -280,7 +283,7 @@ def _result_line(result: dict) -> str:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from cluster_ssl.engine.folder_clustering import FolderRequest, cluster_folder
+    from cluster_ssl.commands.folder.cluster import FolderRequest, cluster_folder
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
@@ -333,7 +336,7 @@ def _k_options(k: str, k_range: str | None) -> tuple[int | None, tuple[int, int]
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from cluster_ssl.engine.prediction import predict_images
+    from cluster_ssl.commands.predict import predict_images
 
     prediction, skipped = predict_images(
         args.checkpoint, args.images, args.out, args.device, args.workers
@@ -345,7 +348,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from cluster_ssl.engine.run import evaluate_checkpoint
+    from cluster_ssl.commands.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         args.checkpoint,
@@ -370,29 +373,26 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
+    from cluster_ssl.commands.folder.sizing import folder_methods
     from cluster_ssl.data.registry import list_datasets
-    from cluster_ssl.methods import METHODS
     from recipes import RECIPES
 
-    print("recipes:")
-    for name in RECIPES.names():
-        recipe = RECIPES.get(name)
+    print("recipes (cluster-ssl train NAME; presets are the papers' per-dataset settings):")
+    for recipe in RECIPES.values():
         presets = ", ".join(sorted(recipe.presets)) or "none"
-        print(f"  {name:14s} {recipe.description} (presets: {presets})")
-    print("datasets:")
+        _print_entry(recipe.name, f"{recipe.description}. Presets: {presets}.")
+    print("datasets (--dataset NAME):")
     for spec in list_datasets():
-        print(f"  {spec.name:14s} {spec.description}")
-    print("methods:")
-    for name in METHODS.names():
-        summary = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:14s} {summary}")
+        _print_entry(spec.name, spec.description)
+    print(f"cluster --method: {', '.join(folder_methods())}")
     return 0
 
 
-def run_recipe_script(recipe: str, argv: list[str] | None = None) -> int:
-    """``python recipes/NAME.py ARGS`` is ``cluster-ssl train NAME ARGS``."""
-    args = sys.argv[1:] if argv is None else argv
-    return main(["train", recipe, *args])
+def _print_entry(name: str, text: str) -> None:
+    """``  name  text`` with the text wrapped under itself, never cut."""
+    lines = textwrap.wrap(text, width=max(40, shutil.get_terminal_size().columns - 18))
+    for index, line in enumerate(lines or [""]):
+        print(f"  {name if index == 0 else '':14s} {line}")
 
 
 if __name__ == "__main__":

@@ -3,54 +3,134 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
-C = TypeVar("C", bound="RecipeConfig")
+C = TypeVar("C", bound="Settings")
 
 #: what ``cluster-ssl train`` runs when no recipe or dataset is named
 DEFAULT_RECIPE = "dec"
 DEFAULT_DATASET = "digits"
 
 
-@dataclass
-class RecipeConfig:
-    """Settings every recipe has; each recipe subclasses this with its paper's hyperparameters.
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field with its allowed range: ``low``/``high`` bounds, inclusive unless
+    ``low_open``/``high_open``. :func:`check_ranges` enforces it before anything is built."""
+    bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata={"range": bounds})
+    return field(default=default, metadata={"range": bounds})
 
-    ``epochs`` is the length of the recipe's main training stage (each recipe documents
-    which one); ``num_clusters`` defaults to the dataset's number of classes.
+
+def positive(default: Any) -> Any:
+    """A setting that must be greater than 0 (None allowed where the type allows it)."""
+    return setting(default, low=0, low_open=True)
+
+
+def non_negative(default: Any) -> Any:
+    """A setting that must be 0 or more."""
+    return setting(default, low=0)
+
+
+def fraction(default: Any) -> Any:
+    """A setting in [0, 1] (a share, a final lr fraction, a crop area)."""
+    return setting(default, low=0, high=1)
+
+
+def below_one(default: Any) -> Any:
+    """A setting in [0, 1): a probability of dropping, a momentum that must forget."""
+    return setting(default, low=0, high=1, high_open=True)
+
+
+def group(cls: type[Settings]) -> Any:
+    """A field holding one stage's settings, set as ``--set NAME.KEY=VALUE``."""
+    return field(default_factory=cls, metadata={"group": True})
+
+
+@dataclass
+class Settings:
+    """A group of settings: dataclass fields declared with their types and ranges.
+
+    ``renamed`` maps keys of earlier versions to their names now (``scan_lr`` ->
+    ``scan.lr``), so ``--set`` of an old key names the new one and runs written before a
+    rename still resume.
     """
 
-    num_clusters: int | None = None
+    renamed: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    @classmethod
+    def free_group(cls, name: str) -> str | None:
+        """The dict field that keeps ``NAME.KEY`` settings another settings class checks
+        (a pretext's, :class:`recipes.pretexts.PretextConfig`); None here."""
+        return None
+
+    @classmethod
+    def setting_type(cls, key: str, values: dict[str, Any]) -> Any:
+        """The declared type of the (dotted) ``key`` with ``values`` chosen; None if the
+        recipe has no such setting."""
+        name, _, rest = key.partition(".")
+        hints = typing.get_type_hints(cls)
+        if name not in hints or name == "renamed":
+            return None
+        if rest:
+            inner = _group_class(cls, name)
+            return None if inner is None else inner.setting_type(rest, values.get(name, {}))
+        return hints[name]
+
+
+@dataclass
+class RecipeConfig(Settings):
+    """Settings every recipe has; each recipe subclasses this with its paper's hyperparameters.
+
+    ``epochs`` is the length of the recipe's first stage (each recipe documents the later
+    stages' groups); ``num_clusters`` defaults to the dataset's number of classes.
+    """
+
+    num_clusters: int | None = positive(None)
     split: str = "train+test"
     eval_split: str | None = None
-    image_size: int | None = None
-    epochs: int = 100
-    batch_size: int = 256
-    eval_every: int = 0
-
-    @classmethod
-    def pretext_keys(cls, values: dict[str, Any]) -> frozenset[str]:
-        """Settings of another recipe that this one trains first as its pretext, which
-        ``--set`` gives to it: :func:`build_config` collects them in the config's
-        ``pretext_settings`` (and sets those this recipe has as well). ``values`` are the
-        settings chosen so far. None here."""
-        return frozenset()
-
-    @classmethod
-    def setting_types(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """The declared type of every setting ``--set`` may give with ``values`` chosen:
-        this recipe's, and its pretext's (:meth:`pretext_keys`)."""
-        return typing.get_type_hints(cls)
+    image_size: int | None = positive(None)
+    epochs: int = positive(100)
+    batch_size: int = positive(256)
+    eval_every: int = non_negative(0)
 
 
-def field_names(cls: type[RecipeConfig]) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+def _group_class(cls: type, name: str) -> type[Settings] | None:
+    """The settings class of ``cls``'s group field ``name``, None when it is no group."""
+    for item in dataclasses.fields(cls):
+        if item.name == name and item.metadata.get("group"):
+            return typing.get_type_hints(cls)[name]
+    return None
+
+
+def field_names(cls: type[Settings]) -> list[str]:
+    return [item.name for item in dataclasses.fields(cls)]
+
+
+def setting_keys(cls: type[Settings], prefix: str = "") -> list[str]:
+    """Every key ``--set`` takes for ``cls``, dotted for the groups (``scan.lr``)."""
+    keys = []
+    for name in field_names(cls):
+        inner = _group_class(cls, name)
+        keys += setting_keys(inner, f"{prefix}{name}.") if inner else [prefix + name]
+    return keys
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:
@@ -64,109 +144,118 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return out
 
 
+def current_key(cls: type[Settings], key: str) -> str:
+    """``key`` under its name in this version (a renamed key of an older run's record)."""
+    return cls.renamed.get(key, key)
+
+
 def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]) -> C:
-    """Defaults, then the dataset preset, then the user's overrides (strings are parsed,
-    lists, as JSON stores tuples, become tuples again)."""
-    hints = typing.get_type_hints(cls)
-    valid = field_names(cls)
-    values: dict[str, Any] = dict(preset)
-    for_pretext = cls.pretext_keys({**preset, **overrides})
+    """Defaults, then the dataset preset, then the user's overrides, all as (dotted) keys;
+    strings are parsed to the field's type, lists (JSON's tuples) become tuples again.
+    Every value is range-checked as the config is built."""
+    values: dict[str, Any] = {}
+    for key, raw in preset.items():
+        _assign(cls, values, key, raw)
     for key, raw in overrides.items():
-        if isinstance(raw, list):  # a tuple setting read back from run.json
-            raw = tuple(raw)
-        if key in for_pretext:  # parsed by the pretext recipe's own config
-            values["pretext_settings"] = {**values.get("pretext_settings", {}), key: raw}
-            if key not in valid:
-                continue
-        elif key not in valid:
+        if key in cls.renamed and key not in setting_keys(cls):
             raise UserError(
-                f"unknown setting {key!r} for this recipe; valid keys: {', '.join(valid)}"
+                f"--set {key}: this setting is now {cls.renamed[key]}; "
+                f"write --set {cls.renamed[key]}=..."
             )
-        if isinstance(raw, str):
-            raw = parse_value(raw, hints[key], key)
-        values[key] = raw
-    config = cls(**values)
-    check_ranges(config)
-    return config
+        _assign(cls, values, key, raw)
+    return _construct(cls, values)
 
 
-#: settings that must be > 0, and settings that must be >= 0, wherever a recipe has them
-POSITIVE = (
-    "num_clusters",
-    "epochs",
-    "batch_size",
-    "update_interval",
-    "maxiter",
-    "kmeans_restarts",
-    "lr",
-    "pretrain_lr",
-    "alpha",
-    "temperature",
-    "instance_temperature",
-    "cluster_temperature",
-    "decorrelation_temperature",
-    "image_size",
-    "width",
-    "strength",
-    "embedding_dim",
-    "feature_dim",
-    "num_neighbours",
-    "num_heads",
-    "scan_epochs",
-    "scan_batch_size",
-    "scan_lr",
-    "selflabel_epochs",
-    "selflabel_batch_size",
-    "selflabel_lr",
-)
-NON_NEGATIVE = (
-    "tol",
-    "momentum",
-    "pretrain_momentum",
-    "weight_decay",
-    "gamma",
-    "eval_every",
-    "entropy_weight",
-    "decorrelation_weight",
-    "warmup",
-    "pretrain_dropout",
-    "scan_weight_decay",
-    "selflabel_weight_decay",
-)
+def overrides_in_current_names(cls: type[Settings], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A stored run's overrides with keys renamed since it was written in their new names."""
+    return {current_key(cls, key): value for key, value in overrides.items()}
 
 
-#: settings in [0, 1) (a probability of dropping, a momentum that must forget) and in [0, 1]
-BELOW_ONE = (
-    "pretrain_dropout",
-    "bank_momentum",
-    "encoder_momentum",
-    "momentum",
-    "pretrain_momentum",
-    "dec_momentum",
-)
-UP_TO_ONE = ("final_lr_fraction", "crop_scale")
-
-
-def check_ranges(config: RecipeConfig) -> None:
-    """One clear error for a value outside its range, before anything is built or trained."""
-    for name in POSITIVE + NON_NEGATIVE + BELOW_ONE + UP_TO_ONE:
-        value = getattr(config, name, None)
-        if value is None or isinstance(value, bool):
-            continue
-        if name in POSITIVE and value <= 0:
-            raise UserError(f"--set {name}={value}: must be greater than 0")
-        if name in NON_NEGATIVE + BELOW_ONE + UP_TO_ONE and value < 0:
-            raise UserError(f"--set {name}={value}: must not be negative")
-        if name in BELOW_ONE and value >= 1:
-            raise UserError(f"--set {name}={value}: must be below 1")
-        if name in UP_TO_ONE and value > 1:
-            raise UserError(f"--set {name}={value}: must be at most 1")
-    milestones = getattr(config, "milestones", ())
-    if list(milestones) != sorted(milestones) or any(not 0 < m < 1 for m in milestones):
-        joined = ",".join(map(str, milestones))
+def _assign(cls: type[Settings], values: dict[str, Any], key: str, raw: Any) -> None:
+    name, _, rest = key.partition(".")
+    held_in = cls.free_group(name) if rest else None
+    if held_in is not None:
+        values.setdefault(held_in, {})[rest] = raw
+        return
+    kind = cls.setting_type(key, values)
+    if kind is None:
+        known = setting_keys(cls)
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
         raise UserError(
-            f"--set milestones={joined}: give increasing fractions of training between 0 "
-            f"and 1, e.g. 0.5,0.75"
+            f"unknown setting {key!r} for this recipe; {hint}valid keys: {', '.join(known)}"
+        )
+    if isinstance(raw, list):  # a tuple setting read back from JSON
+        raw = tuple(raw)
+    if isinstance(raw, str):
+        raw = parse_value(raw, kind, key)
+    if rest:
+        values.setdefault(name, {})[rest] = raw
+    else:
+        values[name] = raw
+
+
+def _construct(cls: type[C], values: dict[str, Any]) -> C:
+    """``cls(**values)`` with its groups built from their (dotted) values first."""
+    built = {}
+    for name, value in values.items():
+        inner = _group_class(cls, name)
+        if inner is not None and not isinstance(value, Settings):
+            flat = dict(value)
+            nested: dict[str, Any] = {}
+            for key, raw in flat.items():
+                _assign(inner, nested, key, raw)
+            try:
+                value = _construct(inner, nested)
+            except UserError as error:  # name the setting as --set takes it
+                raise UserError(str(error).replace("--set ", f"--set {name}.", 1)) from None
+        built[name] = value
+    return cls(**built)
+
+
+def check_ranges(settings: Settings) -> None:
+    """One clear error for a value outside its declared range, before anything is built."""
+    for item in dataclasses.fields(settings):
+        bounds = declared_range(type(settings), item.name)
+        value = getattr(settings, item.name)
+        if bounds is None or value is None or isinstance(value, bool):
+            continue
+        for each in value if isinstance(value, tuple) else (value,):
+            problem = _out_of_range(each, **bounds)
+            if problem:
+                raise UserError(f"--set {item.name}={_show(value)}: {problem}")
+
+
+def declared_range(cls: type, name: str) -> dict[str, Any] | None:
+    """The range of setting ``name``, from the class that declared it with one: a subclass
+    that only changes the default (``epochs: int = 500``) keeps its base's range."""
+    for klass in cls.__mro__:
+        declared = klass.__dict__.get("__dataclass_fields__", {}).get(name)
+        if declared is not None and "range" in declared.metadata:
+            return declared.metadata["range"]
+    return None
+
+
+def _out_of_range(value: float, low, high, low_open: bool, high_open: bool) -> str | None:
+    if low is not None and (value <= low if low_open else value < low):
+        if not low_open:
+            return "must not be negative" if low == 0 else f"must be at least {low:g}"
+        return f"must be greater than {low:g}"
+    if high is not None and (value >= high if high_open else value > high):
+        return f"must be below {high:g}" if high_open else f"must be at most {high:g}"
+    return None
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def check_milestones(milestones: tuple[float, ...]) -> None:
+    """Milestones are increasing fractions of training, strictly between 0 and 1."""
+    if list(milestones) != sorted(milestones) or any(not 0 < m < 1 for m in milestones):
+        raise UserError(
+            f"--set milestones={_show(milestones)}: give increasing fractions of training "
+            f"between 0 and 1, e.g. 0.5,0.75"
         )
 
 
@@ -208,6 +297,18 @@ def _convert(text: str, annotation: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(text)  # nan and inf parse as floats but are no setting
     return value
+
+
+def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings (config.json) as dotted keys: ``{"scan": {"lr": 1}}`` ->
+    ``{"scan.lr": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def as_dict(cfg: RecipeConfig) -> dict[str, Any]:

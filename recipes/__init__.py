@@ -1,9 +1,14 @@
-"""One module per paper; ``RECIPES`` maps recipe names to their :class:`Recipe`."""
+"""One module per paper; ``RECIPES`` holds the ``RECIPE`` every module of this package
+declares, found by listing the package (a new recipe file is all it takes)."""
 
-from cluster_ssl.recipe import Recipe
-from cluster_ssl.registry import Registry
-from recipes import cc, dcec, dec, deepcluster, idec, idfd, pcl, scan, simclr, simclr_dec
+import importlib
+import pkgutil
+
+from cluster_ssl.engine.recipe import Recipe
+from cluster_ssl.runtime.registry import Registry
 
 RECIPES: Registry[Recipe] = Registry("recipe")
-for _module in (dec, idec, dcec, simclr, cc, idfd, scan, deepcluster, pcl, simclr_dec):
-    RECIPES.register(_module.RECIPE.name)(_module.RECIPE)
+for _info in pkgutil.iter_modules(__path__):
+    _recipe = getattr(importlib.import_module(f"{__name__}.{_info.name}"), "RECIPE", None)
+    if _recipe is not None:
+        RECIPES.register(_recipe.name)(_recipe)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
-from cluster_ssl.config import RecipeConfig
+from cluster_ssl.config import RecipeConfig, Settings, below_one, group, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.autoencoder import AutoencoderPretraining
-from cluster_ssl.methods.dec import DECClustering
+from cluster_ssl.methods.dec import DEC
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.autoencoders import MLP_WEIGHT_INITS, MLPAutoencoder
 from cluster_ssl.models.clustering_layer import ClusteringLayer
+from cluster_ssl.runtime.errors import UserError
 
 #: DEC's and IDEC's autoencoder on the 8 x 8 digits: 64-256-256-512-5
 DIGITS_AUTOENCODER = {"hidden_dims": (256, 256, 512), "embedding_dim": 5}
@@ -24,9 +25,9 @@ DIGITS_AUTOENCODER = {"hidden_dims": (256, 256, 512), "embedding_dim": 5}
 #: lr 1, momentum 0.9, from U(+-1/sqrt(fan_in)) weights (the MLP's default initialisation)
 KERAS_DEC_MNIST_PRETRAINING = {
     "epochs": 300,
-    "pretrain_optimizer": "sgd",
-    "pretrain_lr": 1.0,
-    "pretrain_momentum": 0.9,
+    "pretrain.optimizer": "sgd",
+    "pretrain.lr": 1.0,
+    "pretrain.momentum": 0.9,
 }
 
 #: ... and on USPS: 50 epochs of Adam lr 0.001 from Glorot-uniform weights
@@ -34,31 +35,44 @@ KERAS_DEC_USPS_PRETRAINING = {"epochs": 50, "weight_init": "glorot_uniform"}
 
 
 @dataclass
-class AutoencoderClusteringConfig(RecipeConfig):
-    """Settings of the two stages. ``epochs`` is the length of autoencoder pretraining.
+class PretrainSettings(Settings):
+    """Autoencoder pretraining, the first stage (its length is the recipe's ``epochs``).
 
-    ``pretrain_dropout`` > 0 pretrains a denoising autoencoder (the DEC paper uses 0.2 in
-    its layer-wise pretraining). The clustering stage runs until fewer than ``tol`` of the
-    labels change between two refreshes of P (every ``update_interval`` steps), or for
-    ``maxiter`` steps.
+    ``dropout`` > 0 pretrains a denoising autoencoder (the DEC paper uses 0.2 in its
+    layer-wise pretraining).
     """
 
+    optimizer: str = "adam"
+    lr: float = positive(1e-3)
+    momentum: float = below_one(0.9)
+    dropout: float = below_one(0.0)
+
+
+@dataclass
+class AutoencoderClusteringConfig(RecipeConfig):
+    """Settings of the two stages: ``epochs`` and ``pretrain.*`` for autoencoder
+    pretraining, the rest for clustering, which runs until fewer than ``tol`` of the labels
+    change between two refreshes of P (every ``update_interval`` steps), or for ``maxiter``
+    steps.
+    """
+
+    renamed: ClassVar[dict[str, str]] = {
+        f"pretrain_{key}": f"pretrain.{key}" for key in ("optimizer", "lr", "momentum", "dropout")
+    }
+
     split: str = "train+test"
-    epochs: int = 300
-    batch_size: int = 256
-    embedding_dim: int = 10
-    pretrain_optimizer: str = "adam"
-    pretrain_lr: float = 1e-3
-    pretrain_momentum: float = 0.9
-    pretrain_dropout: float = 0.0
+    epochs: int = positive(300)
+    batch_size: int = positive(256)
+    embedding_dim: int = positive(10)
+    pretrain: PretrainSettings = group(PretrainSettings)
     optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    update_interval: int = 140
-    tol: float = 0.001
-    maxiter: int = 20000
-    kmeans_restarts: int = 20
-    alpha: float = 1.0
+    lr: float = positive(0.01)
+    momentum: float = below_one(0.9)
+    update_interval: int = positive(140)
+    tol: float = non_negative(0.001)
+    maxiter: int = positive(20000)
+    kmeans_restarts: int = positive(20)
+    alpha: float = positive(1.0)
 
 
 @dataclass
@@ -69,6 +83,7 @@ class MLPAutoencoderConfig(AutoencoderClusteringConfig):
     weight_init: str = "fan_in_uniform"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.weight_init not in MLP_WEIGHT_INITS:
             raise UserError(
                 f"--set weight_init={self.weight_init}: unknown; use one of "
@@ -94,12 +109,12 @@ def autoencoder_stages(
     """Pretrain ``autoencoder``, then cluster with KL(P || Q) (+ gamma * recon unless None)."""
     pretrain = AutoencoderPretraining(
         autoencoder,
-        OptimizerSpec(cfg.pretrain_optimizer, cfg.pretrain_lr, momentum=cfg.pretrain_momentum),
+        OptimizerSpec(cfg.pretrain.optimizer, cfg.pretrain.lr, momentum=cfg.pretrain.momentum),
         num_clusters,
         kmeans_restarts=cfg.kmeans_restarts,
-        dropout=cfg.pretrain_dropout,
+        dropout=cfg.pretrain.dropout,
     )
-    cluster = DECClustering(
+    cluster = DEC(
         autoencoder,
         ClusteringLayer(num_clusters, cfg.embedding_dim, alpha=cfg.alpha),
         OptimizerSpec(cfg.optimizer, cfg.lr, momentum=cfg.momentum),

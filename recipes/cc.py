@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.config import non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.methods.cc import ContrastiveClustering
+from cluster_ssl.methods.cc import CC
 from cluster_ssl.models.heads import ClusterHead, ProjectionHead
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import (
     IMAGENET_TRAIN_ONLY,
     BackboneConfig,
@@ -34,24 +36,24 @@ class CCConfig(BackboneConfig):
     split: str = "train+test"
     backbone: str = "resnet34"
     cifar_stem: bool = False
-    image_size: int | None = 224
-    epochs: int = 1000
-    batch_size: int = 256
-    lr: float = 3e-4
-    feature_dim: int = 128
-    instance_temperature: float = 0.5
-    cluster_temperature: float = 1.0
+    image_size: int | None = positive(224)
+    epochs: int = positive(1000)
+    batch_size: int = positive(256)
+    lr: float = positive(3e-4)
+    feature_dim: int = positive(128)
+    instance_temperature: float = positive(0.5)
+    cluster_temperature: float = positive(1.0)
     entropy_constant: bool = False
-    entropy_weight: float = 1.0
-    strength: float = 0.5
+    entropy_weight: float = non_negative(1.0)
+    strength: float = positive(0.5)
     blur: bool = False
 
 
-def cc_method(cfg: CCConfig, dataset: ImageDataset, num_clusters: int) -> ContrastiveClustering:
+def cc_method(cfg: CCConfig, dataset: ImageDataset, num_clusters: int) -> CC:
     args = embedding_method_args(cfg, dataset, num_clusters)
     rep = args["backbone"].feature_dim
     views = TwoViews(make_pipeline("cc", cfg, dataset, strength=cfg.strength, blur=cfg.blur))
-    return ContrastiveClustering(
+    return CC(
         **args,
         instance_head=ProjectionHead(rep, rep, cfg.feature_dim),
         cluster_head=ClusterHead(rep, rep, num_clusters),
@@ -97,11 +99,12 @@ RECIPE = Recipe(
     description="CC: instance + cluster contrast with an entropy term (Li et al. 2021)",
     config=CCConfig,
     build=build,
+    method=CC,
+    estimator="CC",
+    folder=FolderUse(),
     presets=PRESETS,
     protocol="train+test merged (train only on the ImageNet subsets), as the CC paper",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

@@ -7,7 +7,14 @@ from typing import Any
 
 from cluster_ssl.augment.pipelines import DEFAULT_CROP_SCALE, Pipeline, build_pipeline
 from cluster_ssl.augment.stats import dataset_stats
-from cluster_ssl.config import RecipeConfig
+from cluster_ssl.config import (
+    RecipeConfig,
+    below_one,
+    check_milestones,
+    fraction,
+    non_negative,
+    positive,
+)
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
 from cluster_ssl.models.backbones import Backbone, build_backbone
@@ -26,21 +33,25 @@ class BackboneConfig(RecipeConfig):
     """
 
     backbone: str = "resnet18"
-    width: float = 1.0
+    width: float = positive(1.0)
     cifar_stem: bool = True
     pretrained: str | None = None
     optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    lr: float = positive(1e-3)
+    momentum: float = below_one(0.9)
+    weight_decay: float = non_negative(0.0)
     schedule: str = "constant"
-    final_lr_fraction: float = 1e-3
+    final_lr_fraction: float = fraction(1e-3)
     milestones: tuple[float, ...] = ()
-    warmup: float = 0.0
-    kmeans_restarts: int = 10
-    eval_every: int = 10
+    warmup: float = non_negative(0.0)
+    kmeans_restarts: int = positive(10)
+    eval_every: int = non_negative(10)
     flip: bool = True
-    crop_scale: float | None = None
+    crop_scale: float | None = fraction(None)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_milestones(self.milestones)
 
 
 def make_backbone(cfg: BackboneConfig, dataset: ImageDataset) -> Backbone:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cluster_ssl.config import non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
+from cluster_ssl.methods.dec import DEC
 from cluster_ssl.models.autoencoders import ConvAutoencoder
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.autoencoder_family import AutoencoderClusteringConfig, autoencoder_stages
 
 
@@ -26,10 +29,10 @@ class DCECConfig(AutoencoderClusteringConfig):
     Adam in both stages, L = L_r + gamma * KL(P || Q)."""
 
     channels: tuple[int, ...] = (32, 64, 128)
-    gamma: float = 0.1
-    epochs: int = 200
+    gamma: float = non_negative(0.1)
+    epochs: int = positive(200)
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = positive(1e-3)
 
 
 def build(cfg: DCECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
@@ -52,11 +55,12 @@ RECIPE = Recipe(
     description="DCEC: convolutional autoencoder + clustering layer, gamma=0.1 (Guo et al. 2017)",
     config=DCECConfig,
     build=build,
+    method=DEC,
+    estimator="DCEC",
+    folder=FolderUse(image_size=32),
     presets=PRESETS,
     protocol="train+test merged, as the DCEC paper",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

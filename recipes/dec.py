@@ -18,8 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.methods.dec import DEC
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.autoencoder_family import (
     DIGITS_AUTOENCODER,
     KERAS_DEC_MNIST_PRETRAINING,
@@ -58,11 +60,13 @@ RECIPE = Recipe(
     description="DEC: autoencoder pretraining, then KL(P||Q) self-training (Xie et al. 2016)",
     config=DECConfig,
     build=build,
+    method=DEC,
+    estimator="DEC",
+    input_kind="vectors",
+    folder=FolderUse(),
     presets=PRESETS,
     protocol="train+test merged, as the DEC paper",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

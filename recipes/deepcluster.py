@@ -19,17 +19,20 @@ Evaluation: k-means with K = the number of classes on the L2-normalised backbone
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from cluster_ssl.cluster.pca import check_pca_dim
+from cluster_ssl.config import below_one, fraction, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.deepcluster import DeepCluster
 from cluster_ssl.models.backbones import Backbone, build_backbone
 from cluster_ssl.models.sobel import SOBEL_CHANNELS
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import (
     IMAGENET_TRAIN_ONLY,
     BackboneConfig,
@@ -48,17 +51,17 @@ class DeepClusterConfig(BackboneConfig):
     fraction of the RandomResizedCrop (0.08, torchvision's default, in the public code)."""
 
     split: str = "train+test"
-    epochs: int = 500
-    batch_size: int = 256
+    epochs: int = positive(500)
+    batch_size: int = positive(256)
     optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    num_pseudo_classes: int = 100
-    pca_dim: int = 256
+    lr: float = positive(0.05)
+    momentum: float = below_one(0.9)
+    weight_decay: float = non_negative(1e-5)
+    num_pseudo_classes: int = positive(100)
+    pca_dim: int = positive(256)
     sobel: bool = True
-    kmeans_iterations: int = 20
-    crop_scale: float = 0.08
+    kmeans_iterations: int = positive(20)
+    crop_scale: float = fraction(0.08)
 
 
 def deepcluster_backbone(cfg: DeepClusterConfig, dataset: ImageDataset) -> Backbone:
@@ -176,11 +179,25 @@ PRESETS = {
     },
 }
 
+
+def sized_for_folder(num_images: int, k: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """DeepCluster's settings the paper sizes for 1.3M images, for a folder instead: 10k
+    pseudo-classes (at most a tenth of the images) and a 64-d PCA (at most N - 1), which the
+    quarter-width ResNet-18's 128 features allow."""
+    return {
+        "num_pseudo_classes": min(10 * k, max(k, num_images // 10)),
+        "pca_dim": min(64, num_images - 1),
+    }
+
+
 RECIPE = Recipe(
     name="deepcluster",
     description="DeepCluster: k-means pseudo-labels re-computed every epoch (Caron et al. 2018)",
     config=DeepClusterConfig,
     build=build,
+    method=DeepCluster,
+    estimator="DeepCluster",
+    folder=FolderUse(sized_for_folder),
     presets=PRESETS,
     protocol=(
         "train+test merged (train only on the ImageNet subsets); k-means on the backbone embedding"
@@ -188,6 +205,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

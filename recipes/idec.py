@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cluster_ssl.config import below_one, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.methods.dec import DEC
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.autoencoder_family import (
     DIGITS_AUTOENCODER,
     KERAS_DEC_MNIST_PRETRAINING,
@@ -33,10 +36,10 @@ class IDECConfig(MLPAutoencoderConfig):
     """IDEC keeps the decoder: L = L_r + gamma * KL(P || Q). Without a preset it pretrains
     200 epochs (the authors' IDEC default) and clusters with SGD lr 0.1, momentum 0.99."""
 
-    gamma: float = 0.1
-    epochs: int = 200
-    lr: float = 0.1
-    momentum: float = 0.99
+    gamma: float = non_negative(0.1)
+    epochs: int = positive(200)
+    lr: float = positive(0.1)
+    momentum: float = below_one(0.99)
 
 
 def build(cfg: IDECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
@@ -59,11 +62,13 @@ RECIPE = Recipe(
     description="IDEC: DEC plus the autoencoder's reconstruction, gamma=0.1 (Guo et al. 2017)",
     config=IDECConfig,
     build=build,
+    method=DEC,
+    estimator="IDEC",
+    input_kind="vectors",
+    folder=FolderUse(),
     presets=PRESETS,
     protocol="train+test merged, as the IDEC paper",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cluster_ssl.config import below_one, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.methods.idfd import IDFD
 from cluster_ssl.models.heads import LinearHead
 from cluster_ssl.models.memory_bank import MemoryBank
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import (
     IMAGENET_TRAIN_ONLY,
     BackboneConfig,
@@ -32,20 +34,20 @@ from recipes.contrastive_common import (
 @dataclass
 class IDFDConfig(BackboneConfig):
     split: str = "train+test"
-    epochs: int = 2000
-    batch_size: int = 128
-    feature_dim: int = 128
-    temperature: float = 1.0
-    decorrelation_temperature: float = 2.0
-    decorrelation_weight: float = 1.0
-    bank_momentum: float = 0.5
+    epochs: int = positive(2000)
+    batch_size: int = positive(128)
+    feature_dim: int = positive(128)
+    temperature: float = positive(1.0)
+    decorrelation_temperature: float = positive(2.0)
+    decorrelation_weight: float = non_negative(1.0)
+    bank_momentum: float = below_one(0.5)
     cluster_on: str = "bank"
     optimizer: str = "sgd"
-    lr: float = 0.03
-    weight_decay: float = 5e-4
+    lr: float = positive(0.03)
+    weight_decay: float = non_negative(5e-4)
     schedule: str = "step"
     milestones: tuple[float, ...] = (0.3, 0.475, 0.65, 0.825)
-    kmeans_restarts: int = 20
+    kmeans_restarts: int = positive(20)
 
 
 def idfd_method(cfg: IDFDConfig, dataset: ImageDataset, num_clusters: int) -> IDFD:
@@ -96,11 +98,13 @@ RECIPE = Recipe(
     description="IDFD: instance discrimination + feature decorrelation (Tao et al. 2021)",
     config=IDFDConfig,
     build=build,
+    method=IDFD,
+    estimator="IDFD",
+    pretext=True,
+    folder=FolderUse(),
     presets=PRESETS,
     protocol="train+test merged (train only on the ImageNet subsets); k-means on the memory bank",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

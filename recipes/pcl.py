@@ -26,15 +26,18 @@ Evaluation: k-means on the backbone embedding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.config import below_one, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.pcl import PCL
 from cluster_ssl.models.heads import ProjectionHead
 from cluster_ssl.models.momentum import KeyQueue
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import (
     IMAGENET_TRAIN_ONLY,
     BackboneConfig,
@@ -46,23 +49,23 @@ from recipes.contrastive_common import (
 @dataclass
 class PCLConfig(BackboneConfig):
     split: str = "train+test"
-    epochs: int = 1000
-    batch_size: int = 256
-    feature_dim: int = 128
+    epochs: int = positive(1000)
+    batch_size: int = positive(256)
+    feature_dim: int = positive(128)
     mlp_head: bool = True
     blur: bool = False
-    temperature: float = 0.2
-    queue_size: int = 4096
-    encoder_momentum: float = 0.99
+    temperature: float = positive(0.2)
+    queue_size: int = positive(4096)
+    encoder_momentum: float = below_one(0.99)
     num_prototypes: tuple[int, ...] = (250, 500, 1000)
-    warmup_epochs: int = 50
-    negative_prototypes: int = 4096
+    warmup_epochs: int = non_negative(50)
+    negative_prototypes: int = positive(4096)
     negative_sampling: str = "per_sample"
-    prototype_weight: float = 1.0
-    bn_groups: int = 8
+    prototype_weight: float = non_negative(1.0)
+    bn_groups: int = positive(8)
     optimizer: str = "sgd"
-    lr: float = 0.1
-    weight_decay: float = 1e-4
+    lr: float = positive(0.1)
+    weight_decay: float = non_negative(1e-4)
     schedule: str = "cosine"
 
 
@@ -152,11 +155,30 @@ PRESETS = {
     },
 }
 
+
+def sized_for_folder(num_images: int, k: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """PCL's settings the paper sizes for 50,000+ images, for a folder instead: a queue of at
+    most half the images (4,096 at most, as the paper), prototype counts 2k, 4k and 8k (at
+    most half the images), the E-step from a sixth of training on (the paper: 50 of 200
+    epochs)."""
+    half = max(1, num_images // 2)
+    counts = sorted({min(half, max(k, factor * k)) for factor in (2, 4, 8)})
+    return {
+        "queue_size": min(4096, half),
+        "num_prototypes": tuple(counts),
+        "warmup_epochs": settings["epochs"] // 6,
+    }
+
+
 RECIPE = Recipe(
     name="pcl",
     description="PCL: MoCo + ProtoNCE over multi-granularity k-means prototypes (Li et al. 2021)",
     config=PCLConfig,
     build=build,
+    method=PCL,
+    estimator="PCL",
+    pretext=True,
+    folder=FolderUse(sized_for_folder),
     presets=PRESETS,
     protocol=(
         "train+test merged (train only on the ImageNet subsets), "
@@ -165,6 +187,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

@@ -9,25 +9,21 @@ combination: the pretext is any :class:`~cluster_ssl.methods.contrastive.Embeddi
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from cluster_ssl.config import RecipeConfig, build_config, field_names
+from cluster_ssl.config import build_config
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.errors import UserError
+from cluster_ssl.engine.recipe import Recipe
 from cluster_ssl.methods.base import Batch
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.methods.simclr import SimCLR
-from cluster_ssl.recipe import Recipe
-from recipes import idfd, pcl, simclr
+from cluster_ssl.runtime.errors import UserError
+from recipes import simclr
 
-#: recipes whose first stage can be a pretext, besides SimCLR (the clustering recipe's own)
-OTHER_PRETEXTS = {"idfd": idfd.RECIPE, "pcl": pcl.RECIPE}
-PRETEXTS = ("simclr", *OTHER_PRETEXTS)
 #: what the pretext takes from the clustering recipe's settings: the network and the images
 SHARED = ("backbone", "width", "cifar_stem", "pretrained", "image_size", "flip")
 
@@ -35,35 +31,45 @@ SHARED = ("backbone", "width", "cifar_stem", "pretrained", "image_size", "flip")
 @dataclass
 class PretextConfig(simclr.SimCLRConfig):
     """SimCLR's settings (``epochs`` is the pretext's length), or another recipe's method as
-    the pretext: ``pretext`` names it, and ``--set`` gives that recipe's settings
-    (:meth:`pretext_keys`), kept in ``pretext_settings`` over its preset."""
+    the pretext: ``pretext`` names one whose recipe declares ``pretext=True``, and
+    ``--set pretext.KEY=VALUE`` gives that recipe's settings, kept in ``pretext_settings``
+    over its preset and checked by its own config (the network and image settings,
+    ``SHARED``, come from this recipe's)."""
 
     pretext: str = "simclr"
     pretext_settings: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def pretext_keys(cls, values: dict[str, Any]) -> frozenset[str]:
-        """With ``pretext=idfd|pcl``, that recipe's settings but the network and image
-        settings it takes from the run (``SHARED``) and every recipe's (``epochs`` is the
-        pretext stage's length, ``batch_size`` its batch...). A setting the run has as well
-        goes to both: ``kmeans_restarts`` to the pretext's and the run's own k-means, ``lr``
-        to the pretext (and to SimCLR's settings, unused)."""
-        recipe = _pretext_recipe(values)
-        if recipe is None:
-            return frozenset()
-        own = set(field_names(RecipeConfig)) | set(SHARED)
-        return frozenset(field_names(recipe.config)) - own
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        recipe = pretext_recipe(self.pretext)
+        if recipe is None and self.pretext_settings:
+            keys = ", ".join(f"pretext.{key}" for key in self.pretext_settings)
+            raise UserError(
+                f"--set {keys}: SimCLR is this recipe's own pretext, its settings are the "
+                f"top-level keys (--set lr=...); pretext.KEY is for --set pretext=idfd|pcl"
+            )
+        shared = [key for key in self.pretext_settings if key in SHARED]
+        if shared:
+            raise UserError(
+                f"--set pretext.{shared[0]}: the pretext trains this run's network; "
+                f"set {shared[0]} without the prefix"
+            )
+        if recipe is not None:  # the pretext's own config checks its keys and values now
+            build_config(recipe.config, {}, self.pretext_settings)
 
     @classmethod
-    def setting_types(cls, values: dict[str, Any]) -> dict[str, Any]:
-        recipe = _pretext_recipe(values)
-        own = typing.get_type_hints(cls)
-        return own if recipe is None else {**typing.get_type_hints(recipe.config), **own}
+    def free_group(cls, name: str) -> str | None:
+        return "pretext_settings" if name == "pretext" else None
 
 
-def _pretext_recipe(values: dict[str, Any]) -> Recipe | None:
-    """The recipe of the pretext ``values`` choose, None for SimCLR (the run's own)."""
-    return OTHER_PRETEXTS.get(str(values.get("pretext", "simclr")))
+def pretext_recipe(name: str) -> Recipe | None:
+    """The recipe of the pretext ``name``, None for SimCLR (the clustering recipe's own)."""
+    from recipes import RECIPES  # the registry lists this package's modules when complete
+
+    pretexts = [recipe.name for recipe in RECIPES.values() if recipe.pretext]
+    if name not in pretexts:
+        raise UserError(f"--set pretext={name}: use one of {', '.join(pretexts)}")
+    return None if name == "simclr" else RECIPES.get(name)
 
 
 def build_pretext(
@@ -72,11 +78,9 @@ def build_pretext(
     """The pretext method ``name``: SimCLR from ``cfg`` itself, another recipe's method from
     its preset for ``dataset``, ``cfg.pretext_settings`` and the network and image settings
     of ``cfg``."""
-    if name == "simclr":
+    recipe = pretext_recipe(name)
+    if recipe is None:
         return simclr.simclr_method(cfg, dataset, num_clusters)
-    if name not in OTHER_PRETEXTS:
-        raise UserError(f"--set pretext={name}: use one of {', '.join(PRETEXTS)}")
-    recipe = OTHER_PRETEXTS[name]
     shared = {key: getattr(cfg, key) for key in SHARED}
     config = build_config(
         recipe.config, recipe.preset(dataset.name), {**cfg.pretext_settings, **shared}

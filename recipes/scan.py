@@ -26,40 +26,73 @@ by majority vote (``acc_overcluster``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from cluster_ssl.config import Settings, group, non_negative, positive, setting
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
-from cluster_ssl.methods.scan import SCANClustering
-from cluster_ssl.methods.selflabel import SelfLabelling
+from cluster_ssl.methods.scan import SCAN
+from cluster_ssl.methods.selflabel import SelfLabel
 from cluster_ssl.models.heads import MultiClusterHead
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes import simclr
 from recipes.contrastive_common import make_pipeline
-from recipes.pretexts import PretextConfig, build_pretext, embedding_for_mining
+from recipes.pretexts import PretextConfig, build_pretext, embedding_for_mining, pretext_recipe
+
+
+@dataclass
+class SCANStepSettings(Settings):
+    """The clustering step: ``num_heads`` linear heads trained with the SCAN loss on mined
+    neighbours, the whole network (or the heads only) with Adam."""
+
+    epochs: int = positive(50)
+    batch_size: int = positive(128)
+    lr: float = positive(1e-4)
+    weight_decay: float = non_negative(1e-4)
+    num_neighbours: int = positive(20)
+    num_heads: int = positive(10)
+    entropy_weight: float = non_negative(5.0)
+    update_heads_only: bool = False
+    augmentation: str = "scan_strong"
+
+
+@dataclass
+class SelfLabelSettings(Settings):
+    """Self-labelling: cross-entropy on the strong views of confident images."""
+
+    epochs: int = positive(200)
+    batch_size: int = positive(1000)
+    lr: float = positive(1e-4)
+    weight_decay: float = non_negative(1e-4)
+    confidence_threshold: float = setting(0.99, low=0, high=1, high_open=True)
+
+
+#: SCAN's settings before they were grouped by stage, and their names now
+_STEP_KEYS = ("scan.num_neighbours", "num_heads", "entropy_weight", "scan.update_heads_only")
+_RENAMED = {
+    **{f"scan_{key}": f"scan.{key}" for key in ("epochs", "batch_size", "lr", "weight_decay")},
+    **{f"selflabel_{key}": f"selflabel.{key}" for key in ("epochs", "batch_size", "lr")},
+    "selflabel_weight_decay": "selflabel.weight_decay",
+    "scan.augmentation": "scan.augmentation",
+    "selflabel.confidence_threshold": "selflabel.confidence_threshold",
+    **{key: f"scan.{key}" for key in _STEP_KEYS},
+}
 
 
 @dataclass
 class SCANConfig(PretextConfig):
-    """The pretext's settings (SimCLR's, or those of ``pretext``) plus the two SCAN steps."""
+    """The pretext's settings (SimCLR's at the top level, or ``pretext.*`` of another
+    pretext), the strong augmentation both later steps share, and one group per step."""
 
-    num_neighbours: int = 20
-    num_heads: int = 10
-    entropy_weight: float = 5.0
-    update_heads_only: bool = False
-    scan_augmentation: str = "scan_strong"
-    cutout: int | None = None
-    strong_ops: int = 4
-    scan_epochs: int = 50
-    scan_batch_size: int = 128
-    scan_lr: float = 1e-4
-    scan_weight_decay: float = 1e-4
-    selflabel_epochs: int = 200
-    selflabel_batch_size: int = 1000
-    selflabel_lr: float = 1e-4
-    selflabel_weight_decay: float = 1e-4
-    confidence_threshold: float = 0.99
+    renamed: ClassVar[dict[str, str]] = _RENAMED
+
+    cutout: int | None = non_negative(None)
+    strong_ops: int = non_negative(4)
+    scan: SCANStepSettings = group(SCANStepSettings)
+    selflabel: SelfLabelSettings = group(SelfLabelSettings)
 
 
 def _adam(lr: float, weight_decay: float) -> OptimizerSpec:
@@ -67,21 +100,16 @@ def _adam(lr: float, weight_decay: float) -> OptimizerSpec:
 
 
 def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
-    if not 0.0 <= cfg.confidence_threshold < 1.0:
+    if cfg.scan.num_neighbours >= len(dataset):  # before the pretext trains, not after it
         raise UserError(
-            f"--set confidence_threshold={cfg.confidence_threshold}: must be in [0, 1) "
-            "(SCAN uses 0.99)"
-        )
-    if cfg.num_neighbours >= len(dataset):  # before the pretext trains, not after it
-        raise UserError(
-            f"num_neighbours={cfg.num_neighbours} needs more than that many images, but "
-            f"{dataset.name} has {len(dataset)}; lower it (--set num_neighbours=...)"
+            f"scan.num_neighbours={cfg.scan.num_neighbours} needs more than that many images, but "
+            f"{dataset.name} has {len(dataset)}; lower it (--set scan.num_neighbours=...)"
         )
     pretext = build_pretext(cfg.pretext, cfg, dataset, num_clusters)
     backbone, eval_transform = pretext.backbone, pretext.eval_transform
     strong = {"cutout": cfg.cutout, "strong_ops": cfg.strong_ops}
-    scan_options = strong if cfg.scan_augmentation == "scan_strong" else {}
-    scan_view = make_pipeline(cfg.scan_augmentation, cfg, dataset, **scan_options)
+    scan_options = strong if cfg.scan.augmentation == "scan_strong" else {}
+    scan_view = make_pipeline(cfg.scan.augmentation, cfg, dataset, **scan_options)
     shared = {
         "backbone": backbone,
         "eval_transform": eval_transform,
@@ -89,39 +117,43 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
         "num_clusters": num_clusters,
         "kmeans_restarts": cfg.kmeans_restarts,
     }
-    clustering = SCANClustering(
+    clustering = SCAN(
         **shared,
-        optimizer=_adam(cfg.scan_lr, cfg.scan_weight_decay),
+        optimizer=_adam(cfg.scan.lr, cfg.scan.weight_decay),
         pretext_features=embedding_for_mining(pretext),
-        heads=MultiClusterHead(backbone.feature_dim, num_clusters, cfg.num_heads),
+        heads=MultiClusterHead(backbone.feature_dim, num_clusters, cfg.scan.num_heads),
         augmentation=scan_view,
-        num_neighbours=cfg.num_neighbours,
-        entropy_weight=cfg.entropy_weight,
-        update_heads_only=cfg.update_heads_only,
+        num_neighbours=cfg.scan.num_neighbours,
+        entropy_weight=cfg.scan.entropy_weight,
+        update_heads_only=cfg.scan.update_heads_only,
     )
-    selflabel = SelfLabelling(
+    selflabel = SelfLabel(
         **shared,
-        optimizer=_adam(cfg.selflabel_lr, cfg.selflabel_weight_decay),
+        optimizer=_adam(cfg.selflabel.lr, cfg.selflabel.weight_decay),
         initial_head=clustering.best_head_module,
         augmentation=make_pipeline("scan_strong", cfg, dataset, **strong),
-        threshold=cfg.confidence_threshold,
+        threshold=cfg.selflabel.confidence_threshold,
     )
     every = {"eval_every": cfg.eval_every}
     return [
         Stage("pretext", pretext, cfg.epochs, cfg.batch_size, **every),
-        Stage("scan", clustering, cfg.scan_epochs, cfg.scan_batch_size, **every),
-        Stage("selflabel", selflabel, cfg.selflabel_epochs, cfg.selflabel_batch_size, **every),
+        Stage("scan", clustering, cfg.scan.epochs, cfg.scan.batch_size, **every),
+        Stage("selflabel", selflabel, cfg.selflabel.epochs, cfg.selflabel.batch_size, **every),
     ]
 
 
-IMAGENET = {"num_neighbours": 50, "update_heads_only": True, "scan_augmentation": "simclr"}
+IMAGENET = {
+    "scan.num_neighbours": 50,
+    "scan.update_heads_only": True,
+    "scan.augmentation": "simclr",
+}
 PRESETS = {
-    "cifar10": {**simclr.PRESETS["cifar10"], "scan_epochs": 50, "scan_batch_size": 128},
-    "cifar100-20": {**simclr.PRESETS["cifar100-20"], "scan_epochs": 100, "scan_batch_size": 512},
-    "stl10": {**simclr.PRESETS["stl10"], "scan_epochs": 100, "scan_batch_size": 128},
-    "imagenet10": {**simclr.PRESETS["imagenet10"], **IMAGENET, "scan_epochs": 100},
-    "imagenet-dogs": {**simclr.PRESETS["imagenet-dogs"], **IMAGENET, "scan_epochs": 100},
-    "tiny-imagenet": {**simclr.PRESETS["tiny-imagenet"], "scan_epochs": 100},
+    "cifar10": {**simclr.PRESETS["cifar10"], "scan.epochs": 50, "scan.batch_size": 128},
+    "cifar100-20": {**simclr.PRESETS["cifar100-20"], "scan.epochs": 100, "scan.batch_size": 512},
+    "stl10": {**simclr.PRESETS["stl10"], "scan.epochs": 100, "scan.batch_size": 128},
+    "imagenet10": {**simclr.PRESETS["imagenet10"], **IMAGENET, "scan.epochs": 100},
+    "imagenet-dogs": {**simclr.PRESETS["imagenet-dogs"], **IMAGENET, "scan.epochs": 100},
+    "tiny-imagenet": {**simclr.PRESETS["tiny-imagenet"], "scan.epochs": 100},
     # CPU presets: SimCLR's quarter-width ResNet-18, shorter SCAN steps. Digits (16 px):
     # no flips (a mirrored 2 is not a 2), one RandAugment operation instead of 4, 10
     # neighbours among the 1,438 training images, a 10x higher clustering-step lr for its
@@ -133,14 +165,14 @@ PRESETS = {
         "split": "train",
         "eval_split": "test",
         "flip": False,
-        "num_neighbours": 10,
+        "scan.num_neighbours": 10,
         "strong_ops": 1,
-        "scan_epochs": 15,
-        "scan_batch_size": 128,
-        "scan_lr": 1e-3,
-        "selflabel_epochs": 20,
-        "selflabel_batch_size": 256,
-        "confidence_threshold": 0.9,
+        "scan.epochs": 15,
+        "scan.batch_size": 128,
+        "scan.lr": 1e-3,
+        "selflabel.epochs": 20,
+        "selflabel.batch_size": 256,
+        "selflabel.confidence_threshold": 0.9,
     },
     # Fashion-MNIST, sized for under 2 hours on 2 CPU cores: 20 px, 35 pretext epochs, 10
     # clustering epochs (2,340 steps) at lr 1e-3 on the weak (SimCLR) views (test ACC 0.668
@@ -152,26 +184,37 @@ PRESETS = {
         "image_size": 20,
         "epochs": 35,
         "strong_ops": 2,
-        "scan_epochs": 10,
-        "scan_batch_size": 256,
-        "scan_lr": 1e-3,
-        "scan_augmentation": "simclr",
-        "selflabel_epochs": 5,
-        "selflabel_batch_size": 1000,
-        "confidence_threshold": 0.9,
+        "scan.epochs": 10,
+        "scan.batch_size": 256,
+        "scan.lr": 1e-3,
+        "scan.augmentation": "simclr",
+        "selflabel.epochs": 5,
+        "selflabel.batch_size": 1000,
+        "selflabel.confidence_threshold": 0.9,
     },
 }
+
+
+def sized_for_folder(num_images: int, k: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """SCAN on a folder: its pretext sized as that pretext's recipe sizes itself."""
+    recipe = pretext_recipe(str(settings.get("pretext", "simclr")))
+    if recipe is None or recipe.folder is None:
+        return {}
+    sized = recipe.folder.sizing(num_images, k, settings)
+    return {f"pretext.{key}": value for key, value in sized.items()}
+
 
 RECIPE = Recipe(
     name="scan",
     description="SCAN: SimCLR pretext, neighbour-consistency clustering, self-labelling",
     config=SCANConfig,
     build=build,
+    method=SelfLabel,
+    estimator="SCAN",
+    folder=FolderUse(sized_for_folder),
     presets=PRESETS,
     protocol="train split for training, test split reported and used to pick the head",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

@@ -14,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.config import non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.methods.simclr import SimCLR
 from cluster_ssl.models.heads import ProjectionHead
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import BackboneConfig, embedding_method_args, make_pipeline
 
 
@@ -26,14 +28,14 @@ from recipes.contrastive_common import BackboneConfig, embedding_method_args, ma
 class SimCLRConfig(BackboneConfig):
     split: str = "train"
     eval_split: str | None = "test"
-    epochs: int = 500
-    batch_size: int = 512
-    head_hidden: int = 512
-    feature_dim: int = 128
-    temperature: float = 0.1
+    epochs: int = positive(500)
+    batch_size: int = positive(512)
+    head_hidden: int = positive(512)
+    feature_dim: int = positive(128)
+    temperature: float = positive(0.1)
     optimizer: str = "sgd"
-    lr: float = 0.4
-    weight_decay: float = 1e-4
+    lr: float = positive(0.4)
+    weight_decay: float = non_negative(1e-4)
     schedule: str = "cosine"
 
 
@@ -93,11 +95,13 @@ RECIPE = Recipe(
     description="SimCLR instance contrast, clustered by k-means on the embedding",
     config=SimCLRConfig,
     build=build,
+    method=SimCLR,
+    estimator="SimCLRKMeans",
+    pretext=True,
+    folder=FolderUse(),
     presets=PRESETS,
     protocol="train split for training, test split reported (SCAN's protocol)",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

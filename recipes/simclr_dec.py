@@ -20,42 +20,62 @@ Protocol: SimCLR's (train split trains, test split reported).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from cluster_ssl.config import Settings, below_one, group, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import Recipe
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.methods.pretext_dec import PretextDEC
 from cluster_ssl.models.clustering_layer import ClusteringLayer
-from cluster_ssl.recipe import Recipe
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes import simclr
 from recipes.pretexts import PretextConfig, build_pretext
 
 
 @dataclass
-class SimCLRDECConfig(PretextConfig):
-    """The pretext's settings (SimCLR's, or those of ``pretext``) plus the DEC stage's."""
+class DECStepSettings(Settings):
+    """DEC's clustering layer fine-tuned on the pretext's backbone with KL(P || Q) (+ gamma
+    times the pretext's loss unless None), P refreshed every ``update_interval`` steps, until
+    fewer than ``tol`` of the labels change or ``maxiter`` steps."""
 
-    dec_optimizer: str = "sgd"
-    dec_lr: float = 0.01
-    dec_momentum: float = 0.9
-    dec_batch_size: int = 256
-    update_interval: int = 140
-    tol: float = 0.001
-    maxiter: int = 20000
-    alpha: float = 1.0
-    gamma: float | None = None
+    optimizer: str = "sgd"
+    lr: float = positive(0.01)
+    momentum: float = below_one(0.9)
+    batch_size: int = positive(256)
+    update_interval: int = positive(140)
+    tol: float = non_negative(0.001)
+    maxiter: int = positive(20000)
+    alpha: float = positive(1.0)
+    gamma: float | None = non_negative(None)
+
+
+_DEC_KEYS = ("update_interval", "tol", "maxiter", "alpha", "gamma")
+
+
+@dataclass
+class SimCLRDECConfig(PretextConfig):
+    """The pretext's settings (SimCLR's, or ``pretext.*`` of another) and the DEC step's."""
+
+    renamed: ClassVar[dict[str, str]] = {
+        **{f"dec_{key}": f"dec.{key}" for key in ("optimizer", "lr", "momentum", "batch_size")},
+        **{key: f"dec.{key}" for key in _DEC_KEYS},
+    }
+
+    dec: DECStepSettings = group(DECStepSettings)
 
 
 def build(cfg: SimCLRDECConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
     pretext = build_pretext(cfg.pretext, cfg, dataset, num_clusters)
-    clustering = ClusteringLayer(num_clusters, pretext.backbone.feature_dim, alpha=cfg.alpha)
+    clustering = ClusteringLayer(num_clusters, pretext.backbone.feature_dim, alpha=cfg.dec.alpha)
     dec = PretextDEC(
         pretext,
         clustering,
-        OptimizerSpec(cfg.dec_optimizer, cfg.dec_lr, momentum=cfg.dec_momentum),
-        gamma=cfg.gamma,
-        update_interval=cfg.update_interval,
-        tol=cfg.tol,
+        OptimizerSpec(cfg.dec.optimizer, cfg.dec.lr, momentum=cfg.dec.momentum),
+        gamma=cfg.dec.gamma,
+        update_interval=cfg.dec.update_interval,
+        tol=cfg.dec.tol,
         kmeans_restarts=cfg.kmeans_restarts,
     )
     every = {"eval_every": cfg.eval_every}
@@ -64,9 +84,9 @@ def build(cfg: SimCLRDECConfig, dataset: ImageDataset, num_clusters: int) -> lis
         Stage(
             "dec",
             dec,
-            cfg.maxiter,
-            cfg.dec_batch_size,
-            max_steps=cfg.maxiter,
+            cfg.dec.maxiter,
+            cfg.dec.batch_size,
+            max_steps=cfg.dec.maxiter,
             drop_last=False,
             **every,
         ),
@@ -76,14 +96,14 @@ def build(cfg: SimCLRDECConfig, dataset: ImageDataset, num_clusters: int) -> lis
 PRESETS = {name: {**preset, "kmeans_restarts": 20} for name, preset in simclr.PRESETS.items()}
 # digits (1,797 images, 8 steps an epoch): P every 12 steps, 600 steps at DEC's lr 0.01
 # (lr 1e-3 climbs the same way, about 10x slower)
-PRESETS["digits"] = {**PRESETS["digits"], "update_interval": 12, "maxiter": 600}
+PRESETS["digits"] = {**PRESETS["digits"], "dec.update_interval": 12, "dec.maxiter": 600}
 # Fashion-MNIST: the pretext of SCAN's preset (20 px, 35 epochs on the 60,000 training
 # images); DEC for 1,400 steps (6 epochs), P every 140 steps as the paper
 PRESETS["fashion-mnist"] = {
     **PRESETS["fashion-mnist"],
     "image_size": 20,
     "epochs": 35,
-    "maxiter": 1400,
+    "dec.maxiter": 1400,
 }
 
 RECIPE = Recipe(
@@ -91,11 +111,10 @@ RECIPE = Recipe(
     description="SimCLR pretext, then DEC's clustering layer fine-tuned on its backbone",
     config=SimCLRDECConfig,
     build=build,
+    method=PretextDEC,
     presets=PRESETS,
     protocol="train split for training, test split reported (SimCLR's)",
 )
 
 if __name__ == "__main__":
-    from cluster_ssl.cli import run_recipe_script
-
-    raise SystemExit(run_recipe_script(RECIPE.name))
+    run_as_train_command(RECIPE.name)

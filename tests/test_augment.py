@@ -14,7 +14,7 @@ from cluster_ssl.augment.transforms import (
     RandomGrayscale,
     sample_crop_boxes,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 RGB_MEAN, RGB_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 GRAY_MEAN, GRAY_STD = (0.1307,), (0.3081,)

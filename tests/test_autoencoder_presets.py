@@ -14,7 +14,7 @@ import torch
 
 from cluster_ssl.config import build_config
 from cluster_ssl.data.base import TensorImageDataset
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 from recipes import RECIPES
 
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "usps": (1, 16, 16)}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from cluster_ssl.errors import UserError
 from cluster_ssl.models import ClusteringLayer, ConvAutoencoder, InputShapeError, MLPAutoencoder
+from cluster_ssl.runtime.errors import UserError
 
 
 def _linear_sizes(seq: nn.Sequential) -> list[int]:

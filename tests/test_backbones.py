@@ -14,8 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cluster_ssl.errors import UserError
 from cluster_ssl.models.backbones import Backbone, build_backbone, load_backbone_weights
+from cluster_ssl.runtime.errors import UserError
 
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cluster_ssl.engine import checkpoint as ckpt
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 
 def test_save_is_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):

@@ -231,8 +231,8 @@ def test_resume_keeps_the_settings_the_run_started_with(tmp_path, capsys):
 
 
 def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypatch):
-    from cluster_ssl.engine import run as run_module
-    from cluster_ssl.methods.dec import DECClustering
+    from cluster_ssl.commands import prepare as run_module
+    from cluster_ssl.methods.dec import DEC
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -242,7 +242,7 @@ def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypa
     code, _, stderr = run(capsys, "train", "dec", "--out", str(out), *FAST)
     assert code == 130 and stderr.strip() == "interrupted; nothing to resume was written"
     monkeypatch.undo()
-    monkeypatch.setattr(DECClustering, "on_epoch_start", interrupt)  # the clustering stage
+    monkeypatch.setattr(DEC, "on_epoch_start", interrupt)  # the clustering stage
     code, _, stderr = run(capsys, "train", "dec", "--out", str(out), *FAST)
     assert code == 130 and "continue with the same command and --resume" in stderr
     assert (out / "stages" / "01-pretrain.pt").is_file()
@@ -251,7 +251,7 @@ def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypa
 def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
     tmp_path, capsys, monkeypatch
 ):
-    import cluster_ssl.engine.run as run_module
+    import cluster_ssl.commands.prepare as run_module
 
     out = tmp_path / "run"
     argv = ["train", "simclr", "--dataset", "digits", "--out", str(out), "--epochs", "1"]
@@ -268,7 +268,7 @@ def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
         return [line.split(",")[:2] for line in csv.read_text().splitlines()[1:]]
 
     with monkeypatch.context() as patched:
-        patched.setattr(run_module, "_load", lambda *a, **k: pytest.fail("read training data"))
+        patched.setattr(run_module, "load_split", lambda *a, **k: pytest.fail("read training data"))
         assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "a.csv"))[0] == 0
     np.save(kept, np.load(kept)[:7])  # centres of another k are not the run's clusters
     assert run(capsys, "predict", str(out), str(new), "--out", str(tmp_path / "b.csv"))[0] == 0
@@ -279,7 +279,7 @@ def test_predict_after_train_reads_no_training_data_and_keeps_the_runs_clusters(
 
 
 def test_eval_download_fetches_missing_data_as_train_download_does(tmp_path, capsys, monkeypatch):
-    from cluster_ssl.engine import run as run_module
+    from cluster_ssl.commands import prepare as run_module
     from tests.data_formats import write_fashion_mnist
 
     write_fashion_mnist(tmp_path / "data", n_train=30, n_test=10)

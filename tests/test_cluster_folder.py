@@ -204,14 +204,14 @@ def test_predict_keeps_the_cluster_ids_of_a_folder_run_after_the_folder_changed(
 
 
 def test_predict_reads_none_of_the_training_images(clustered, tmp_path, monkeypatch):
-    import cluster_ssl.engine.run as run
+    import cluster_ssl.commands.prepare as run
 
     _, root, out, _ = clustered
 
     def no_training_data(*args, **kwargs):
         raise AssertionError("predict loaded the training data")
 
-    monkeypatch.setattr(run, "_load", no_training_data)
+    monkeypatch.setattr(run, "load_split", no_training_data)
     new = tmp_path / "new"
     new.mkdir()
     learned = read_assignments(out / "assignments.csv")
@@ -228,8 +228,8 @@ def test_predict_reads_none_of_the_training_images(clustered, tmp_path, monkeypa
 
 def read_assignments_from_summary(out: Path) -> np.ndarray:
     """The run's own k-means clustering of its training images, in dataset order."""
-    from cluster_ssl.engine.device import resolve_device
-    from cluster_ssl.engine.run import load_trained_stage
+    from cluster_ssl.commands.trained import load_trained_stage
+    from cluster_ssl.runtime.device import resolve_device
 
     return load_trained_stage(out).predict(resolve_device("cpu"), num_workers=0).labels
 
@@ -381,8 +381,8 @@ def test_pcl_and_deepcluster_are_sized_for_a_small_folder(tmp_path, method):
 
 
 def test_a_pcl_pretext_of_scan_is_sized_for_the_folder_too(tmp_path, monkeypatch):
-    import cluster_ssl.engine.folder_clustering as folder_clustering
-    from cluster_ssl.engine.run import prepare
+    import cluster_ssl.commands.folder.cluster as folder_clustering
+    from cluster_ssl.commands.prepare import prepare
 
     requests = []
 
@@ -406,7 +406,7 @@ def test_a_pcl_pretext_of_scan_is_sized_for_the_folder_too(tmp_path, monkeypatch
 def test_settings_follow_the_recipe_and_the_image_size():
     import torch
 
-    from cluster_ssl.engine.folder_clustering import FolderRequest, method_settings
+    from cluster_ssl.commands.folder.cluster import FolderRequest, method_settings
 
     request = FolderRequest(folder=Path("."), k=3, out=Path("o"), epochs=7)
     cpu = torch.device("cpu")

@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.idfd import IDFD
 from cluster_ssl.methods.pcl import PCL
 from cluster_ssl.methods.pretext_dec import PretextDEC
-from cluster_ssl.methods.scan import SCANClustering
+from cluster_ssl.methods.scan import SCAN
+from cluster_ssl.runtime.errors import UserError
 
 SMALL = {"split": "test", "eval_split": None, "image_size": 8, "kmeans_restarts": 1}
 FOR = {
@@ -46,7 +46,7 @@ def test_a_mix_built_from_settings_alone_trains(recipe, pretext, kind, tmp_path)
     first, second = prepared.stages[0].method, prepared.stages[1].method
     assert isinstance(first, kind)
     if recipe == "scan":
-        assert isinstance(second, SCANClustering) and second.backbone is first.backbone
+        assert isinstance(second, SCAN) and second.backbone is first.backbone
     else:
         assert isinstance(second, PretextDEC) and second.pretext is first
     trainer = Trainer(TrainSettings(log_every=1, progress=False), RunLogger(tmp_path, enabled=True))
@@ -95,8 +95,8 @@ def test_set_gives_the_pretexts_own_settings_and_the_run_keeps_its_own():
 
 
 def test_pretext_settings_survive_run_json_and_resume_compares_them_as_parsed():
+    from cluster_ssl.commands.claim import changed_settings
     from cluster_ssl.config import as_dict
-    from cluster_ssl.engine.run import changed_settings
 
     given = {"pretext": "pcl", "queue_size": 64, "num_prototypes": (12, 24)}  # as cluster sizes
     record = {"recipe": "scan", "dataset": "digits", "data_root": None}

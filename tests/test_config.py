@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from cluster_ssl.config import RecipeConfig, build_config, parse_assignments
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 
 @dataclass

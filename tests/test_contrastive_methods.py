@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cluster_ssl.cluster.prediction import Prediction
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
-from cluster_ssl.methods.base import Prediction, StageContext
+from cluster_ssl.methods.base import StageContext
 
 RECIPES = ("simclr", "cc", "idfd")
 # the digits CPU preset (quarter-width ResNet-18, Adam), on the 359 test images at 8 px

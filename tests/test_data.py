@@ -22,7 +22,7 @@ from cluster_ssl.data import (
     scan_images,
 )
 from cluster_ssl.data.mnist import read_idx
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 from tests.data_formats import (
     write_cifar10,
     write_cifar100,

@@ -24,12 +24,12 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from cluster_ssl.engine.distributed import DistInfo
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.contrastive import EmbeddingMethod
+from cluster_ssl.runtime.distributed import DistInfo
 from tools.step_profile import pick_stage
 
 pytestmark = pytest.mark.slow

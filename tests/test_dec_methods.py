@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
+from cluster_ssl.commands.train import predict_method
 from cluster_ssl.data.registry import build_dataset
-from cluster_ssl.engine.distributed import DistInfo
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import predict_method
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
 from cluster_ssl.methods.autoencoder import AutoencoderPretraining, unit_pixels
 from cluster_ssl.methods.base import StageContext
-from cluster_ssl.methods.dec import DECClustering
+from cluster_ssl.methods.dec import DEC
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.autoencoders import ConvAutoencoder, MLPAutoencoder
 from cluster_ssl.models.clustering_layer import ClusteringLayer
+from cluster_ssl.runtime.distributed import DistInfo
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_pretraining_lowers_reconstruction_error(digits, tmp_path, kind, dropout
 def make_clustering(gamma, update_interval, tol, ae=None, lr=0.01):
     torch.manual_seed(0)
     ae = ae or MLPAutoencoder(64, (32, 32, 64), 10)
-    return DECClustering(
+    return DEC(
         ae,
         ClusteringLayer(10, 10),
         OptimizerSpec("sgd", lr, 0.9),

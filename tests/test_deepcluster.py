@@ -13,16 +13,16 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from cluster_ssl.cluster.pca import fit_pca_whitening, pca_whiten
 from cluster_ssl.cluster.reseed import fill_empty_clusters, kmeans_without_empty_clusters
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine import trainer as trainer_module
 from cluster_ssl.engine.checkpoint import load_checkpoint
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
-from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import cluster_accuracy
 from cluster_ssl.methods.base import StageContext, epoch_seed
 from cluster_ssl.methods.deepcluster import HEAD_INIT_STD, uniform_over_classes
 from cluster_ssl.models.sobel import SobelFilter
+from cluster_ssl.runtime.errors import UserError
 
 CPU = torch.device("cpu")
 # the digits CPU preset on the 359 test images at 8 px: 128 features, 20 pseudo-classes

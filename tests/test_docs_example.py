@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cluster_ssl.cli import main
-from cluster_ssl.engine.run import prepare
+from cluster_ssl.commands.prepare import prepare
 from recipes import RECIPES
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "align_uniform.py"

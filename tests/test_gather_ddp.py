@@ -25,9 +25,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 import cluster_ssl.losses.cc as cc_module
 import cluster_ssl.losses.contrastive as contrastive_module
-from cluster_ssl.engine.distributed import gather_with_grad, rank_offset
 from cluster_ssl.losses.cc import cluster_contrastive_loss
 from cluster_ssl.losses.contrastive import nt_xent
+from cluster_ssl.runtime.distributed import gather_with_grad, rank_offset
 
 pytestmark = pytest.mark.slow
 

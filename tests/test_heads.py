@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from cluster_ssl.errors import UserError
 from cluster_ssl.models.heads import ClusterHead, LinearHead, MultiClusterHead, ProjectionHead
+from cluster_ssl.runtime.errors import UserError
 
 
 def test_projection_head_simclr_shape_and_unit_norm() -> None:

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from cluster_ssl.cli import main
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine.checkpoint import load_checkpoint
 from cluster_ssl.engine.init_from import init_network_from
-from cluster_ssl.engine.run import prepare
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 TINY = ["--set", "split=test", "--set", "image_size=8", "--set", "kmeans_restarts=1"]
 FAST = ["--epochs", "1", "--no-progress", *TINY]

@@ -8,8 +8,8 @@ import torch
 
 from cluster_ssl.cluster.kmeans import KMeansResult, assign, kmeans
 from cluster_ssl.cluster.knn import ivf_index, knn, resolve_use_gpu
-from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import cluster_accuracy
+from cluster_ssl.runtime.errors import UserError
 
 
 def blobs(

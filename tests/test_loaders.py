@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from cluster_ssl.data.base import TensorImageDataset
-from cluster_ssl.engine.device import dataset_pass_batch_size
-from cluster_ssl.engine.distributed import DistInfo
-from cluster_ssl.engine.embed import embed
-from cluster_ssl.engine.loaders import DeviceBatches, epoch_order
+from cluster_ssl.data.loaders import DeviceBatches, epoch_order
 from cluster_ssl.methods.base import StageContext
+from cluster_ssl.methods.embed import embed
 from cluster_ssl.models.autoencoders import MLPAutoencoder
 from cluster_ssl.models.backbones import build_backbone
+from cluster_ssl.runtime.device import dataset_pass_batch_size
+from cluster_ssl.runtime.distributed import DistInfo
 
 
 def toy(n=10):

@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.cluster.prototypes import concentration, estimate_prototypes
-from cluster_ssl.engine.checkpoint import load_state_strict
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
-from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import cluster_accuracy
 from cluster_ssl.losses.pcl import info_nce_with_queue, proto_nce, sample_negative_prototypes
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.models.momentum import KeyQueue, MomentumEncoder
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.state import load_state_strict
 
 CPU = torch.device("cpu")
 BATCH = 64

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cluster_ssl.cluster.kmeans import kmeans
-from cluster_ssl.engine.run import prepare
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.engine.trainer import compiled_module
 from cluster_ssl.losses.contrastive import nt_xent
 from cluster_ssl.methods.base import StageContext

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cluster_ssl.cli import main
-from cluster_ssl.engine.run import with_earlier_seconds
+from cluster_ssl.engine.stages import with_earlier_seconds
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 
 from cluster_ssl.cli import main
 from cluster_ssl.cluster.neighbours import mine_neighbours, neighbour_accuracy
-from cluster_ssl.engine.run import prepare
-from cluster_ssl.errors import UserError
+from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.losses.scan import confident_self_label_loss, scan_loss
 from cluster_ssl.methods import scan as scan_module
 from cluster_ssl.methods.base import StageContext
-from cluster_ssl.methods.scan import SCANClustering
+from cluster_ssl.methods.scan import SCAN
+from cluster_ssl.runtime.errors import UserError
 
 CPU = torch.device("cpu")
 # the digits CPU preset shrunk: the 359 test images at 8 px, small batches
@@ -243,7 +243,7 @@ def cli_args(out, **settings):
 def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path, monkeypatch):
     out = tmp_path / "run"
     calls = {"epochs": 0}
-    original_end = SCANClustering.on_epoch_end
+    original_end = SCAN.on_epoch_end
 
     def interrupted(self, ctx):
         calls["epochs"] += 1
@@ -251,14 +251,14 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
             raise KeyboardInterrupt
         return original_end(self, ctx)
 
-    monkeypatch.setattr(SCANClustering, "on_epoch_end", interrupted)
+    monkeypatch.setattr(SCAN, "on_epoch_end", interrupted)
     assert main(cli_args(out, confidence_threshold=0.2)) == 130  # interrupted
 
     saved = torch.load(out / "stages" / "02-scan.pt", weights_only=False)
     assert saved["epoch"] == 1
     mined = saved["method"]["_extra_state"]["neighbours"]
 
-    monkeypatch.setattr(SCANClustering, "on_epoch_end", original_end)
+    monkeypatch.setattr(SCAN, "on_epoch_end", original_end)
 
     def no_mining(*args, **kwargs):
         raise AssertionError("the neighbours were mined again on resume")

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from cluster_ssl.cli import main
-from cluster_ssl.engine.checkpoint import load_checkpoint, load_state_strict
+from cluster_ssl.commands.prepare import prepare
+from cluster_ssl.engine.checkpoint import load_checkpoint
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import prepare
 from cluster_ssl.engine.trainer import Trainer, TrainSettings, micro_batch
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import StageContext
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.state import load_state_strict
 
 CPU = torch.device("cpu")
 SMALL = {"split": "test", "eval_split": None, "kmeans_restarts": 1}
@@ -113,8 +114,8 @@ def test_bf16_autocast_on_the_cpu_trains(tmp_path):
 
 
 def test_whole_dataset_passes_run_at_the_training_precision_and_predictions_in_fp32(tmp_path):
-    from cluster_ssl.engine.distributed import DistInfo
-    from cluster_ssl.engine.run import predict_method
+    from cluster_ssl.commands.train import predict_method
+    from cluster_ssl.runtime.distributed import DistInfo
 
     record = {"recipe": "dec", "dataset": "digits", "data_root": None}
     overrides = {**SMALL, "hidden_dims": "16,16,32", "maxiter": 6, "update_interval": 2}

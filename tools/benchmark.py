@@ -43,7 +43,7 @@ the per-epoch refreshes (k-means, P, E-step) in an epoch.
 DCEC's convolutional encoder and DEC's d-500-500-2000-10 one, on random ``--side`` px
 single-channel inputs, and for each ``--timm`` model on ``--timm-images`` random RGB images
 of its default input size (a batch larger than that is shown as ``-``); the measurement
-behind :func:`cluster_ssl.engine.device.dataset_pass_batch_size`.
+behind :func:`cluster_ssl.runtime.device.dataset_pass_batch_size`.
 
     python tools/benchmark.py kmeans [--n 70000] [--dim 128] [--k 10] [--n-init 3]
                                      [--iterations 50] [--features FILE.npy]
@@ -90,8 +90,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
 from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
-from cluster_ssl.engine.device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device  # noqa: E402
-from cluster_ssl.errors import UserError  # noqa: E402
+from cluster_ssl.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device  # noqa: E402
+from cluster_ssl.runtime.errors import UserError  # noqa: E402
 
 
 def machine_summary() -> str:
@@ -468,10 +468,10 @@ def bench_folder_memory(args: argparse.Namespace) -> None:
 
     from PIL import Image
 
+    from cluster_ssl.data.loaders import StreamingBatches
     from cluster_ssl.data.registry import build_dataset
-    from cluster_ssl.engine.distributed import DistInfo
-    from cluster_ssl.engine.embed import embed
-    from cluster_ssl.engine.loaders import StreamingBatches
+    from cluster_ssl.methods.embed import embed
+    from cluster_ssl.runtime.distributed import DistInfo
 
     print(machine_summary())
     rng = np.random.default_rng(0)

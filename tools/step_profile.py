@@ -2,7 +2,7 @@
 
 The stage is built exactly as ``cluster-ssl train`` builds it and trained by the same
 :class:`~cluster_ssl.engine.trainer.Trainer`, inside a
-:class:`~cluster_ssl.engine.step_timer.StepTimer` that splits each step into the sections
+:class:`~cluster_ssl.runtime.timing.StepTimer` that splits each step into the sections
 the trainer and the methods mark: data (batches, SCAN's neighbour images), augment,
 forward + backward (without the augmentation inside it), optimiser, and the refreshes
 (``step_refresh``: DEC's P; ``epoch_refresh``: PCL's E-step, DeepCluster's k-means;
@@ -23,13 +23,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cluster_ssl.engine.device import autocast, resolve_device, resolve_precision
-from cluster_ssl.engine.distributed import init_distributed
+from cluster_ssl.commands.prepare import prepare
+from cluster_ssl.commands.record import RECORD_DEFAULTS
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import RECORD_DEFAULTS, prepare
-from cluster_ssl.engine.step_timer import StepTimer
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings, compiled_module
 from cluster_ssl.methods.base import StageContext
+from cluster_ssl.runtime.device import autocast, resolve_device, resolve_precision
+from cluster_ssl.runtime.distributed import init_distributed
+from cluster_ssl.runtime.timing import StepTimer
 
 #: the sections of a training step, in the order they are reported
 STEP_SECTIONS = ("data", "augment", "forward_backward", "optimizer", "step_refresh")

@@ -27,7 +27,7 @@ from cluster_ssl.augment.transforms import (
     Resize,
     ToFloat,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 PIPELINES: tuple[str, ...] = ("eval", "simclr", "cc", "idfd", "scan_strong", "crop_flip")
 

@@ -24,7 +24,7 @@ from cluster_ssl.cluster.knn import (
     l2_normalise,
     resolve_use_gpu,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import faiss
 import numpy as np
 import torch
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 Features = np.ndarray | torch.Tensor
 Metric = Literal["cosine", "ip", "l2"]

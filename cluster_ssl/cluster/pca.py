@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 #: rows per chunk when accumulating the mean and covariance, so no float64 (N, d) copy exists
 CHUNK_ROWS = 65536

@@ -29,7 +29,7 @@ import numpy as np
 
 from cluster_ssl.cluster.kmeans import kmeans
 from cluster_ssl.cluster.knn import Features, as_float32_matrix
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from cluster_ssl.data.common import (
     tensor_dataset,
     torchvision_download,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from cluster_ssl.data.base import TensorImageDataset
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 RESIZE_CHUNK = 4096
 

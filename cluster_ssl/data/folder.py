@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageOps
 
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 IMAGE_EXTENSIONS = (
     ".jpg",

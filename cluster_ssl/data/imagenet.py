@@ -15,7 +15,7 @@ import numpy as np
 
 from cluster_ssl.data.common import locate_folder, no_download, not_found, require_root
 from cluster_ssl.data.folder import FileImageDataset, is_image_file
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 # Class lists as given in REFERENCE.md (CC / PICA / IDFD's subsets); labels follow this order.
 IMAGENET10_WNIDS = [

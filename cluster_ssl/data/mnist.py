@@ -18,7 +18,7 @@ from cluster_ssl.data.common import (
     tensor_dataset,
     torchvision_download,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 IDX_UBYTE = 0x08
 FILES = {

@@ -20,8 +20,8 @@ from cluster_ssl.data.mnist import build_fashion_mnist, build_mnist
 from cluster_ssl.data.stl10 import build_stl10
 from cluster_ssl.data.synthetic import build_synthetic
 from cluster_ssl.data.usps import build_usps
-from cluster_ssl.errors import UserError
-from cluster_ssl.registry import Registry
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

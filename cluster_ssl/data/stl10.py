@@ -22,7 +22,7 @@ from cluster_ssl.data.common import (
     tensor_dataset,
     torchvision_download,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 FOLDER = "stl10_binary"
 URL = "https://cs.stanford.edu/~acoates/stl10/"

@@ -15,7 +15,7 @@ from cluster_ssl.data.common import (
     tensor_dataset,
     torchvision_download,
 )
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
 URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass.html#usps"

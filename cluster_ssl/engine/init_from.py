@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cluster_ssl.engine.checkpoint import load_checkpoint, load_state_strict
+from cluster_ssl.engine.checkpoint import load_checkpoint
 from cluster_ssl.engine.trainer import compiled_module
-from cluster_ssl.errors import UserError
 from cluster_ssl.methods.base import Method
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.state import load_state_strict
 
 
 def stage_checkpoint_path(path: Path) -> Path:

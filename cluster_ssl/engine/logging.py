@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 WANDB_MODES = ("disabled", "offline", "online")
 

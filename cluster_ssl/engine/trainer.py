@@ -14,22 +14,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from cluster_ssl.engine.checkpoint import (
-    load_state_strict,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
-from cluster_ssl.engine.device import autocast, grad_scaler
-from cluster_ssl.engine.distributed import all_reduce_mean, barrier
-from cluster_ssl.engine.loaders import DeviceBatches, make_batches
+from cluster_ssl.data.loaders import DeviceBatches, make_batches
+from cluster_ssl.engine.checkpoint import save_checkpoint
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.step_timer import timed
-from cluster_ssl.errors import UserError
 from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.eval.monitor import knn_accuracy
 from cluster_ssl.methods.base import Method, StageContext
+from cluster_ssl.runtime.device import autocast, grad_scaler
+from cluster_ssl.runtime.distributed import all_reduce_mean, barrier
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.state import load_state_strict, rng_state, seed_everything, set_rng_state
+from cluster_ssl.runtime.timing import timed
 
 CHECKPOINT_FORMAT = 1
 

@@ -1,29 +1,20 @@
-"""scikit-learn estimators, one per method: ``DEC(n_clusters=10).fit_predict(X)``."""
+"""scikit-learn estimators, one per recipe that declares one: ``DEC(n_clusters=10).fit_predict(X)``.
+
+``ESTIMATORS`` lists them; each is importable by its name (``from cluster_ssl.estimators
+import IDEC``).
+"""
+
+from typing import Any
 
 from cluster_ssl.estimators.base import DeepClusteringEstimator
-from cluster_ssl.estimators.methods import (
-    CC,
-    DCEC,
-    DEC,
-    ESTIMATORS,
-    IDEC,
-    IDFD,
-    PCL,
-    SCAN,
-    DeepCluster,
-    SimCLRKMeans,
-)
+from cluster_ssl.estimators.methods import ESTIMATORS
 
-__all__ = [
-    "CC",
-    "DCEC",
-    "DEC",
-    "ESTIMATORS",
-    "IDEC",
-    "IDFD",
-    "PCL",
-    "SCAN",
-    "DeepCluster",
-    "DeepClusteringEstimator",
-    "SimCLRKMeans",
-]
+NAMES = [cls.__name__ for cls in ESTIMATORS]
+__all__ = ["ESTIMATORS", "DeepClusteringEstimator", *NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    for cls in ESTIMATORS:
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module 'cluster_ssl.estimators' has no attribute {name!r}")

@@ -21,18 +21,20 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from cluster_ssl.cluster.prediction import Prediction
+from cluster_ssl.commands.record import get_recipe
 from cluster_ssl.config import build_config
 from cluster_ssl.data.base import TensorImageDataset
 from cluster_ssl.data.common import resize_images
-from cluster_ssl.engine.checkpoint import seed_everything
-from cluster_ssl.engine.device import resolve_device, resolve_precision
-from cluster_ssl.engine.distributed import DistInfo
 from cluster_ssl.engine.logging import RunLogger
-from cluster_ssl.engine.run import build_stages, fit_stages, get_recipe
+from cluster_ssl.engine.stages import build_stages, fit_stages
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
-from cluster_ssl.errors import UserError
 from cluster_ssl.estimators.arrays import INPUT_KINDS, PixelScale, image_layout, to_tensor
-from cluster_ssl.methods.base import Method, Prediction, StageContext
+from cluster_ssl.methods.base import Method, StageContext
+from cluster_ssl.runtime.device import resolve_device, resolve_precision
+from cluster_ssl.runtime.distributed import DistInfo
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.state import seed_everything
 
 
 class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):

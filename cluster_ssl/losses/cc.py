@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from cluster_ssl.engine.distributed import current, gather_with_grad
 from cluster_ssl.losses.contrastive import nt_xent
 from cluster_ssl.losses.precision import full_precision
+from cluster_ssl.runtime.distributed import current, gather_with_grad
 
 
 def instance_contrastive_loss(
@@ -71,7 +71,7 @@ def cluster_contrastive_loss(
     gradient.
 
     Under DDP with ``gather=True`` the rows of both matrices are first gathered from every
-    rank with :func:`~cluster_ssl.engine.distributed.gather_with_grad`, so the columns and
+    rank with :func:`~cluster_ssl.runtime.distributed.gather_with_grad`, so the columns and
     the cluster sizes describe the global batch and every rank computes the same loss (the
     one a single process computes on the concatenated batch); the all-reduce in the
     gather's backward keeps DDP's averaged gradient equal to that single-process gradient.

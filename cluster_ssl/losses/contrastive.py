@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cluster_ssl.engine.distributed import current, gather_with_grad, rank_offset
 from cluster_ssl.losses.precision import full_precision
+from cluster_ssl.runtime.distributed import current, gather_with_grad, rank_offset
 
 
 @full_precision
@@ -28,9 +28,9 @@ def nt_xent(
     normalisation.
 
     Under DDP with ``gather=True`` the contrast set is every rank's views, gathered with
-    :func:`~cluster_ssl.engine.distributed.gather_with_grad` (N = sum of the ranks' batch
+    :func:`~cluster_ssl.runtime.distributed.gather_with_grad` (N = sum of the ranks' batch
     sizes), and each anchor's own column and its positive are located by
-    :func:`~cluster_ssl.engine.distributed.rank_offset`. With equal per-rank batches, the
+    :func:`~cluster_ssl.runtime.distributed.rank_offset`. With equal per-rank batches, the
     average of the ranks' losses equals the single-process loss on the concatenated batch,
     and so do the DDP-averaged gradients. With ``gather=False`` (or one process) N = B.
 

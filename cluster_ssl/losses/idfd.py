@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from cluster_ssl.engine.distributed import current, gather_with_grad
 from cluster_ssl.losses.precision import full_precision
+from cluster_ssl.runtime.distributed import current, gather_with_grad
 
 
 @full_precision
@@ -167,7 +167,7 @@ def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0
     averaged over the d dimensions. IDFD uses tau_2 = 2.0 and L = L_I + alpha L_F with
     alpha = 1. A feature dimension is a vector over the whole batch, so the loss does not
     split over samples: under DDP every rank computes it on all ranks' rows, gathered with
-    :func:`~cluster_ssl.engine.distributed.gather_with_grad`, which is the single-process
+    :func:`~cluster_ssl.runtime.distributed.gather_with_grad`, which is the single-process
     loss on the global batch (and so are the DDP-averaged gradients).
 
     Args:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cluster_ssl.errors import UserError
 from cluster_ssl.losses.precision import full_precision
+from cluster_ssl.runtime.errors import UserError
 
 #: how negative prototypes are drawn: per sample (the paper) or once per batch (the code)
 NEGATIVE_SAMPLING = ("per_sample", "batch")
@@ -77,7 +77,7 @@ def sample_negative_prototypes(
       logits are then its positive and these r, as in the public CIFAR reproduction (PCL's
       own code also keeps the batch's other positives in every denominator). It needs k
       well above the batch size for any prototype to remain free; when none does, this is
-      a :class:`~cluster_ssl.errors.UserError` naming the settings to change.
+      a :class:`~cluster_ssl.runtime.errors.UserError` naming the settings to change.
 
     Randomness comes from ``generator``, or torch's global generator on the device of
     ``positive`` (seeded runs are reproducible).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cluster_ssl.engine.distributed import all_reduce_mean, current, gather_with_grad
 from cluster_ssl.losses.precision import full_precision
+from cluster_ssl.runtime.distributed import all_reduce_mean, current, gather_with_grad
 
 #: SCAN clamps probabilities at this value inside every logarithm
 EPS = 1e-8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.cluster.kmeans import kmeans
-from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
+from cluster_ssl.cluster.prediction import Prediction
+from cluster_ssl.methods.base import Batch, Method, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec
 
 
@@ -55,6 +57,9 @@ class AutoencoderPretraining(Method):
     ``dropout`` > 0 makes it a denoising autoencoder: input pixels are dropped with that
     probability and the clean image is the target (the DEC paper pretrains with 0.2).
     """
+
+    #: k-means on the autoencoder's embedding
+    clusters_by: ClassVar[str] = "kmeans"
 
     def __init__(
         self,

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.engine.device import autocast, dataset_pass_batch_size
-from cluster_ssl.engine.distributed import DistInfo, broadcast_object
-from cluster_ssl.engine.embed import embed
+from cluster_ssl.methods.embed import embed
+from cluster_ssl.runtime.device import autocast, dataset_pass_batch_size
+from cluster_ssl.runtime.distributed import DistInfo, broadcast_object
 
 Batch = dict[str, torch.Tensor]
 
@@ -30,18 +31,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     alike (DeepCluster's k-means, head and sample order, SCAN's neighbour picks); a
     non-negative 31-bit int, as faiss takes."""
     return (seed * 1_000_003 + epoch) % 2**31
-
-
-@dataclass
-class Prediction:
-    """A method's clustering of a dataset, in dataset order."""
-
-    labels: np.ndarray
-    num_clusters: int
-    confidence: np.ndarray | None = None
-    embedding: np.ndarray | None = None
-    #: (K, d) cluster centres in the embedding, for methods that have them
-    centres: np.ndarray | None = None
 
 
 @dataclass
@@ -117,6 +106,10 @@ class Method(nn.Module):
     distribution, a memory bank) goes in ``get_extra_state`` / ``set_extra_state`` so it
     is checkpointed with the weights.
     """
+
+    #: where predictions come from: "parameters" (DEC's centres), "head" (a cluster head), or
+    #: "kmeans" (k-means on the embedding, so k can be chosen after training)
+    clusters_by: ClassVar[str] = "parameters"
 
     #: set when some held parameters receive no gradient in a step (DDP needs to know)
     find_unused_parameters: bool = False

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.losses.cc import cluster_contrastive_loss, instance_contrastive_loss
-from cluster_ssl.methods.base import Batch, Prediction, StageContext
+from cluster_ssl.methods.base import Batch, StageContext
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 
 
-class ContrastiveClustering(EmbeddingMethod):
+class CC(EmbeddingMethod):
     """L = L_ins + L_clu; the prediction is the argmax of the cluster head.
 
     L_ins is NT-Xent (tau_I) over the instance head's features of the two views; L_clu
@@ -20,6 +23,9 @@ class ContrastiveClustering(EmbeddingMethod):
     ``entropy_constant`` adds the public code's log K per view (a constant shift);
     ``entropy_weight`` scales the entropy term (1 in the paper).
     """
+
+    #: the cluster head's argmax
+    clusters_by: ClassVar[str] = "head"
 
     def __init__(
         self,

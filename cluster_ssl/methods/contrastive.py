@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.cluster.kmeans import assign, kmeans
-from cluster_ssl.engine.step_timer import timed
-from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
+from cluster_ssl.cluster.prediction import Prediction
+from cluster_ssl.methods.base import Batch, Method, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
+from cluster_ssl.runtime.timing import timed
 
 
 def centre_similarity(z: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -36,6 +37,9 @@ class EmbeddingMethod(Method):
         num_clusters: K.
         kmeans_restarts: restarts of the k-means that clusters the embedding.
     """
+
+    #: k-means on the embedding, unless a subclass has a cluster head
+    clusters_by: ClassVar[str] = "kmeans"
 
     def __init__(
         self,
@@ -118,7 +122,7 @@ class EmbeddingMethod(Method):
         )
 
     def predict_new_reads_training_data(self) -> bool:
-        return type(self).predict is EmbeddingMethod.predict
+        return self.clusters_by == "kmeans"
 
     def training_centres(self, training: StageContext) -> np.ndarray:
         """The centres :meth:`predict` finds on the training data (its k-means, same seed)."""

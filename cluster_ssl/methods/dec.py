@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from cluster_ssl.cluster.kmeans import kmeans
+from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.cluster.student_t import target_distribution
 from cluster_ssl.losses.dec import dec_clustering_loss
 from cluster_ssl.methods.autoencoder import reconstruction_loss, unit_pixels
-from cluster_ssl.methods.base import Batch, Method, Prediction, StageContext
+from cluster_ssl.methods.base import Batch, Method, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.clustering_layer import ClusteringLayer
 
@@ -173,7 +174,7 @@ class KLSelfTraining(Method):
         self._stop = state["stop"]
 
 
-class DECClustering(KLSelfTraining):
+class DEC(KLSelfTraining):
     """KL(P || Q) on a Student-t clustering layer over an autoencoder's encoder (DEC), plus
     the gamma-weighted reconstruction when the decoder is kept (IDEC, DCEC).
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 

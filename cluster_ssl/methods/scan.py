@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from cluster_ssl.cluster.neighbours import mine_neighbours, neighbour_accuracy
-from cluster_ssl.errors import UserError
+from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.losses.scan import mean_assignment_entropy, scan_loss
-from cluster_ssl.methods.base import Batch, Prediction, StageContext, epoch_seed
+from cluster_ssl.methods.base import Batch, StageContext, epoch_seed
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.heads import MultiClusterHead
+from cluster_ssl.runtime.errors import UserError
 
 #: the entropy weight of the held-out loss that picks the head (SCAN's evaluation)
 SELECTION_ENTROPY_WEIGHT = 1.0
 
 
-class SCANClustering(EmbeddingMethod):
+class SCAN(EmbeddingMethod):
     """Trains several linear clustering heads so that each image and a mined neighbour get
     the same cluster, while the clusters stay balanced (see
     :func:`~cluster_ssl.losses.scan.scan_loss`).
@@ -43,6 +44,9 @@ class SCANClustering(EmbeddingMethod):
         num_neighbours: k (20 on CIFAR / STL-10, 50 on ImageNet).
         entropy_weight: lambda (5 in every paper config).
     """
+
+    #: the kept head's argmax
+    clusters_by: ClassVar[str] = "head"
 
     def __init__(
         self,

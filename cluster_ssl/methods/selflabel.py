@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from cluster_ssl.engine.distributed import all_reduce_mean
-from cluster_ssl.errors import UserError
+from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.losses.scan import confident_self_label_loss
-from cluster_ssl.methods.base import Batch, Prediction, StageContext
+from cluster_ssl.methods.base import Batch, StageContext
 from cluster_ssl.methods.contrastive import EmbeddingMethod
+from cluster_ssl.runtime.distributed import all_reduce_mean
+from cluster_ssl.runtime.errors import UserError
 
 
-class SelfLabelling(EmbeddingMethod):
+class SelfLabel(EmbeddingMethod):
     """Fine-tunes backbone and one linear head on their own confident predictions.
 
     The head starts as a copy of the clustering step's kept head. Each step: pseudo-labels
@@ -32,6 +33,9 @@ class SelfLabelling(EmbeddingMethod):
         augmentation: the strong pipeline.
         threshold: confidence threshold (0.99 in SCAN).
     """
+
+    #: the head's argmax
+    clusters_by: ClassVar[str] = "head"
 
     def __init__(
         self,

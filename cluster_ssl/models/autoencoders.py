@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 
 class InputShapeError(UserError, ValueError):

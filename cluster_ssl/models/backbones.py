@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from cluster_ssl.engine.checkpoint import load_state_strict
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.state import load_state_strict
 
 TIMM_PREFIX = "timm:"
 

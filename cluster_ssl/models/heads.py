@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 
 def _check_positive(**sizes: int) -> None:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cluster_ssl.engine.distributed import all_gather_rows, current
+from cluster_ssl.runtime.distributed import all_gather_rows, current
 
 
 class MemoryBank(nn.Module):

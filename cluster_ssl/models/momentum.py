@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cluster_ssl.engine.distributed import all_gather_rows
+from cluster_ssl.runtime.distributed import all_gather_rows
 
 
 class MomentumEncoder(nn.Module):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster_ssl.engine.checkpoint import write_bytes
+from cluster_ssl.runtime.files import write_bytes
 
 
 def write_assignments(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cluster_ssl.engine.checkpoint import write_bytes
+from cluster_ssl.runtime.files import write_bytes
 
 #: points drawn at most (a seeded subsample above this keeps t-SNE to seconds)
 MAX_POINTS = 5000

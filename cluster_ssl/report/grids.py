@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.engine.checkpoint import write_bytes
+from cluster_ssl.runtime.files import write_bytes
 
 #: smallest side of a tile: tiny images (8 px digits) are enlarged to be seen
 MIN_TILE = 48

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster_ssl.engine.checkpoint import write_bytes
 from cluster_ssl.report.confusion import Confusion
 from cluster_ssl.report.embedding_map import PALETTE
+from cluster_ssl.runtime.files import write_bytes
 
 
 @dataclass

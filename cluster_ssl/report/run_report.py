@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.methods.base import Prediction
 from cluster_ssl.report.assignments import write_assignments
 from cluster_ssl.report.confusion import confusion
 from cluster_ssl.report.embedding_map import write_embedding_map

@@ -19,11 +19,11 @@ from torch import nn
 
 from cluster_ssl.augment.pipelines import TwoViews
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.engine.recipe import Recipe
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.methods.base import Batch
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.heads import ProjectionHead
-from cluster_ssl.recipe import Recipe
 from recipes.contrastive_common import BackboneConfig, embedding_method_args, make_pipeline
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.errors import UserError
 
 T = TypeVar("T")
 
@@ -32,6 +32,10 @@ class Registry(Generic[T]):
         except KeyError:
             choices = ", ".join(sorted(self._items))
             raise UserError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
+
+    def values(self) -> list[T]:
+        """The registered objects, in name order."""
+        return [self._items[name] for name in self.names()]
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import torch
 
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.engine.distributed import DistInfo, all_gather_rows
-from cluster_ssl.engine.loaders import make_batches
-from cluster_ssl.engine.step_timer import timed
+from cluster_ssl.data.loaders import make_batches
+from cluster_ssl.runtime.distributed import DistInfo, all_gather_rows
+from cluster_ssl.runtime.timing import timed
 
 BatchFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -29,7 +29,7 @@ def embed(
     Under DDP each rank processes its shard and the rows are gathered, so every rank
     receives the full result. ``fn`` gets a batch dict (``image`` uint8 on the device,
     ``index``, ``label``) and returns one row per sample; the caller puts its modules in
-    eval mode. Under a :class:`~cluster_ssl.engine.step_timer.StepTimer` the pass is timed
+    eval mode. Under a :class:`~cluster_ssl.runtime.timing.StepTimer` the pass is timed
     as the part ``dataset_pass`` of the section that called it.
     """
     with timed("dataset_pass", part=True):

@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from cluster_ssl.data.base import ImageDataset, TensorImageDataset
-from cluster_ssl.engine.device import to_device
-from cluster_ssl.engine.distributed import DistInfo
-from cluster_ssl.errors import UserError
+from cluster_ssl.runtime.device import to_device
+from cluster_ssl.runtime.distributed import DistInfo
+from cluster_ssl.runtime.errors import UserError
 
 
 def epoch_order(

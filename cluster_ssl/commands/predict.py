@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cluster_ssl.cluster.prediction import Prediction
+from cluster_ssl.commands.train import centres_path
+from cluster_ssl.commands.trained import load_trained_stage
 from cluster_ssl.data.folder import FileImageDataset, check_images, is_image_file, list_images
-from cluster_ssl.engine.device import resolve_device
-from cluster_ssl.engine.run import centres_path, load_trained_stage
-from cluster_ssl.errors import UserError
-from cluster_ssl.methods.base import Prediction, StageContext
+from cluster_ssl.methods.base import StageContext
 from cluster_ssl.report.assignments import write_assignments
+from cluster_ssl.runtime.device import resolve_device
+from cluster_ssl.runtime.errors import UserError
 
 
 def image_files(inputs: list[Path]) -> list[Path]:

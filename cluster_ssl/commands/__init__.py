@@ -1,0 +1,1 @@
+"""The commands (train, eval, cluster, predict): the only layer that knows the recipes."""

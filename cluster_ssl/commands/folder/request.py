@@ -1,0 +1,25 @@
+"""What ``cluster-ssl cluster`` was asked for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FolderRequest:
+    folder: Path
+    k: int | None  # None: choose it (``--k auto``) in ``k_range``
+    out: Path
+    method: str | None = None
+    k_range: tuple[int, int] | None = None  # None: 2 to min(20, number of images - 1)
+    backbone: str | None = None
+    weights: str | None = None
+    epochs: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    device: str = "auto"
+    resume: bool = False
+    progress: bool = True
+    num_workers: int = 2

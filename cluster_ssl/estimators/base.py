@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cluster_ssl.cluster.prediction import Prediction
-from cluster_ssl.commands.record import get_recipe
+from recipes import RECIPES
 from cluster_ssl.config import build_config
 from cluster_ssl.data.base import TensorImageDataset
 from cluster_ssl.data.common import resize_images
@@ -128,7 +128,7 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         """Build the recipe's stages for ``x`` and train them (the CLI's code path)."""
         self.pixel_scale_ = PixelScale.fit(x) if self.input_kind == "images" else None
         self.seed_ = seed = run_seed(self.random_state)
-        recipe = get_recipe(self.recipe)
+        recipe = RECIPES.get(self.recipe)
         self.config_ = build_config(recipe.config, recipe.preset(self.preset), self._overrides())
         dataset = self._dataset(x)
         seed_everything(seed)  # model initialisation happens in build_stages

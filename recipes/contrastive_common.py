@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cluster_ssl.augment.pipelines import DEFAULT_CROP_SCALE, Pipeline, build_pipeline
+from cluster_ssl.augment.pipelines import DEFAULT_CROP_SCALE, FLIPPING, Pipeline, build_pipeline
 from cluster_ssl.augment.stats import dataset_stats
 from cluster_ssl.config import (
     RecipeConfig,
@@ -69,12 +69,9 @@ def image_side(cfg: RecipeConfig, dataset: ImageDataset) -> int:
     return cfg.image_size or dataset.image_shape[-1]
 
 
-#: the pipelines with a horizontal flip that ``BackboneConfig.flip`` switches
 #: the ImageNet subsets and Tiny-ImageNet are clustered on their train images alone
 #: (13,000 / 19,500 / 100,000), as in CC's and IDFD's tables; CIFAR and STL-10 merge splits
 IMAGENET_TRAIN_ONLY = {"split": "train"}
-
-FLIPPING = ("simclr", "cc", "scan_strong", "crop_flip")
 
 
 def make_pipeline(kind: str, cfg: BackboneConfig, dataset: ImageDataset, **options) -> Pipeline:

@@ -5,6 +5,9 @@ command line like the built-in ones."""
 import importlib.util
 import json
 import math
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from cluster_ssl.cli import main
 from cluster_ssl.commands.prepare import prepare
 from recipes import RECIPES
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "align_uniform.py"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "docs" / "examples" / "align_uniform.py"
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,30 @@ def test_registered_it_runs_from_the_command_line(registered, tmp_path):
     assert main([*argv, *settings, "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"] == "align_uniform" and 0 < summary["acc"] <= 1
+
+
+def test_a_recipe_file_is_all_a_new_method_needs(tmp_path):
+    """Dropped into recipes/ beside the built-in ones (a copy of the package, so the
+    checkout stays as it is), the example is a recipe of every command: listed, trained,
+    offered to ``cluster --method``, a pretext-free estimator, a script."""
+    shutil.copytree(REPO / "recipes", tmp_path / "recipes")
+    shutil.copy(EXAMPLE, tmp_path / "recipes" / "align_uniform.py")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def python(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = python("-m", "cluster_ssl", "list")
+    assert "align_uniform" in listed.split("cluster --method:")[1]
+    assert "  align_uniform  alignment + uniformity" in listed
+    estimator = "import cluster_ssl; print(cluster_ssl.AlignUniform().recipe)"
+    assert python("-c", estimator).strip() == "align_uniform"
+    settings = ["--set", "split=test", "--set", "image_size=8", "--set", "kmeans_restarts=1"]
+    out = tmp_path / "run"
+    script = [str(tmp_path / "recipes" / "align_uniform.py"), "--dataset", "digits"]
+    python(*script, "--out", str(out), "--epochs", "1", *settings, "--no-progress")
+    assert json.loads((out / "summary.json").read_text())["recipe"] == "align_uniform"

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from cluster_ssl.runtime import timing as step_timer
 from cluster_ssl.models.backbones import build_backbone
+from cluster_ssl.runtime import timing as step_timer
 from cluster_ssl.runtime.timing import StepTimer, timed
 from tools.step_profile import STEP_SECTIONS, profile_stage, report
 

@@ -52,6 +52,8 @@ def default_cutout(image_size: int) -> int:
     return 75
 
 
+#: the pipelines with a horizontal flip (``flip=False`` turns it off)
+FLIPPING = ("simclr", "cc", "scan_strong", "crop_flip")
 #: the smallest crop area (RandomResizedCrop's scale) of each cropping pipeline
 DEFAULT_CROP_SCALE = {"simclr": 0.2, "cc": 0.08, "idfd": 0.2, "crop_flip": 0.08}
 

@@ -22,7 +22,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from cluster_ssl.cluster.prediction import Prediction
-from recipes import RECIPES
 from cluster_ssl.config import build_config
 from cluster_ssl.data.base import TensorImageDataset
 from cluster_ssl.data.common import resize_images
@@ -35,6 +34,7 @@ from cluster_ssl.runtime.device import resolve_device, resolve_precision
 from cluster_ssl.runtime.distributed import DistInfo
 from cluster_ssl.runtime.errors import UserError
 from cluster_ssl.runtime.state import seed_everything
+from recipes import RECIPES
 
 
 class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):

@@ -17,6 +17,20 @@ def instance_contrastive_loss(
     """CC's instance-level loss: :func:`~cluster_ssl.losses.contrastive.nt_xent` unchanged.
 
     The symmetric 2B-way NT-Xent over the instance head's features; CC uses tau_I = 0.5.
+
+    Args:
+        z_a: (B, d) instance-head features of view a.
+        z_b: (B, d) instance-head features of view b, row i the same sample as row i of
+            ``z_a``.
+        temperature: tau_I > 0 (CC uses 0.5).
+        gather: contrast against all ranks' samples under DDP.
+
+    Returns:
+        Scalar loss.
+
+    Raises:
+        ValueError: ``z_a`` and ``z_b`` are not both (B, d), or ``temperature`` is not
+            positive.
     """
     return nt_xent(z_a, z_b, temperature, gather=gather)
 
@@ -86,8 +100,13 @@ def cluster_contrastive_loss(
         gather: gather rows across ranks under DDP.
 
     Returns:
-        ``(loss, parts)`` with parts ``{"cluster_contrast": L_clu, "entropy": H(Y^a) + H(Y^b)}``
-        (not detached; the paper's entropy whatever ``entropy_constant``).
+        ``(loss, parts)``: the scalar loss and ``parts``, the scalars
+        ``{"cluster_contrast": L_clu, "entropy": H(Y^a) + H(Y^b)}`` (not detached; the
+        paper's entropy whatever ``entropy_constant``).
+
+    Raises:
+        ValueError: ``p_a`` and ``p_b`` are not both (B, K), or ``temperature`` is not
+            positive.
     """
     if p_a.dim() != 2 or p_a.shape != p_b.shape:
         raise ValueError(

@@ -41,7 +41,11 @@ def nt_xent(
         gather: contrast against all ranks' samples under DDP.
 
     Returns:
-        Scalar loss.
+        Scalar loss, the mean over this rank's 2B anchors.
+
+    Raises:
+        ValueError: ``z_a`` and ``z_b`` are not both (B, d), or ``temperature`` is not
+            positive.
     """
     if z_a.dim() != 2 or z_a.shape != z_b.shape:
         raise ValueError(
@@ -73,7 +77,15 @@ def nt_xent(
 
 
 class NTXentLoss(nn.Module):
-    """Module form of :func:`nt_xent`: ``NTXentLoss(0.1)(z_a, z_b)``."""
+    """Module form of :func:`nt_xent`: ``NTXentLoss(0.1)(z_a, z_b)``.
+
+    Args:
+        temperature: tau > 0 (SimCLR/SCAN pretext 0.1, CC's instance loss 0.5).
+        gather: contrast against all ranks' samples under DDP.
+
+    Raises:
+        ValueError: ``temperature`` is not positive.
+    """
 
     def __init__(self, temperature: float, *, gather: bool = True) -> None:
         super().__init__()
@@ -83,7 +95,24 @@ class NTXentLoss(nn.Module):
         self.gather = gather
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        """Symmetric NT-Xent of two views' embeddings (see :func:`nt_xent`).
+
+        Args:
+            z_a: (B, d) first view's embeddings.
+            z_b: (B, d) second view's embeddings, row i the same sample as row i of ``z_a``.
+
+        Returns:
+            Scalar loss.
+
+        Raises:
+            ValueError: ``z_a`` and ``z_b`` are not both (B, d).
+        """
         return nt_xent(z_a, z_b, self.temperature, gather=self.gather)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's ``repr``.
+
+        Returns:
+            ``"temperature=..., gather=..."``.
+        """
         return f"temperature={self.temperature}, gather={self.gather}"

@@ -31,6 +31,9 @@ def dec_clustering_loss(q: torch.Tensor, p: torch.Tensor, eps: float = 1e-12) ->
 
     Returns:
         Scalar loss.
+
+    Raises:
+        ValueError: ``q`` and ``p`` are not both (B, K).
     """
     if q.shape != p.shape or q.dim() != 2:
         raise ValueError(f"q and p must both be (B, K), got {tuple(q.shape)} and {tuple(p.shape)}")

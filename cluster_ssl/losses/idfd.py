@@ -47,6 +47,10 @@ def instance_discrimination_loss(
 
     Returns:
         Scalar loss, the mean over the batch.
+
+    Raises:
+        ValueError: ``features`` and ``bank`` are not (B, d) and (N, d) with the same d, or
+            ``temperature`` is not positive.
     """
     if features.dim() != 2 or bank.dim() != 2 or features.shape[1] != bank.shape[1]:
         raise ValueError(
@@ -72,14 +76,20 @@ def logits_per_block(device: torch.device) -> int:
     that read it (blocks of 32K to 4M logits took 63-89 ms a step for 256 x 70,000, fastest
     at 128K: ``tools/benchmark.py bank-loss --block N``, docs/BENCHMARKS.md); on a GPU 64M,
     so that few kernels are launched.
+
+    Args:
+        device: the device the logits are computed on.
+
+    Returns:
+        The number of logits per block: 2**17 on a CPU, 2**26 otherwise.
     """
     return 2**17 if device.type == "cpu" else 2**26
 
 
 class _BankCrossEntropy(torch.autograd.Function):
-    """Cross-entropy of the logits s . M^T against the target rows, with the gradient
-    only towards s (M is a constant). First order only: a second derivative through it
-    is not computed.
+    """Cross-entropy of the logits s . M^T against the target rows, the gradient only to s.
+
+    M is a constant. First order only: a second derivative through it is not computed.
 
     For logits l_bj = s_b . m_j, softmax p_bj = exp(l_bj) / Z_b and targets t_b:
 
@@ -89,7 +99,7 @@ class _BankCrossEntropy(torch.autograd.Function):
     The same value and gradient as ``F.cross_entropy(s @ M.T, t)``, computed block by
     block of bank rows in the forward pass: each block's logits are exponentiated in
     place, added to Z_b and multiplied into sum_j exp(l_bj) m_j, so the (B, N) matrix
-    never exists (it was 72 MB a step for 70,000 images, 1.3 GB for ImageNet) and each
+    never exists (it would be 72 MB a step for 70,000 images, 1.3 GB for ImageNet) and each
     block is read from the cache. Where exp could overflow (|l| <= ``bound`` = 1/tau for
     unit rows is known), the running row maximum c_b is taken out first, rescaling the
     sums when it grows (log Z_b = c_b + log sum_j exp(l_bj - c_b)). Only the (B, d)
@@ -145,9 +155,12 @@ class _BankCrossEntropy(torch.autograd.Function):
 
 
 def _exp_cannot_overflow(bound: float, count: int, dtype: torch.dtype) -> bool:
-    """Whether exp of ``count`` logits in [-bound, bound] sums without overflowing
-    ``dtype`` and the largest term of a row stays a normal number, so no maximum need be
-    taken out (the result is the same either way, in fewer passes)."""
+    """Whether exp of ``count`` logits in [-bound, bound] is safe without taking out the max.
+
+    Safe means the sum does not overflow ``dtype`` and the largest term of a row stays a
+    normal number, so no maximum need be taken out (the result is the same either way, in
+    fewer passes).
+    """
     info = torch.finfo(dtype)
     return bound + math.log(count) < math.log(info.max) - 1 and -bound > math.log(info.tiny) + 1
 
@@ -176,6 +189,9 @@ def feature_decorrelation_loss(features: torch.Tensor, temperature2: float = 2.0
 
     Returns:
         Scalar loss.
+
+    Raises:
+        ValueError: ``features`` is not (B, d), or ``temperature2`` is not positive.
     """
     if features.dim() != 2:
         raise ValueError(f"features must be (B, d), got {tuple(features.shape)}")

@@ -44,6 +44,10 @@ def info_nce_with_queue(
 
     Returns:
         Scalar loss, the mean over the batch.
+
+    Raises:
+        ValueError: ``queries`` and ``keys`` are not both (B, d) with ``queue`` (r, d), or
+            ``temperature`` is not positive.
     """
     if queries.dim() != 2 or keys.shape != queries.shape or queue.shape[1:] != queries.shape[1:]:
         raise ValueError(
@@ -90,8 +94,14 @@ def sample_negative_prototypes(
         generator: optional generator on the device of ``positive``.
 
     Returns:
-        (B, r') int64 prototype indices on the device of ``positive``, no row holding its
-        sample's positive (with ``batch``, the rows are equal).
+        (B, r') int64 prototype indices on the device of ``positive``, r' being r after the
+        caps above, no row holding its sample's positive (with ``batch``, the rows are
+        equal).
+
+    Raises:
+        ValueError: ``sampling`` is not one of :data:`NEGATIVE_SAMPLING`, or
+            ``num_negatives`` < 1.
+        UserError: with ``batch``, every prototype is some sample's positive.
     """
     if sampling not in NEGATIVE_SAMPLING:
         raise ValueError(f"sampling must be one of {NEGATIVE_SAMPLING}, got {sampling!r}")
@@ -149,6 +159,10 @@ def proto_nce(
 
     Returns:
         Scalar loss, the mean over the batch.
+
+    Raises:
+        ValueError: ``queries`` and ``prototypes`` are not (B, d) and (k, d) with the same
+            d, or ``concentration`` is not (k,).
     """
     if queries.dim() != 2 or prototypes.dim() != 2 or queries.shape[1] != prototypes.shape[1]:
         raise ValueError(

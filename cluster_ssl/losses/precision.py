@@ -16,6 +16,15 @@ def full_precision(loss: F) -> F:
 
     Logits divided by a small temperature, and softmaxes over tens of thousands of memory
     bank entries, need fp32's resolution: bf16 has a step of 0.0625 near 10.
+
+    Args:
+        loss: the loss function to wrap.
+
+    Returns:
+        A function with the signature of ``loss`` that converts its float16 and bfloat16
+        tensor arguments (positional and keyword) to float32 and calls ``loss`` with
+        autocast disabled on the device of the first tensor argument (CPU when there is
+        none).
     """
 
     @functools.wraps(loss)

@@ -13,7 +13,18 @@ EPS = 1e-8
 
 
 def mean_assignment_entropy(p: torch.Tensor) -> torch.Tensor:
-    """H(p_bar) = -sum_k p_bar_k log p_bar_k with p_bar = mean_i p_i over the batch (B, K)."""
+    """Entropy of the batch's mean soft assignment (SCAN's entropy term).
+
+        H(p_bar) = -sum_k p_bar_k log p_bar_k,   p_bar = mean_i p_i
+
+    p_bar is clamped below at :data:`EPS` inside the logarithm.
+
+    Args:
+        p: (B, K) soft assignments (rows sum to one).
+
+    Returns:
+        Scalar H(p_bar), between 0 and log K.
+    """
     mean = p.mean(dim=0).clamp_min(EPS)
     return -(mean * mean.log()).sum()
 
@@ -26,7 +37,7 @@ def scan_loss(
     *,
     gather: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """SCAN's clustering loss for one head (paper eq. 2):
+    """SCAN's clustering loss for one head (paper eq. 2).
 
         L = -1/|D| sum_X sum_{k in N_X} log <Phi(X), Phi(k)>  -  lambda * H(p_bar),
         p_bar = 1/|D| sum_X Phi(X),   H(p) = -sum_c p_c log p_c
@@ -38,8 +49,19 @@ def scan_loss(
     Under DDP with ``gather`` the anchors' probabilities are gathered from every rank (with
     gradient) before p_bar is taken, so the entropy describes the global batch.
 
+    Args:
+        anchor_logits: (B, K) the head's logits for the anchors X.
+        neighbour_logits: (B, K) the head's logits for one mined neighbour k of each
+            anchor, row i the neighbour of row i of ``anchor_logits``.
+        entropy_weight: lambda, the weight of the entropy term (5 in SCAN).
+        gather: gather the anchors' probabilities across ranks for the entropy under DDP.
+
     Returns:
-        ``(loss, {"consistency": ..., "entropy": H(p_bar)})``.
+        ``(loss, parts)``: the scalar loss and ``parts``, the scalars
+        ``{"consistency": ..., "entropy": H(p_bar)}``.
+
+    Raises:
+        ValueError: ``anchor_logits`` and ``neighbour_logits`` are not both (B, K).
     """
     if anchor_logits.shape != neighbour_logits.shape or anchor_logits.dim() != 2:
         raise ValueError(
@@ -76,9 +98,16 @@ def confident_self_label_loss(
     Under DDP the class frequencies and the normalisation are those of the confident set of
     the global batch (all ranks), so the ranks' averaged loss is the single-process loss.
 
+    Args:
+        weak_logits: (B, K) logits of the un-augmented view, from which the pseudo-labels
+            are taken; no gradient flows through them.
+        strong_logits: (B, K) logits of the strongly augmented view of the same samples.
+        threshold: a sample is confident when its largest probability exceeds this.
+
     Returns:
-        ``(loss, confident)``: loss is None when no sample passes the threshold (the caller
-        must report it); ``confident`` is the (B,) mask, for logging the confident fraction.
+        ``(loss, confident)``: loss is the scalar loss, or None when no sample passes the
+        threshold (the caller must report it); ``confident`` is the (B,) bool mask, for
+        logging the confident fraction.
     """
     with torch.no_grad():
         confidence, targets = weak_logits.softmax(dim=1).max(dim=1)

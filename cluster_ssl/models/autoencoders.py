@@ -65,6 +65,10 @@ class MLPAutoencoder(nn.Module):
         hidden_dims: widths of the hidden encoder layers (decoder uses them reversed).
         embedding_dim: size of the embedding z.
         weight_init: ``fan_in_uniform`` or ``glorot_uniform`` (above).
+
+    Raises:
+        UserError: unknown ``weight_init``.
+        ValueError: a layer size below 1.
     """
 
     def __init__(
@@ -103,7 +107,17 @@ class MLPAutoencoder(nn.Module):
         return nn.Sequential(*layers)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed (N, D) or (N, C, H, W) input (flattened to (N, D)) into (N, embedding_dim)."""
+        """Embed a batch into the (N, embedding_dim) latent space.
+
+        Args:
+            x: (N, D) or (N, C, H, W) input, flattened to (N, D).
+
+        Returns:
+            (N, embedding_dim) embeddings z.
+
+        Raises:
+            InputShapeError: the flattened input does not have ``input_dim`` features.
+        """
         x = x.flatten(1)
         if x.shape[1] != self.input_dim:
             raise InputShapeError(
@@ -113,7 +127,18 @@ class MLPAutoencoder(nn.Module):
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the embedding (N, embedding_dim) and the flattened reconstruction (N, D)."""
+        """Embed a batch and reconstruct it from the embedding.
+
+        Args:
+            x: (N, D) or (N, C, H, W) input, flattened to (N, D).
+
+        Returns:
+            ``(z, reconstruction)``: the (N, embedding_dim) embeddings and the flattened
+            (N, D) reconstruction.
+
+        Raises:
+            InputShapeError: the flattened input does not have ``input_dim`` features.
+        """
         z = self.encode(x)
         return z, self.decoder(z)
 
@@ -164,7 +189,9 @@ class ConvAutoencoder(nn.Module):
         embedding_dim: size of the embedding z (DCEC: 10).
 
     Raises:
-        InputShapeError (a ValueError): unsupported image size.
+        InputShapeError: unsupported image size (also a ``ValueError``).
+        ValueError: ``channels`` is not three positive filter counts, or ``embedding_dim``
+            is below 1.
     """
 
     def __init__(
@@ -236,7 +263,17 @@ class ConvAutoencoder(nn.Module):
         self.decoder = nn.Sequential(*decoder)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed (N, C, H, W) images into (N, embedding_dim)."""
+        """Embed a batch of images into the (N, embedding_dim) latent space.
+
+        Args:
+            x: (N, C, H, W) images of the ``image_shape`` the model was built for.
+
+        Returns:
+            (N, embedding_dim) embeddings z.
+
+        Raises:
+            InputShapeError: ``x`` is not (N, C, H, W) with (C, H, W) == ``image_shape``.
+        """
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise InputShapeError(
                 f"ConvAutoencoder was built for images of shape {self.image_shape} (C, H, W) "
@@ -245,6 +282,17 @@ class ConvAutoencoder(nn.Module):
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the embedding (N, embedding_dim) and the reconstruction (N, C, H, W)."""
+        """Embed a batch of images and reconstruct them from the embedding.
+
+        Args:
+            x: (N, C, H, W) images of the ``image_shape`` the model was built for.
+
+        Returns:
+            ``(z, reconstruction)``: the (N, embedding_dim) embeddings and the
+            (N, C, H, W) reconstruction.
+
+        Raises:
+            InputShapeError: ``x`` is not (N, C, H, W) with (C, H, W) == ``image_shape``.
+        """
         z = self.encode(x)
         return z, self.decoder(z)

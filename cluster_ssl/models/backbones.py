@@ -61,6 +61,9 @@ class ResNet(nn.Module):
             become e.g. 16-32-64-128 at ``width=0.25``.
         cifar_stem: replace the 7x7 stride-2 ``conv1`` by a 3x3 stride-1 one and the max-pool
             by the identity, for 32x32 and other small images.
+
+    Raises:
+        UserError: ``in_channels`` below 1, or a ``width`` that leaves no channels.
     """
 
     def __init__(
@@ -117,7 +120,14 @@ class ResNet(nn.Module):
         return nn.Sequential(*stage)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) images -> (N, feature_dim) globally average-pooled features."""
+        """Compute globally average-pooled features of a batch of images.
+
+        Args:
+            x: (N, C, H, W) images, C = ``in_channels``.
+
+        Returns:
+            (N, feature_dim) features.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
@@ -125,6 +135,11 @@ class ResNet(nn.Module):
 
 class Backbone(nn.Module):
     """A feature extractor: ``forward(x)`` returns pooled features (N, ``feature_dim``).
+
+    Args:
+        net: the network to wrap, returning (N, ``feature_dim``) features.
+        feature_dim: size of the output features.
+        name: the name it was built from.
 
     Attributes:
         net: the wrapped network (a :class:`ResNet` or a timm model), under its own key names.
@@ -139,7 +154,14 @@ class Backbone(nn.Module):
         self.name = name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) images -> (N, feature_dim) features."""
+        """Compute pooled features of a batch of images.
+
+        Args:
+            x: (N, C, H, W) images.
+
+        Returns:
+            (N, feature_dim) features.
+        """
         return self.net(x)
 
 
@@ -162,6 +184,10 @@ def build_backbone(
         pretrained_path: a weights file, loaded with :func:`load_backbone_weights`.
         pretrained_ignore: key prefixes of that file to leave out, e.g. ``("fc.",)`` for a
             torchvision ImageNet checkpoint.
+
+    Returns:
+        The :class:`Backbone`, its ``name`` the lower-cased ResNet name or
+        ``timm:<model_name>``.
 
     Raises:
         UserError: unknown name, an option the architecture does not support, or weights
@@ -213,6 +239,12 @@ def load_backbone_weights(
 ) -> None:
     """Load weights into ``backbone.net`` strictly, naming every key that does not match.
 
+    Key prefixes added by wrappers (``module.``, ``backbone.``, ``encoder.``, ``model.``,
+    ``net.``, and chains of them such as ``module.backbone.net.``) are stripped only when the
+    stripped keys then match the network's keys exactly; otherwise nothing is loaded and the
+    error names the missing, unexpected and shape-mismatched keys (relative to the closest
+    prefix).
+
     Args:
         backbone: the backbone to fill.
         weights: a file (read with ``torch.load(weights_only=True)``), a state dict, or a
@@ -221,12 +253,6 @@ def load_backbone_weights(
         ignore: key prefixes to drop before matching, e.g. ``("fc.",)`` for the classifier of
             a torchvision ImageNet checkpoint. They apply to the key names as reported in the
             error message (after any stripped wrapper prefix).
-
-    Key prefixes added by wrappers (``module.``, ``backbone.``, ``encoder.``, ``model.``,
-    ``net.``, and chains of them such as ``module.backbone.net.``) are stripped only when the
-    stripped keys then match the network's keys exactly; otherwise nothing is loaded and the
-    error names the missing, unexpected and shape-mismatched keys (relative to the closest
-    prefix).
 
     Raises:
         UserError: an unreadable file, or keys that do not match.

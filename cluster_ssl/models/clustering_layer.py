@@ -23,6 +23,9 @@ class ClusteringLayer(nn.Module):
         num_clusters: K.
         embedding_dim: d, the size of the embeddings z.
         alpha: degrees of freedom of the Student-t kernel (1 in DEC, IDEC and DCEC).
+
+    Raises:
+        ValueError: ``num_clusters`` or ``embedding_dim`` below 1, or ``alpha`` not positive.
     """
 
     def __init__(self, num_clusters: int, embedding_dim: int, alpha: float = 1.0) -> None:
@@ -45,6 +48,13 @@ class ClusteringLayer(nn.Module):
         """Copy (K, d) centres (e.g. k-means ``cluster_centers_``) into the parameter in place.
 
         The parameter object is kept, so optimisers built before the call still update it.
+
+        Args:
+            centres: (K, d) centres, a tensor or array; converted to the parameter's dtype
+                and device.
+
+        Raises:
+            ValueError: ``centres`` is not (K, d) = (num_clusters, embedding_dim).
         """
         values = torch.as_tensor(centres)
         if tuple(values.shape) != tuple(self.centres.shape):
@@ -55,10 +65,22 @@ class ClusteringLayer(nn.Module):
         self.centres.copy_(values.to(dtype=self.centres.dtype, device=self.centres.device))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Return q, the (N, K) soft assignments of the (N, d) embeddings; rows sum to one."""
+        """Soft-assign embeddings to the centres with the Student-t kernel above.
+
+        Args:
+            z: (N, d) embeddings.
+
+        Returns:
+            q, the (N, K) soft assignments; rows sum to one.
+        """
         return soft_assign(z, self.centres, self.alpha)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's ``repr``.
+
+        Returns:
+            ``"num_clusters=..., embedding_dim=..., alpha=..."``.
+        """
         return (
             f"num_clusters={self.num_clusters}, embedding_dim={self.embedding_dim}, "
             f"alpha={self.alpha}"

@@ -42,6 +42,9 @@ class ProjectionHead(nn.Module):
         batch_norm: BatchNorm1d after every hidden Linear (those Linears then have no bias,
             which the normalisation would cancel).
         normalize: L2-normalise each output row.
+
+    Raises:
+        UserError: a size or ``num_layers`` below 1.
     """
 
     def __init__(
@@ -70,7 +73,14 @@ class ProjectionHead(nn.Module):
         self.normalize = normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_dim) -> (N, out_dim), unit rows when ``normalize``."""
+        """Project backbone features.
+
+        Args:
+            x: (N, in_dim) backbone features.
+
+        Returns:
+            (N, out_dim) projections, unit rows when ``normalize``.
+        """
         z = self.layers(x)
         return F.normalize(z, dim=1) if self.normalize else z
 
@@ -87,6 +97,9 @@ class ClusterHead(nn.Module):
         in_dim: backbone feature size (rep).
         hidden_dim: hidden width (rep in CC).
         num_clusters: K.
+
+    Raises:
+        UserError: a size below 1.
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, num_clusters: int) -> None:
@@ -99,7 +112,14 @@ class ClusterHead(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_dim) -> (N, K) cluster probabilities (rows sum to 1)."""
+        """Soft-assign samples to the K clusters.
+
+        Args:
+            x: (N, in_dim) backbone features.
+
+        Returns:
+            (N, K) cluster probabilities (rows sum to 1).
+        """
         return self.layers(x).softmax(dim=1)
 
 
@@ -114,6 +134,9 @@ class MultiClusterHead(nn.Module):
         in_dim: backbone feature size.
         num_clusters: K.
         num_heads: number of heads (10 in SCAN's configs).
+
+    Raises:
+        UserError: a size or ``num_heads`` below 1.
     """
 
     def __init__(self, in_dim: int, num_clusters: int, num_heads: int) -> None:
@@ -122,7 +145,14 @@ class MultiClusterHead(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(in_dim, num_clusters) for _ in range(num_heads))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, in_dim) -> one (N, K) logits tensor per head."""
+        """Compute every head's cluster logits.
+
+        Args:
+            x: (N, in_dim) backbone features.
+
+        Returns:
+            A list of ``num_heads`` (N, K) logits tensors, in head order.
+        """
         return [head(x) for head in self.heads]
 
 
@@ -137,6 +167,9 @@ class LinearHead(nn.Module):
         in_dim: backbone feature size (512 for ResNet-18).
         out_dim: output size (128 in IDFD).
         normalize: L2-normalise each output row.
+
+    Raises:
+        UserError: a size below 1.
     """
 
     def __init__(self, in_dim: int, out_dim: int, normalize: bool = True) -> None:
@@ -146,6 +179,13 @@ class LinearHead(nn.Module):
         self.normalize = normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_dim) -> (N, out_dim), unit rows when ``normalize``."""
+        """Map backbone features linearly.
+
+        Args:
+            x: (N, in_dim) backbone features.
+
+        Returns:
+            (N, out_dim) features, unit rows when ``normalize``.
+        """
         z = self.linear(x)
         return F.normalize(z, dim=1) if self.normalize else z

@@ -18,12 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.config import positive
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.engine.recipe import Recipe
+from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.methods.base import Batch
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.heads import ProjectionHead
+from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import BackboneConfig, embedding_method_args, make_pipeline
 
 
@@ -54,7 +56,7 @@ class AlignUniform(EmbeddingMethod):
 class AlignUniformConfig(BackboneConfig):
     epochs: int = 100
     batch_size: int = 256
-    feature_dim: int = 128
+    feature_dim: int = positive(128)  # its range, checked on every --set
 
 
 def build(cfg: AlignUniformConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
@@ -70,6 +72,12 @@ RECIPE = Recipe(
     description="alignment + uniformity on the hypersphere, then k-means",
     config=AlignUniformConfig,
     build=build,
+    method=AlignUniform,  # clusters by k-means on its embedding (EmbeddingMethod's default)
+    estimator="AlignUniform",  # a scikit-learn estimator: cluster_ssl.AlignUniform
+    folder=FolderUse(),  # offered by cluster-ssl cluster --method align_uniform
     presets={"digits": {"width": 0.25, "image_size": 16, "flip": False}},
     protocol="the dataset's split, as configured",
 )
+
+if __name__ == "__main__":  # python recipes/align_uniform.py --dataset digits ...
+    run_as_train_command(RECIPE.name)

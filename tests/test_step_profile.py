@@ -2,8 +2,6 @@
 profile behind ``tools/benchmark.py METHOD``: every section of a real stage is measured, the
 bare backbone is timed on the shapes the step fed it, and a whole epoch gives the refresh share."""
 
-import time
-
 import pytest
 import torch
 
@@ -16,33 +14,45 @@ CPU = torch.device("cpu")
 TINY = {"split": "test", "eval_split": "", "image_size": 8, "kmeans_restarts": "1"}
 
 
-def test_sections_nest_and_report_their_own_time():
+@pytest.fixture
+def clock(monkeypatch):
+    """A fake clock: ``clock(seconds)`` advances the time the timer reads, nothing sleeps."""
+    now = [100.0]
+    monkeypatch.setattr(step_timer.time, "perf_counter", lambda: now[0])
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    return advance
+
+
+def test_sections_nest_and_report_their_own_time(clock):
     with StepTimer(CPU) as timer:
         with timed("outer"):
-            time.sleep(0.02)
+            clock(0.02)
             with timed("inner"):
-                time.sleep(0.05)
+                clock(0.05)
         with timed("inner"):
-            time.sleep(0.01)
+            clock(0.01)
     assert timer.calls == {"outer": 1, "inner": 2}
-    assert 0.06 <= timer.own_seconds["inner"] < 0.2
-    assert 0.02 <= timer.own_seconds["outer"] < 0.065  # the inner 0.05 s is not counted twice
+    assert timer.own_seconds["inner"] == pytest.approx(0.06)
+    assert timer.own_seconds["outer"] == pytest.approx(0.02)  # the inner 0.05 s counted once
 
 
-def test_a_part_breaks_down_its_section_without_taking_its_time():
+def test_a_part_breaks_down_its_section_without_taking_its_time(clock):
     with StepTimer(CPU) as timer, timed("refresh"):
-        time.sleep(0.02)
+        clock(0.02)
         with timed("pass", part=True):
-            time.sleep(0.04)
+            clock(0.04)
             with timed("augment"):
-                time.sleep(0.03)
+                clock(0.03)
     assert timer.calls == {"refresh": 1, "augment": 1}  # a part is not a section of its own
     assert "pass" not in timer.own_seconds
-    assert 0.03 <= timer.own_seconds["augment"] < 0.3
+    assert timer.own_seconds["augment"] == pytest.approx(0.03)
     passed = timer.parts["refresh/pass"]
-    assert 0.04 <= passed < 0.07  # the pass's own time, without the augment inside it
+    assert passed == pytest.approx(0.04)  # the pass's own time, without the augment inside it
     # the refresh's own time is its 0.02 s plus the pass's own 0.04 s, the augment not included
-    assert 0.02 <= timer.own_seconds["refresh"] - passed < 0.045
+    assert timer.own_seconds["refresh"] - passed == pytest.approx(0.02)
 
 
 def test_timed_does_nothing_without_an_active_timer():
@@ -68,7 +78,7 @@ def test_profile_measures_every_section_and_the_bare_backbone(recipe, bare_calls
     # SimCLR's two views and SCAN's anchors with their neighbours go through the backbone as
     # one batch of 2 x 32 images
     assert profile.bare_shapes == [(64, 1, 8, 8)] * bare_calls
-    assert 0.5 < profile.overhead_ratio < 5
+    assert profile.overhead_ratio == pytest.approx(profile.step_seconds / profile.bare_seconds)
     # the network timed bare is the preset's quarter-width ResNet-18 on 1-channel digits
     quarter = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=0.25)
     assert profile.backbone_parameters == sum(p.numel() for p in quarter.parameters())

@@ -19,11 +19,19 @@ class MemoryBank(nn.Module):
     Use in a training step: compute the loss against ``bank.memory``, then call
     :meth:`update` with the same batch (the loss sees the bank before this batch's update,
     as in the non-parametric classifier of Wu et al. 2018 that IDFD builds on). The update
-    writes into the buffer (a copy of all N rows every step cost a tenth of a step on a
-    CPU), so a loss must not keep the bank for its backward pass:
+    writes into the buffer in place (copying all N rows every step would cost a tenth of a
+    step on a CPU), so a loss must not keep the bank for its backward pass:
     :func:`~cluster_ssl.losses.idfd.instance_discrimination_loss` keeps only its (B, d)
     gradient, and one that did keep it would make autograd raise, not compute a wrong
     gradient.
+
+    Args:
+        num_samples: N, the number of rows (one per dataset index).
+        dim: size of each feature row.
+        seed: seed of the generator that draws the initial rows.
+
+    Raises:
+        ValueError: ``num_samples`` or ``dim`` below 1.
     """
 
     memory: torch.Tensor
@@ -38,10 +46,12 @@ class MemoryBank(nn.Module):
 
     @property
     def num_samples(self) -> int:
+        """N, the number of rows of ``memory``."""
         return self.memory.shape[0]
 
     @property
     def dim(self) -> int:
+        """The size of each row of ``memory``."""
         return self.memory.shape[1]
 
     @torch.no_grad()
@@ -61,6 +71,10 @@ class MemoryBank(nn.Module):
             index: (B,) dataset indices of the batch.
             features: (B, dim) this batch's features.
             momentum: weight of the old memory, in [0, 1).
+
+        Raises:
+            ValueError: ``momentum`` outside [0, 1), or ``index`` and ``features`` not (B,)
+                and (B, dim).
         """
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")

@@ -25,6 +25,13 @@ class MomentumEncoder(nn.Module):
     BatchNorm running statistics are not averaged: the copy's own forward passes in train
     mode update them. The copied parameters and buffers are in the owner's ``state_dict``,
     so a resumed run continues from the same average.
+
+    Args:
+        *online: the online modules to copy, in the order they are applied.
+        momentum: m, the weight of the average, in [0, 1).
+
+    Raises:
+        ValueError: ``momentum`` outside [0, 1).
     """
 
     def __init__(self, *online: nn.Module, momentum: float) -> None:
@@ -37,14 +44,32 @@ class MomentumEncoder(nn.Module):
 
     @torch.no_grad()
     def reset(self, *online: nn.Module) -> None:
-        """theta_k <- theta_q: the copy restarts from the online modules' current weights."""
+        """Restart the copy from the online modules' current weights.
+
+            theta_k <- theta_q
+
+        Args:
+            *online: the modules it was built from, in the same order.
+
+        Raises:
+            ValueError: the modules' parameters do not match the copy's.
+        """
         momentum, self.momentum = self.momentum, 0.0
         self.update(*online)
         self.momentum = momentum
 
     @torch.no_grad()
     def update(self, *online: nn.Module) -> None:
-        """theta_k <- m theta_k + (1 - m) theta_q for the modules it was built from, in order."""
+        """Move every parameter of the copy towards the online one (MoCo, eq. 2).
+
+            theta_k <- m theta_k + (1 - m) theta_q
+
+        Args:
+            *online: the modules it was built from, in the same order.
+
+        Raises:
+            ValueError: the modules' parameters do not match the copy's.
+        """
         own = list(self.encoder.parameters())
         sources = [p for module in online for p in module.parameters()]
         if len(own) != len(sources) or any(
@@ -55,10 +80,24 @@ class MomentumEncoder(nn.Module):
             average.mul_(self.momentum).add_(current.detach(), alpha=1.0 - self.momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the averaged copy without recording gradients (e.g. to compute the keys).
+
+        Args:
+            x: a batch of the online modules' input, e.g. (N, C, H, W) images.
+
+        Returns:
+            The chained modules' output for ``x``, e.g. (N, d) keys; no gradient flows
+            through it.
+        """
         with torch.no_grad():
             return self.encoder(x)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's ``repr``.
+
+        Returns:
+            ``"momentum=..."``.
+        """
         return f"momentum={self.momentum}"
 
 
@@ -73,6 +112,14 @@ class KeyQueue(nn.Module):
     :meth:`enqueue` gathers the keys of every rank first, so all ranks hold the same queue.
     It replaces the ``keys`` tensor rather than writing into it, so a loss that used the
     queue before the update can still be differentiated afterwards.
+
+    Args:
+        size: the number of keys held.
+        dim: size of each key.
+        seed: seed of the generator that draws the initial keys.
+
+    Raises:
+        ValueError: ``size`` or ``dim`` below 1.
     """
 
     keys: torch.Tensor
@@ -90,15 +137,22 @@ class KeyQueue(nn.Module):
 
     @property
     def size(self) -> int:
+        """The number of keys held (rows of ``keys``)."""
         return self.keys.shape[0]
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Write the (B, dim) keys of every rank (in rank order) over the oldest entries;
-        the pointer moves on by the number written.
+        """Write the keys of every rank (in rank order) over the oldest entries.
 
-        The keys are L2-normalised and detached. When more keys arrive than the queue
-        holds, only the newest ``size`` are kept.
+        The pointer moves on by the number written. The keys are L2-normalised and
+        detached. When more keys arrive than the queue holds, only the newest ``size`` are
+        kept.
+
+        Args:
+            keys: (B, dim) this rank's keys.
+
+        Raises:
+            ValueError: ``keys`` is not (B, dim).
         """
         if keys.dim() != 2 or keys.shape[1] != self.keys.shape[1]:
             raise ValueError(f"keys must be (B, {self.keys.shape[1]}), got {tuple(keys.shape)}")

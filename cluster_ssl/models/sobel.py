@@ -31,5 +31,13 @@ class SobelFilter(nn.Module):
         self.register_buffer("kernels", torch.stack([g_x, g_y])[:, None], persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Sobel gradients G_x and G_y of the images' channel mean (see the module docstring).
+
+        Args:
+            images: (B, C, H, W) images, any number of channels.
+
+        Returns:
+            (B, 2, H, W) gradients, channel 0 G_x and channel 1 G_y.
+        """
         gray = images.mean(dim=1, keepdim=True)
         return F.conv2d(gray, self.kernels.to(gray.dtype), padding=1)

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         help="length of the first stage (default: by folder size); SCAN's later stages take "
-        "--set scan_epochs=N / selflabel_epochs=N",
+        "--set scan.epochs=N / selflabel.epochs=N",
     )
     add_set_option(cluster)
     cluster.add_argument("--seed", type=int, help="random seed (default 0)")

@@ -82,6 +82,11 @@ class Settings:
         return None
 
     @classmethod
+    def unknown_hint(cls, key: str, values: dict[str, Any]) -> str:
+        """What to write instead of ``key``, which this recipe lacks ("" when nothing)."""
+        return ""
+
+    @classmethod
     def setting_type(cls, key: str, values: dict[str, Any]) -> Any:
         """The declared type of the (dotted) ``key`` with ``values`` chosen; None if the
         recipe has no such setting."""
@@ -174,14 +179,14 @@ def overrides_in_current_names(cls: type[Settings], overrides: dict[str, Any]) -
 def _assign(cls: type[Settings], values: dict[str, Any], key: str, raw: Any) -> None:
     name, _, rest = key.partition(".")
     held_in = cls.free_group(name) if rest else None
-    if held_in is not None:
-        values.setdefault(held_in, {})[rest] = raw
+    if held_in is not None:  # checked by the settings class it belongs to
+        values.setdefault(held_in, {})[rest] = tuple(raw) if isinstance(raw, list) else raw
         return
     kind = cls.setting_type(key, values)
     if kind is None:
         known = setting_keys(cls)
         near = difflib.get_close_matches(key, known, n=1)
-        hint = f"did you mean {near[0]}? " if near else ""
+        hint = cls.unknown_hint(key, values) or (f"did you mean {near[0]}? " if near else "")
         raise UserError(
             f"unknown setting {key!r} for this recipe; {hint}valid keys: {', '.join(known)}"
         )

@@ -61,12 +61,29 @@ class PretextConfig(simclr.SimCLRConfig):
     def free_group(cls, name: str) -> str | None:
         return "pretext_settings" if name == "pretext" else None
 
+    @classmethod
+    def unknown_hint(cls, key: str, values: dict[str, Any]) -> str:
+        name = str(values.get("pretext", "simclr"))
+        recipe = pretext_recipe(name)
+        if recipe is None or recipe.config.setting_type(key, {}) is None:
+            return ""
+        return f"it is a setting of the pretext {name}: write --set pretext.{key}=... "
+
+    @classmethod
+    def setting_type(cls, key: str, values: dict[str, Any]) -> Any:
+        name, _, rest = key.partition(".")
+        if name != "pretext" or not rest:
+            return super().setting_type(key, values)
+        recipe = pretext_recipe(str(values.get("pretext", "simclr")))
+        return None if recipe is None else recipe.config.setting_type(rest, {})
+
 
 def pretext_recipe(name: str) -> Recipe | None:
     """The recipe of the pretext ``name``, None for SimCLR (the clustering recipe's own)."""
     from recipes import RECIPES  # the registry lists this package's modules when complete
 
     pretexts = [recipe.name for recipe in RECIPES.values() if recipe.pretext]
+    pretexts.sort(key=lambda each: each != "simclr")  # the default first
     if name not in pretexts:
         raise UserError(f"--set pretext={name}: use one of {', '.join(pretexts)}")
     return None if name == "simclr" else RECIPES.get(name)

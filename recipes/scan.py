@@ -71,7 +71,7 @@ class SelfLabelSettings(Settings):
 
 
 #: SCAN's settings before they were grouped by stage, and their names now
-_STEP_KEYS = ("scan.num_neighbours", "num_heads", "entropy_weight", "scan.update_heads_only")
+_STEP_KEYS = ("num_neighbours", "num_heads", "entropy_weight", "update_heads_only")
 _RENAMED = {
     **{f"scan_{key}": f"scan.{key}" for key in ("epochs", "batch_size", "lr", "weight_decay")},
     **{f"selflabel_{key}": f"selflabel.{key}" for key in ("epochs", "batch_size", "lr")},

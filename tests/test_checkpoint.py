@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from cluster_ssl.engine import checkpoint as ckpt
+from cluster_ssl.runtime import files
+from cluster_ssl.runtime import state as module_state
 from cluster_ssl.runtime.errors import UserError
 
 
@@ -32,7 +34,7 @@ def test_save_is_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypa
 def test_written_files_get_the_mode_the_umask_gives(tmp_path):
     old = os.umask(0o027)
     try:
-        ckpt.write_bytes(b"x", tmp_path / "shared.csv")
+        files.write_bytes(b"x", tmp_path / "shared.csv")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o640  # not mkstemp's 0600
@@ -41,18 +43,18 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path):
 def test_a_target_that_cannot_be_written_is_a_user_error(tmp_path):
     (tmp_path / "dir").mkdir()
     with pytest.raises(UserError, match="dir is a directory; name a file to write"):
-        ckpt.write_bytes(b"x", tmp_path / "dir")
+        files.write_bytes(b"x", tmp_path / "dir")
     (tmp_path / "file").write_text("a file where a folder should be")
     with pytest.raises(
         UserError,
         match=r"^cannot write .*file/out.json: a file is where one of its folders should be$",
     ):
-        ckpt.write_json({}, tmp_path / "file" / "out.json")
+        files.write_json({}, tmp_path / "file" / "out.json")
     assert (tmp_path / "file").read_text() == "a file where a folder should be"
 
 
 def test_write_json_handles_numpy(tmp_path):
-    ckpt.write_json({"a": np.int64(3), "b": np.arange(2)}, tmp_path / "s.json")
+    files.write_json({"a": np.int64(3), "b": np.arange(2)}, tmp_path / "s.json")
     assert (tmp_path / "s.json").read_text().count("\n") > 1
 
 
@@ -69,19 +71,19 @@ def test_strict_loading_names_missing_unexpected_and_mismatched_keys():
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     with pytest.raises(UserError, match=r"missing keys 0\.bias.*unexpected keys module\.0\.bias"):
-        ckpt.load_state_strict(model, state, "the backbone")
+        module_state.load_state_strict(model, state, "the backbone")
     wrong = dict(model.state_dict())
     wrong["1.weight"] = torch.zeros(5, 4)
     with pytest.raises(UserError, match=r"shape mismatch at 1\.weight"):
-        ckpt.load_state_strict(model, wrong, "the backbone")
+        module_state.load_state_strict(model, wrong, "the backbone")
     other = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    ckpt.load_state_strict(other, model.state_dict(), "the backbone")
+    module_state.load_state_strict(other, model.state_dict(), "the backbone")
     assert torch.equal(other[0].weight, model[0].weight)
 
 
 def test_rng_state_round_trip():
-    ckpt.seed_everything(3)
-    state = ckpt.rng_state()
+    module_state.seed_everything(3)
+    state = module_state.rng_state()
     first = (random.random(), np.random.rand(), torch.rand(1).item())
-    ckpt.set_rng_state(state)
+    module_state.set_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first

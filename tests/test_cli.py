@@ -142,9 +142,9 @@ def test_nan_loss_stops_with_a_clear_message_and_no_checkpoint(tmp_path, capsys)
         "--out",
         str(out),
         "--set",
-        "pretrain_lr=1e30",
+        "pretrain.lr=1e30",
         "--set",
-        "pretrain_optimizer=sgd",
+        "pretrain.optimizer=sgd",
         *FAST,
     )
     assert code == 2

@@ -21,12 +21,12 @@ SMALL = {"split": "test", "eval_split": None, "image_size": 8, "kmeans_restarts"
 FOR = {
     "scan": {
         "batch_size": 32,
-        "scan_batch_size": 32,
-        "selflabel_batch_size": 32,
-        "num_neighbours": 3,
-        "confidence_threshold": 0.0,
+        "scan.batch_size": 32,
+        "selflabel.batch_size": 32,
+        "scan.num_neighbours": 3,
+        "selflabel.confidence_threshold": 0.0,
     },
-    "simclr_dec": {"batch_size": 32, "dec_batch_size": 32, "update_interval": 2},
+    "simclr_dec": {"batch_size": 32, "dec.batch_size": 32, "dec.update_interval": 2},
 }
 MIXES = [("scan", "idfd", IDFD), ("scan", "pcl", PCL), ("simclr_dec", "idfd", IDFD)]
 
@@ -77,33 +77,40 @@ def test_an_unknown_pretext_is_named():
 def test_set_gives_the_pretexts_own_settings_and_the_run_keeps_its_own():
     record = {"recipe": "scan", "dataset": "digits", "data_root": None}
     given = {"queue_size": "64", "lr": "0.05", "num_prototypes": "12,24", "temperature": "0.3"}
-    overrides = {**SMALL, **FOR["scan"], "pretext": "pcl", **given}
+    dotted = {f"pretext.{key}": value for key, value in given.items()}
+    overrides = {**SMALL, **FOR["scan"], "pretext": "pcl", **dotted}
     prepared = prepare({**record, "overrides": overrides})  # 359 test images: fits 64
     pcl = prepared.stages[0].method
     assert isinstance(pcl, PCL) and pcl.queue.keys.shape[0] == 64
     assert pcl.num_prototypes == (12, 24) and pcl.temperature == 0.3
     assert pcl.configure_optimizer().param_groups[0]["lr"] == 0.05
-    assert prepared.config.pretext_settings == {**given, "kmeans_restarts": 1}  # SMALL's
-    assert prepared.config.kmeans_restarts == 1  # a setting both have goes to both
+    assert prepared.config.pretext_settings == given
+    assert prepared.config.kmeans_restarts == 1  # the run's own k-means (SMALL's)
     assert prepared.stages[0].batch_size == 32  # the run's own batch and image settings
     assert pcl.backbone.net.conv1.in_channels == 1 and prepared.config.image_size == 8
     with pytest.raises(UserError, match="queue_size=4096 does not fit the 359 training images"):
-        prepare({**record, "overrides": {**overrides, "queue_size": "4096"}})
-    simclr = {**SMALL, **FOR["scan"], "queue_size": "64"}  # SimCLR has no queue
-    with pytest.raises(UserError, match="unknown setting 'queue_size'"):
+        prepare({**record, "overrides": {**overrides, "pretext.queue_size": "4096"}})
+    with pytest.raises(UserError, match="'queue_sise' .* did you mean queue_size"):  # PCL's check
+        prepare({**record, "overrides": {**overrides, "pretext.queue_sise": "64"}})
+    simclr = {**SMALL, **FOR["scan"], "pretext.queue_size": "64"}  # SimCLR is no other pretext
+    with pytest.raises(UserError, match="SimCLR is this recipe's own pretext"):
         prepare({**record, "overrides": simclr})
+    with pytest.raises(
+        UserError, match="setting of the pretext pcl: write --set pretext.queue_size="
+    ):
+        prepare({**record, "overrides": {**SMALL, "pretext": "pcl", "queue_size": "64"}})
 
 
 def test_pretext_settings_survive_run_json_and_resume_compares_them_as_parsed():
     from cluster_ssl.commands.claim import changed_settings
     from cluster_ssl.config import as_dict
 
-    given = {"pretext": "pcl", "queue_size": 64, "num_prototypes": (12, 24)}  # as cluster sizes
+    given = {"pretext": "pcl", "pretext.queue_size": 64, "pretext.num_prototypes": (12, 24)}
     record = {"recipe": "scan", "dataset": "digits", "data_root": None}
     record["overrides"] = {**SMALL, **FOR["scan"], **given}
     stored = json.loads(json.dumps(record))  # run.json keeps the tuple as a list
     assert as_dict(prepare(stored).config) == as_dict(prepare(record).config)
-    spelled = {"queue_size": "064", "num_prototypes": "12,24"}  # the same, spelled otherwise
+    spelled = {"pretext.queue_size": "064", "pretext.num_prototypes": "12,24"}  # the same
     assert changed_settings("scan", stored["overrides"], spelled) == []
-    moved = changed_settings("scan", stored["overrides"], {"queue_size": "32"})
-    assert moved == ["queue_size (was 64, now 32)"]
+    moved = changed_settings("scan", stored["overrides"], {"pretext.queue_size": "32"})
+    assert moved == ["pretext.queue_size (was 64, now 32)"]

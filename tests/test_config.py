@@ -73,7 +73,7 @@ def test_assignments_need_an_equals_sign():
 @pytest.mark.parametrize(
     ("recipe", "setting", "message"),
     [
-        ("dec", "pretrain_dropout=1.5", "pretrain_dropout=1.5: must be below 1"),
+        ("dec", "pretrain.dropout=1.5", "pretrain.dropout=1.5: must be below 1"),
         ("dec", "momentum=1", "momentum=1.0: must be below 1"),
         ("idfd", "bank_momentum=-2", "bank_momentum=-2.0: must not be negative"),
         ("pcl", "encoder_momentum=1", "encoder_momentum=1.0: must be below 1"),

@@ -43,8 +43,8 @@ FAMILIES = {
     "simclr": {"batch_size": 64},
     "cc": {"batch_size": 64},
     "idfd": {"batch_size": 64},
-    "scan": {"scan_batch_size": 64, "num_neighbours": 3, "eval_split": "test"},
-    "scan/selflabel": {"selflabel_batch_size": 64, "confidence_threshold": 0.0},
+    "scan": {"scan.batch_size": 64, "scan.num_neighbours": 3, "eval_split": "test"},
+    "scan/selflabel": {"selflabel.batch_size": 64, "selflabel.confidence_threshold": 0.0},
     "pcl": {"batch_size": 64, "queue_size": 128, "num_prototypes": "4,6", "warmup_epochs": 0},
     "deepcluster": {"batch_size": 64, "num_pseudo_classes": 8, "pca_dim": 16},
 }

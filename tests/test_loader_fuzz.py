@@ -119,7 +119,9 @@ def pickle_huge(data: bytes, rng: np.random.Generator) -> bytes:
         return overwrite(data, position + 1, b"\xff\xff")
     if short_args:
         position = int(rng.choice(short_args))
-        opcode = rng.choice([b"\x8b", b"\x8e", b"\x8d", b"\x95"])  # LONG4 BINBYTES8 BINUNICODE8 FRAME
+        opcode = rng.choice(
+            [b"\x8b", b"\x8e", b"\x8d", b"\x95"]
+        )  # LONG4 BINBYTES8 BINUNICODE8 FRAME
         width = 4 if opcode == b"\x8b" else 8
         length = (1 << (8 * width - 1)) - 1 if rng.random() < 0.5 else 1 << (6 * width)
         return overwrite(data, position, opcode + length.to_bytes(width, "little"))
@@ -137,7 +139,9 @@ def usps_huge(data: bytes, rng: np.random.Generator) -> bytes:
         index, _, rest = tokens[position].partition(b":")
         tokens[position] = value + b":" + rest if rng.random() < 0.5 else index + b":" + value
     else:
-        tokens[position] = value + tokens[position][-1:] if tokens[position][-1:] == b"\n" else value
+        tokens[position] = (
+            value + tokens[position][-1:] if tokens[position][-1:] == b"\n" else value
+        )
     return b" ".join(tokens)
 
 
@@ -221,7 +225,10 @@ FORMATS = {
     "cifar10": Format(
         "cifar-10 pickles",
         lambda root: write_cifar10(root, n_train=10, n_test=4),
-        (*(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)), "cifar-10-batches-py/test_batch"),
+        (
+            *(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
+            "cifar-10-batches-py/test_batch",
+        ),
         (("cifar10", "train+test", {}),),
         (*BASIC, pickle_huge, pickle_huge, pickle_huge),
         cases=90,
@@ -238,7 +245,10 @@ FORMATS = {
     "stl10": Format(
         "stl-10 binaries",
         lambda root: write_stl10(root, n_train=2, n_test=2, n_unlabeled=2),
-        tuple(f"stl10_binary/{name}.bin" for name in ("train_X", "train_y", "test_X", "test_y", "unlabeled_X")),
+        tuple(
+            f"stl10_binary/{name}.bin"
+            for name in ("train_X", "train_y", "test_X", "test_y", "unlabeled_X")
+        ),
         (("stl10", "train+test", {}), ("stl10", "train+unlabeled", {})),
         (truncate, flip, flip_header, garbage, append),
         cases=60,

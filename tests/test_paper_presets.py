@@ -44,12 +44,12 @@ SHRUNK_FOR = {
     # PCL's queue and prototypes must fit in the few images; no warm-up: the E-step runs
     "pcl": {"queue_size": 2, "num_prototypes": (2, 3), "warmup_epochs": 0},
     "scan": {
-        "scan_epochs": 1,
-        "selflabel_epochs": 1,
-        "scan_batch_size": 4,
-        "selflabel_batch_size": 4,
-        "num_neighbours": 2,
-        "confidence_threshold": 0.0,
+        "scan.epochs": 1,
+        "selflabel.epochs": 1,
+        "scan.batch_size": 4,
+        "selflabel.batch_size": 4,
+        "scan.num_neighbours": 2,
+        "selflabel.confidence_threshold": 0.0,
     },
 }
 TINY_CLASSES = 3  # Tiny-ImageNet's K is the number of wnids written (200 in the real one)

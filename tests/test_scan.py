@@ -27,10 +27,10 @@ TINY = {
     "eval_split": None,
     "image_size": 8,
     "batch_size": 64,
-    "scan_batch_size": 64,
-    "selflabel_batch_size": 64,
-    "num_neighbours": 5,
-    "num_heads": 3,
+    "scan.batch_size": 64,
+    "selflabel.batch_size": 64,
+    "scan.num_neighbours": 5,
+    "scan.num_heads": 3,
     "kmeans_restarts": 1,
 }
 
@@ -107,13 +107,18 @@ def test_neighbour_accuracy_counts_agreeing_pairs():
     assert neighbour_accuracy(neighbours, None) is None
 
 
+def dotted(settings: dict) -> dict:
+    """Keyword arguments as settings: ``selflabel__lr`` is ``selflabel.lr``."""
+    return {key.replace("__", "."): value for key, value in settings.items()}
+
+
 def stages(**overrides):
     prepared = prepare(
         {
             "recipe": "scan",
             "dataset": "digits",
             "data_root": None,
-            "overrides": {**TINY, **overrides},
+            "overrides": {**TINY, **dotted(overrides)},
         }
     )
     return [stage.method for stage in prepared.stages], prepared.dataset
@@ -206,7 +211,9 @@ def test_scan_step_mines_then_trains_and_its_loss_falls():
 
 def test_self_labelling_starts_from_the_kept_head_and_its_loss_falls():
     torch.manual_seed(0)
-    (_, clustering, selflabel), dataset = stages(confidence_threshold=0.5, selflabel_lr=1e-3)
+    (_, clustering, selflabel), dataset = stages(
+        selflabel__confidence_threshold=0.5, selflabel__lr=1e-3
+    )
     ctx = StageContext(dataset, CPU, seed=0, num_workers=0)
     clustering.best_head = 2
     with torch.no_grad():  # a sharper head: some images pass the threshold
@@ -222,11 +229,11 @@ def test_self_labelling_starts_from_the_kept_head_and_its_loss_falls():
 
 
 def test_self_labelling_stops_clearly_when_nothing_is_confident():
-    (_, _, selflabel), dataset = stages(confidence_threshold=0.99)
+    (_, _, selflabel), dataset = stages(selflabel__confidence_threshold=0.99)
     with pytest.raises(
         UserError,
         match=r"no image passes the confidence threshold 0\.99.*"
-        r"--set confidence_threshold=",
+        r"--set selflabel.confidence_threshold=",
     ):
         selflabel.on_fit_start(StageContext(dataset, CPU, seed=0, num_workers=0))
 
@@ -235,7 +242,7 @@ CLI = ["train", "scan", "--dataset", "digits", "--epochs", "1", "--no-progress"]
 
 
 def cli_args(out, **settings):
-    merged = {**TINY, "scan_epochs": 2, "selflabel_epochs": 1, "eval_every": 0, **settings}
+    merged = {**TINY, "scan.epochs": 2, "selflabel.epochs": 1, "eval_every": 0, **dotted(settings)}
     sets = [item for key, value in merged.items() for item in ("--set", f"{key}={value}")]
     return [*CLI, "--out", str(out), *sets]
 
@@ -252,7 +259,7 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
         return original_end(self, ctx)
 
     monkeypatch.setattr(SCAN, "on_epoch_end", interrupted)
-    assert main(cli_args(out, confidence_threshold=0.2)) == 130  # interrupted
+    assert main(cli_args(out, selflabel__confidence_threshold=0.2)) == 130  # interrupted
 
     saved = torch.load(out / "stages" / "02-scan.pt", weights_only=False)
     assert saved["epoch"] == 1
@@ -264,7 +271,7 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
         raise AssertionError("the neighbours were mined again on resume")
 
     monkeypatch.setattr(scan_module, "mine_neighbours", no_mining)
-    assert main([*cli_args(out, confidence_threshold=0.2), "--resume"]) == 0
+    assert main([*cli_args(out, selflabel__confidence_threshold=0.2), "--resume"]) == 0
     final = torch.load(out / "stages" / "02-scan.pt", weights_only=False)
     assert torch.equal(final["method"]["_extra_state"]["neighbours"], mined)
     summary = json.loads((out / "summary.json").read_text())
@@ -279,7 +286,7 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
 
 def test_an_unconfident_clustering_step_stops_self_labelling_with_one_line(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(cli_args(out, confidence_threshold=0.999)) == 2
+    assert main(cli_args(out, selflabel__confidence_threshold=0.999)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: self-labelling: no image passes the confidence threshold")
     assert (out / "stages" / "02-scan.pt").exists()  # the finished steps are kept
@@ -290,9 +297,12 @@ def test_an_unconfident_clustering_step_stops_self_labelling_with_one_line(tmp_p
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("num_neighbours=400", "num_neighbours=400 needs more than that many images"),
-        ("confidence_threshold=1.5", "confidence_threshold=1.5: must be in [0, 1)"),
-        ("num_heads=0", "num_heads=0: must be greater than 0"),
+        ("scan.num_neighbours=400", "scan.num_neighbours=400 needs more than that many images"),
+        (
+            "selflabel.confidence_threshold=1.5",
+            "selflabel.confidence_threshold=1.5: must be below 1",
+        ),
+        ("scan.num_heads=0", "scan.num_heads=0: must be greater than 0"),
     ],
 )
 def test_bad_scan_settings_get_one_line(tmp_path, capsys, setting, message):
@@ -306,7 +316,10 @@ def test_bad_scan_settings_get_one_line(tmp_path, capsys, setting, message):
 
 def test_overclustering_is_scored_by_majority_vote(tmp_path):
     out = tmp_path / "run"
-    assert main(cli_args(out, num_clusters=15, confidence_threshold=0.0, scan_epochs=1)) == 0
+    assert (
+        main(cli_args(out, num_clusters=15, selflabel__confidence_threshold=0.0, scan__epochs=1))
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_clusters"] == 15 and len(summary["cluster_sizes"]) == 15
     assert summary["acc_overcluster"] >= summary["acc"]  # many-to-one never scores lower

@@ -172,7 +172,7 @@ def test_more_accumulation_passes_than_batches_is_refused(tmp_path):
 @pytest.mark.parametrize("recipe", ["cc", "scan"])
 def test_cluster_heads_give_fp32_probabilities_in_bf16_passes(recipe):
     """bf16 probabilities near 1 are 0.004 apart, too coarse for SCAN's 0.99 threshold."""
-    overrides = {**SMALL, "image_size": 8, "num_neighbours": 3} if recipe == "scan" else SMALL
+    overrides = {**SMALL, "image_size": 8, "scan.num_neighbours": 3} if recipe == "scan" else SMALL
     prepared = prepare(
         {"recipe": recipe, "dataset": "digits", "data_root": None, "overrides": overrides}
     )

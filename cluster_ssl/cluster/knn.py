@@ -1,50 +1,79 @@
-"""k-nearest-neighbour search with faiss (exact, or on an inverted file), and the faiss
-index helpers k-means shares.
+"""k-nearest-neighbour search (exact, or on a faiss inverted file), and the faiss index
+helpers k-means shares.
 
-The helpers at the top of this module (input conversion, GPU detection, building a flat index
-and moving it to the GPUs) are the only code touching faiss's index API; the clustering
-parameters are wrapped in :mod:`cluster_ssl.cluster.kmeans`.
+Two implementations, chosen by :func:`cluster_ssl.cluster.backend.resolve_backend`: faiss
+(CPU, or the GPUs a faiss-gpu build sees) and torch (exact search by blocks of matrix
+products, on the features' own device; :mod:`cluster_ssl.cluster.torch_backend`). The
+faiss helpers below (GPU detection, building a flat or inverted-file index and moving it
+to the GPUs) are the only code touching faiss's index API, and import faiss only when
+called; the clustering parameters are wrapped in :mod:`cluster_ssl.cluster.kmeans`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import faiss
 import numpy as np
-import torch
+import torch.nn.functional as F
 
+from cluster_ssl.cluster.backend import (
+    import_faiss,
+    require_faiss,
+    resolve_backend,
+    torch_device,
+)
+from cluster_ssl.cluster.features import (
+    Features,
+    as_float32_matrix,
+    as_float32_tensor,
+    l2_normalise,
+)
+from cluster_ssl.cluster.torch_backend import knn_torch
 from cluster_ssl.runtime.errors import UserError
 
-Features = np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import faiss
+
+__all__ = [
+    "MIN_PROBES",
+    "Features",
+    "Metric",
+    "as_float32_matrix",
+    "faiss_num_gpus",
+    "flat_index",
+    "ivf_index",
+    "knn",
+    "l2_normalise",
+    "resolve_use_gpu",
+]
+
 Metric = Literal["cosine", "ip", "l2"]
 
 
-def as_float32_matrix(x: Features, name: str = "features") -> np.ndarray:
-    """(N, d) C-contiguous float32 numpy copy/view of ``x``; NaN or inf -> UserError."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to(device="cpu", dtype=torch.float32).numpy()
-    array = np.ascontiguousarray(x, dtype=np.float32)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (N, d) array, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).any(axis=1).sum())
-        raise UserError(
-            f"{name} contain NaN or inf in {bad} of {array.shape[0]} rows; the model "
-            "diverged or the data holds invalid values (lower the learning rate, or use bf16 "
-            "instead of fp16)"
-        )
-    return array
-
-
 def faiss_num_gpus() -> int:
-    """GPUs faiss can use (0 for faiss-cpu builds, including ones lacking the function)."""
+    """GPUs faiss can use.
+
+    Returns:
+        The count; 0 for faiss-cpu builds (including ones lacking ``get_num_gpus``) and
+        when faiss is not installed.
+    """
+    faiss = import_faiss()
     get_num_gpus = getattr(faiss, "get_num_gpus", None)
     return int(get_num_gpus()) if get_num_gpus is not None else 0
 
 
 def resolve_use_gpu(use_gpu: bool | None) -> bool:
-    """None -> use the GPUs when faiss sees any; True without GPUs -> UserError."""
+    """Whether the faiss path runs on the GPUs.
+
+    Args:
+        use_gpu: None = use the GPUs when faiss sees any; True = require them; False = CPU.
+
+    Returns:
+        True to use faiss's GPUs.
+
+    Raises:
+        UserError: True, but faiss sees no GPU.
+    """
     available = faiss_num_gpus() > 0
     if use_gpu is None:
         return available
@@ -57,7 +86,18 @@ def resolve_use_gpu(use_gpu: bool | None) -> bool:
 
 
 def flat_index(d: int, inner_product: bool, use_gpu: bool) -> faiss.Index:
-    """Exact (brute-force) index: inner product or squared L2, on all GPUs if asked."""
+    """Exact (brute-force) faiss index.
+
+    Args:
+        d: dimension of the vectors.
+        inner_product: score by inner product (``IndexFlatIP``), else squared L2
+            (``IndexFlatL2``).
+        use_gpu: copy the index to all GPUs faiss sees.
+
+    Returns:
+        The empty index.
+    """
+    faiss = require_faiss()
     index = faiss.IndexFlatIP(d) if inner_product else faiss.IndexFlatL2(d)
     if use_gpu:
         index = faiss.index_cpu_to_all_gpus(index)
@@ -69,9 +109,20 @@ MIN_PROBES = 8
 
 
 def ivf_index(x: np.ndarray, inner_product: bool, seed: int = 0) -> faiss.Index:
-    """Approximate (inverted-file) index over ``x``, already added: sqrt(N) lists found by
-    k-means on ``x`` (seeded), each query probing the nearest 1/16 of them (at least
-    :data:`MIN_PROBES`)."""
+    """Approximate (inverted-file) faiss index over ``x``, trained and filled.
+
+    sqrt(N) lists are found by k-means on ``x`` (seeded); each query probes the nearest
+    1/16 of them, at least :data:`MIN_PROBES`.
+
+    Args:
+        x: (N, d) float32 C-contiguous vectors.
+        inner_product: score by inner product, else squared L2.
+        seed: seed of the k-means that finds the lists.
+
+    Returns:
+        The index, holding the rows of ``x``.
+    """
+    faiss = require_faiss()
     n, d = x.shape
     lists = max(1, int(np.sqrt(n)))
     metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
@@ -84,12 +135,6 @@ def ivf_index(x: np.ndarray, inner_product: bool, seed: int = 0) -> faiss.Index:
     return index
 
 
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows divided by their L2 norm (all-zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, eps), dtype=np.float32)
-
-
 def knn(
     x: Features,
     k: int,
@@ -98,42 +143,56 @@ def knn(
     chunk_size: int = 65536,
     use_gpu: bool | None = None,
     approximate: bool = False,
+    backend: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest neighbours of every row of ``x`` among the rows of ``x``.
 
-    Queries are searched ``chunk_size`` rows at a time against a flat faiss index, so no
-    N x N matrix is ever built.
+    Queries are searched ``chunk_size`` rows at a time, so no N x N matrix is ever built.
 
     Args:
-        x: (N, d) features.
+        x: (N, d) features, numpy or torch.
         k: neighbours per sample.
         metric: ``"cosine"`` (rows L2-normalised, then inner product), ``"ip"`` (raw inner
             product) or ``"l2"`` (squared Euclidean distance).
-        exclude_self: drop each query from its own neighbour list. Searches k + 1 and removes
-            the query's own index when it is among them; otherwise (more than k exact
-            duplicates tie with it) the last, k+1-th, neighbour is dropped.
-        chunk_size: queries per faiss search call.
-        use_gpu: None = GPU when faiss has one.
-        approximate: on the CPU, search an inverted-file index (:func:`ivf_index`) instead
-            of every pair: about 16x less scanning, at a recall a little below 1 (rows whose
-            probed lists hold too few points are searched exactly). Ignored on the GPU,
-            where the exact search is fast.
+        exclude_self: drop each query from its own neighbour list. faiss searches k + 1 and
+            removes the query's own index when it is among them, otherwise (more than k
+            exact duplicates tie with it) the last, k+1-th, neighbour; torch masks the
+            query's own row out. Either way each row holds k other samples.
+        chunk_size: queries per faiss search call or torch block (torch uses fewer when a
+            block of scores would exceed its memory budget).
+        use_gpu: faiss: None = GPU when faiss sees one. torch: None = the device ``x`` is
+            on, False = the CPU, True = ``x`` must be on a GPU.
+        approximate: on the CPU with faiss, search an inverted-file index (:func:`ivf_index`)
+            instead of every pair: about 16x less scanning, at a recall a little below 1
+            (rows whose probed lists hold too few points are searched exactly). Ignored on
+            faiss's GPUs, where the exact search is fast, and by the torch backend, which is
+            always exact.
+        backend: ``"auto"`` (torch for a tensor on a GPU, else faiss when installed, else
+            torch), ``"faiss"`` or ``"torch"``; see :mod:`cluster_ssl.cluster.backend`.
 
     Returns:
-        ``(scores, indices)``, both (N, k): float32 similarities, best first, for
-        cosine / ip; float32 squared L2 distances, nearest first, for l2; int64 indices.
+        ``(scores, indices)``, both (N, k) numpy arrays: float32 similarities, best first,
+        for cosine / ip; float32 squared L2 distances, nearest first, for l2; int64
+        indices.
+
+    Raises:
+        ValueError: unknown ``metric`` or ``backend``.
+        UserError: k out of range, non-finite features, a GPU requested where there is
+            none, or ``backend="faiss"`` without faiss.
     """
     if metric not in ("cosine", "ip", "l2"):
         raise ValueError(f"metric must be 'cosine', 'ip' or 'l2', got {metric!r}")
+    chosen = resolve_backend(backend, x, use_gpu)
+    if chosen == "torch":
+        tensor = as_float32_tensor(x, device=torch_device(x, use_gpu))
+        _check_neighbours(k, tensor.shape[0], exclude_self)
+        if metric == "cosine":
+            tensor = F.normalize(tensor, dim=1, eps=1e-12)
+        return knn_torch(tensor, k, metric, exclude_self, chunk_size)
+
     feats = as_float32_matrix(x)
     n = feats.shape[0]
-    max_k = n - 1 if exclude_self else n
-    if not 1 <= k <= max_k:
-        raise UserError(
-            f"k={k} neighbours requested but only {n} samples"
-            f"{' (excluding the sample itself)' if exclude_self else ''}; "
-            f"use 1 <= k <= {max_k} (lower the number of neighbours)"
-        )
+    _check_neighbours(k, n, exclude_self)
     if metric == "cosine":
         feats = l2_normalise(feats)
     gpu = resolve_use_gpu(use_gpu)
@@ -162,9 +221,21 @@ def knn(
     return scores, indices
 
 
+def _check_neighbours(k: int, n: int, exclude_self: bool) -> None:
+    """UserError unless 1 <= k <= N (N - 1 when the sample itself is excluded)."""
+    max_k = n - 1 if exclude_self else n
+    if not 1 <= k <= max_k:
+        raise UserError(
+            f"k={k} neighbours requested but only {n} samples"
+            f"{' (excluding the sample itself)' if exclude_self else ''}; "
+            f"use 1 <= k <= {max_k} (lower the number of neighbours)"
+        )
+
+
 def _exact_rows(
     feats: np.ndarray, rows: np.ndarray, k_search: int, metric: Metric, exclude_self: bool
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact faiss search for the given query rows (those an inverted file left short)."""
     index = flat_index(feats.shape[1], inner_product=metric != "l2", use_gpu=False)
     index.add(feats)
     scores, indices = index.search(feats[rows], k_search)

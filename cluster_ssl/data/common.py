@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import stat
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -13,6 +16,7 @@ from cluster_ssl.data.base import TensorImageDataset
 from cluster_ssl.runtime.errors import UserError
 
 RESIZE_CHUNK = 4096
+MIB = 1 << 20
 
 
 def require_root(root: Path | None, title: str, expected: str, fix: str) -> Path:
@@ -41,6 +45,73 @@ def locate_folder(root: Path, folder: str, probe: str) -> Path:
     if not (nested / probe).exists() and (root / probe).exists():
         return root
     return nested
+
+
+def one_line(text: object) -> str:
+    """``text`` with its whitespace runs (newlines included) collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
+def describe(error: BaseException) -> str:
+    """``"ErrorType: message"`` on one line, for a UserError that quotes a lower-level error."""
+    message = one_line(error)
+    if len(message) > 300:  # a corrupt file's content can end up quoted in the message
+        message = message[:300] + "..."
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def file_size(path: Path, limit: int, what: str) -> int:
+    """The size of ``path`` after checking it is a regular file of at most ``limit`` bytes.
+
+    Raises a UserError naming the file when it is a directory (or another non-file), cannot
+    be looked at, or is larger than any real ``what`` file (so it is never read).
+    """
+    try:
+        status = path.stat()
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({describe(error)})") from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = "a directory" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+        raise UserError(f"{path} is {kind}, not a {what} file; put the file itself there")
+    if status.st_size > limit:
+        raise UserError(
+            f"{path} is {status.st_size} bytes, more than any {what} file "
+            f"({limit // MIB} MiB at most): it is not one, or it is corrupt; download it again"
+        )
+    return status.st_size
+
+
+def read_file(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes (else a UserError)."""
+    file_size(path, limit, what)
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({describe(error)})") from None
+
+
+def read_compressed(
+    path: Path, opener: Callable[[Path], BinaryIO], limit: int, what: str, kind: str
+) -> bytes:
+    """The decompressed bytes of ``path`` (``opener`` is ``gzip.open``, ``bz2.open``...).
+
+    The file and its decompressed content are each at most ``limit`` bytes; a truncated or
+    corrupt archive raises a UserError naming the file.
+    """
+    file_size(path, limit, what)
+    try:
+        with opener(path) as handle:
+            data = handle.read(limit + 1)
+    except (EOFError, OSError, ValueError, zlib.error) as error:
+        raise UserError(
+            f"{path} is a truncated or corrupt {kind} file ({describe(error)}); download it again"
+        ) from None
+    if len(data) > limit:
+        raise UserError(
+            f"{path} decompresses to more than any {what} file ({limit // MIB} MiB at most); "
+            "it is not one, or it is corrupt; download it again"
+        )
+    return data
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: Path | str) -> np.ndarray:
@@ -88,7 +159,7 @@ def torchvision_download(title: str, fetch: Callable[[], object], url: str) -> N
         fetch()
     except (OSError, RuntimeError, ValueError) as error:
         raise UserError(
-            f"downloading {title} failed ({error}); download it by hand from {url} "
+            f"downloading {title} failed ({one_line(error)}); download it by hand from {url} "
             "and pass --data-root DIR"
         ) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import zlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,9 +11,12 @@ import numpy as np
 
 from cluster_ssl.data.base import TensorImageDataset
 from cluster_ssl.data.common import (
+    MIB,
     check_labels,
     first_existing,
     not_found,
+    read_compressed,
+    read_file,
     require_root,
     tensor_dataset,
     torchvision_download,
@@ -21,6 +24,10 @@ from cluster_ssl.data.common import (
 from cluster_ssl.runtime.errors import UserError
 
 IDX_UBYTE = 0x08
+#: larger than any IDX file (raw or decompressed) of these datasets: MNIST's train images
+#: hold 47 MB; a bigger file, or a gzip that inflates past it, is refused before it is read
+MAX_IDX_BYTES = 1024 * MIB
+SIDE = 28
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -71,7 +78,8 @@ FASHION_MNIST = IdxSource(
 def read_idx(path: Path) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (``.gz`` or raw) into an array of its declared shape.
 
-    Raises a UserError naming the file when the magic number is wrong or the data is truncated.
+    Raises a UserError naming the file when it is not a regular file, is too large, its
+    magic number is wrong or its data does not match the declared shape.
     """
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] == 0:
@@ -81,7 +89,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < header:
         raise UserError(f"{path} is truncated: the IDX header is incomplete")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape))
+    expected = math.prod(shape)  # exact: the declared sizes may be huge
     if len(raw) - header != expected:
         raise UserError(
             f"{path} is truncated or corrupt: header says {shape} = {expected} bytes, "
@@ -93,14 +101,8 @@ def read_idx(path: Path) -> np.ndarray:
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when the name ends in ``.gz``."""
     if path.suffix != ".gz":
-        return path.read_bytes()
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except (EOFError, OSError, zlib.error) as error:
-        raise UserError(
-            f"{path} is a truncated or corrupt gzip file ({error}); download it again"
-        ) from None
+        return read_file(path, MAX_IDX_BYTES, "IDX")
+    return read_compressed(path, gzip.GzipFile, MAX_IDX_BYTES, "IDX", "gzip")
 
 
 def find_idx_file(source: IdxSource, root: Path, stem: str) -> Path | None:
@@ -113,10 +115,15 @@ def load_idx_split(source: IdxSource, root: Path, part: str) -> tuple[np.ndarray
     """Images (N, 1, 28, 28) and labels of the "train" or "test" part."""
     images_path, labels_path = (_require(source, root, stem) for stem in FILES[part])
     images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    if images.ndim != 3 or images.shape[1:] != (SIDE, SIDE) or not len(images):
         raise UserError(
-            f"{images_path} ({images.shape}) and {labels_path} ({labels.shape}) "
-            "do not form an image set: expected N x H x W images and N labels"
+            f"{images_path} holds an array of shape {images.shape}, not N x {SIDE} x {SIDE} "
+            f"{source.title} images; download it again"
+        )
+    if labels.ndim != 1 or len(images) != len(labels):
+        raise UserError(
+            f"{labels_path} ({labels.shape}) does not hold one label for each of the "
+            f"{len(images)} images in {images_path}; download them again"
         )
     labels = check_labels(labels, len(source.class_names), labels_path)
     return images[:, None], labels

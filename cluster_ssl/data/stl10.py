@@ -14,7 +14,10 @@ import torch
 
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.data.common import (
+    MIB,
     check_labels,
+    describe,
+    file_size,
     locate_folder,
     not_found,
     require_root,
@@ -35,6 +38,10 @@ FILES = {
     "unlabeled": ("unlabeled_X.bin", None),
 }
 LAZY_PARTS = {"unlabeled"}
+#: larger than any binary loaded into memory (test_X.bin, the largest, holds 221 MB); the
+#: memory-mapped unlabeled_X.bin (2.7 GB) is never read whole and has no such limit
+MAX_IN_MEMORY_BYTES = 1024 * MIB
+MAX_MAPPED_BYTES = 64 * 1024 * MIB
 
 
 class MemmapImageDataset(ImageDataset):
@@ -88,28 +95,48 @@ class MemmapImageDataset(ImageDataset):
         return {**self.__dict__, "_maps": None}
 
 
-def count_records(path: Path) -> int:
-    """How many 3x96x96 images a binary holds; a UserError when its size is not a multiple."""
-    size = path.stat().st_size
+def count_records(path: Path, limit: int = MAX_MAPPED_BYTES) -> int:
+    """How many 3x96x96 images a binary holds; a UserError naming it when it is not a regular
+    file, is larger than ``limit``, empty, or its size is not a whole number of images."""
+    size = file_size(path, limit, "STL-10 binary")
     if size % RECORD:
         raise UserError(
             f"{path} is truncated: {size} bytes is not a whole number of 3x96x96 images"
         )
+    if not size:
+        raise UserError(f"{path} is empty: it holds no images; download it again")
     return size // RECORD
 
 
 def read_images(path: Path) -> np.ndarray:
     """All images of a binary as uint8 (N, 3, 96, 96), row-major."""
-    data = np.fromfile(path, dtype=np.uint8)
-    return data.reshape(count_records(path), 3, SIDE, SIDE).transpose(0, 1, 3, 2)
+    count = count_records(path, MAX_IN_MEMORY_BYTES)
+    data = _read(path, count * RECORD)
+    return data.reshape(count, 3, SIDE, SIDE).transpose(0, 1, 3, 2)
 
 
-def read_labels(path: Path, count: int) -> np.ndarray:
-    """Labels 1..10 stored as bytes -> 0..9, checked against the number of images."""
-    labels = np.fromfile(path, dtype=np.uint8).astype(np.int64) - 1
-    if len(labels) != count:
-        raise UserError(f"{path} holds {len(labels)} labels for {count} images; download it again")
+def read_labels(path: Path, count: int, images: Path | None = None) -> np.ndarray:
+    """Labels 1..10 stored as bytes -> 0..9, checked against the ``count`` images (of the
+    file ``images``, named in the error) before the file is read."""
+    size = file_size(path, MAX_IN_MEMORY_BYTES, "STL-10 labels")
+    if size != count:
+        of = f" in {images}" if images is not None else ""
+        raise UserError(
+            f"{path} holds {size} labels for the {count} images{of}; download them again"
+        )
+    labels = _read(path, count).astype(np.int64) - 1
     return check_labels(labels, len(CLASS_NAMES), path)
+
+
+def _read(path: Path, size: int) -> np.ndarray:
+    """The ``size`` bytes of ``path`` (checked beforehand) as uint8."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({describe(error)})") from None
+    if len(data) != size:
+        raise UserError(f"{path} changed while it was read; load it again")
+    return data
 
 
 def _require(folder: Path, name: str) -> Path:
@@ -126,8 +153,9 @@ def _require(folder: Path, name: str) -> Path:
 
 def _labelled(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     images_name, labels_name = FILES[part]
-    images = read_images(_require(folder, images_name))
-    return images, read_labels(_require(folder, labels_name), len(images))
+    images_path = _require(folder, images_name)
+    images = read_images(images_path)
+    return images, read_labels(_require(folder, labels_name), len(images), images_path)
 
 
 def build_stl10(
@@ -152,7 +180,7 @@ def build_stl10(
 def _lazy(folder: Path, parts: list[str], image_size: int | None) -> MemmapImageDataset:
     files = [_require(folder, FILES[part][0]) for part in parts]
     labels = [
-        read_labels(_require(folder, FILES[part][1]), count_records(path))
+        read_labels(_require(folder, FILES[part][1]), count_records(path), path)
         if FILES[part][1]
         else np.full(count_records(path), -1, dtype=np.int64)
         for part, path in zip(parts, files, strict=True)

@@ -90,7 +90,7 @@ class SCAN(EmbeddingMethod):
         if self.num_neighbours >= len(data):
             raise UserError(
                 f"num_neighbours={self.num_neighbours} needs more than that many images, but "
-                f"{data.name} has {len(data)}; lower it (--set num_neighbours=...)"
+                f"{data.name} has {len(data)}; lower it (--set scan.num_neighbours=...)"
             )
         features = ctx.embed(self.pretext_features, dataset)
         return ctx.on_main(lambda: mine_neighbours(features, self.num_neighbours))
@@ -173,7 +173,7 @@ class SCAN(EmbeddingMethod):
     def collapse_hint(self) -> str:
         return (
             "SCAN's heads leave clusters empty: raise the entropy weight "
-            f"(--set entropy_weight=..., now {self.entropy_weight}), or check the mined "
+            f"(--set scan.entropy_weight=..., now {self.entropy_weight}), or check the mined "
             "neighbours' accuracy (neighbour_acc in metrics.jsonl)"
         )
 

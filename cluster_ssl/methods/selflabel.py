@@ -63,8 +63,8 @@ class SelfLabel(EmbeddingMethod):
     def _nothing_confident(self, detail: str) -> str:
         return (
             f"self-labelling: no image passes the confidence threshold {self.threshold} "
-            f"({detail}); lower it (--set confidence_threshold=...) or train the SCAN "
-            "step longer (--set scan_epochs=...)"
+            f"({detail}); lower it (--set selflabel.confidence_threshold=...) or train the SCAN "
+            "step longer (--set scan.epochs=...)"
         )
 
     def probabilities(self, batch: Batch) -> torch.Tensor:
@@ -99,7 +99,7 @@ class SelfLabel(EmbeddingMethod):
     def collapse_hint(self) -> str:
         return (
             "self-labelling leaves clusters empty: raise the confidence threshold "
-            f"(--set confidence_threshold=..., now {self.threshold}) so fewer uncertain "
+            f"(--set selflabel.confidence_threshold=..., now {self.threshold}) so fewer uncertain "
             "images become targets, or raise the SCAN step's entropy_weight"
         )
 

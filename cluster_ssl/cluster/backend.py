@@ -1,0 +1,127 @@
+"""Which implementation runs k-means and kNN: faiss or torch.
+
+faiss is optional. It is imported here, lazily, and only by the faiss code paths, so the
+package imports and clusters without it. The rule for ``backend="auto"`` lives in
+:func:`resolve_backend` and nowhere else:
+
+* features in a tensor on an accelerator (CUDA, ...) -> torch, on that device (faiss-cpu
+  cannot use it, and faiss-gpu is not installed on the GPU machines);
+* otherwise faiss when it is importable (on the CPU it is as fast or faster, see
+  ``tools/kmeans_backends.py``);
+* otherwise torch, on the CPU.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Literal
+
+import torch
+
+from cluster_ssl.cluster.features import Features
+from cluster_ssl.runtime.errors import UserError
+
+Backend = Literal["auto", "faiss", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
+
+
+def import_faiss() -> ModuleType | None:
+    """The faiss module, or None when it cannot be imported.
+
+    Returns:
+        The module; None if faiss is not installed (or blocked in ``sys.modules``).
+    """
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def require_faiss() -> ModuleType:
+    """The faiss module, for code that cannot run without it.
+
+    Returns:
+        The module.
+
+    Raises:
+        UserError: faiss is not importable.
+    """
+    faiss = import_faiss()
+    if faiss is None:
+        raise UserError(
+            "the faiss backend was requested but faiss is not installed; install faiss-cpu "
+            "(or faiss-gpu), or use backend='torch' / 'auto'"
+        )
+    return faiss
+
+
+def on_accelerator(x: Features) -> bool:
+    """Whether ``x`` is a tensor on a device other than the CPU.
+
+    Args:
+        x: features, numpy or torch.
+
+    Returns:
+        True for a CUDA (or other non-CPU) tensor.
+    """
+    return isinstance(x, torch.Tensor) and x.device.type != "cpu"
+
+
+def resolve_backend(backend: str, x: Features, use_gpu: bool | None = None) -> str:
+    """The implementation that runs on ``x``: ``"faiss"`` or ``"torch"``.
+
+    Args:
+        backend: ``"auto"``, ``"faiss"`` or ``"torch"``.
+        x: the features (numpy or torch) the call works on.
+        use_gpu: the caller's GPU request. ``False`` keeps the work on the CPU, so
+            ``"auto"`` then prefers faiss even for a CUDA tensor (copied to the CPU).
+
+    Returns:
+        ``"faiss"`` or ``"torch"``; ``"auto"`` as the module docstring says.
+
+    Raises:
+        ValueError: ``backend`` is not one of :data:`BACKENDS`.
+        UserError: ``"faiss"`` requested but faiss is not importable.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
+        )
+    if backend == "faiss":
+        require_faiss()
+        return "faiss"
+    if backend == "torch":
+        return "torch"
+    if on_accelerator(x) and use_gpu is not False:
+        return "torch"
+    return "faiss" if import_faiss() is not None else "torch"
+
+
+def torch_device(x: Features, use_gpu: bool | None) -> torch.device:
+    """The device the torch backend computes on: ``x``'s own, as the GPU request allows.
+
+    The torch backend never moves data onto an accelerator by itself: pass the features
+    as a tensor on the device that should do the work.
+
+    Args:
+        x: the features.
+        use_gpu: None = where ``x`` is; False = the CPU; True = where ``x`` is, which must
+            be an accelerator.
+
+    Returns:
+        The device.
+
+    Raises:
+        UserError: ``use_gpu=True`` but ``x`` is not on an accelerator.
+    """
+    device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+    if use_gpu is False:
+        return torch.device("cpu")
+    if use_gpu and device.type == "cpu":
+        raise UserError(
+            "GPU search was requested but the features are on the CPU and faiss sees no GPU "
+            "(faiss-cpu is installed, faiss is missing or CUDA is unavailable); pass the "
+            "features as a CUDA tensor, drop the GPU option or install faiss-gpu"
+        )
+    return device

@@ -231,7 +231,7 @@ def test_resume_keeps_the_settings_the_run_started_with(tmp_path, capsys):
 
 
 def test_ctrl_c_says_whether_there_is_a_run_to_resume(tmp_path, capsys, monkeypatch):
-    from cluster_ssl.commands import prepare as run_module
+    from cluster_ssl.commands import train as run_module
     from cluster_ssl.methods.dec import DEC
 
     def interrupt(*args, **kwargs):

@@ -139,7 +139,7 @@ def test_an_unknown_method_is_a_clear_error(tmp_path, capsys):
     code = main(
         ["cluster", str(tmp_path), "--k", "2", "--out", str(tmp_path / "o"), "--method", "x"]
     )
-    assert code == 2 and "--method 'x' is not one of: cc, scan" in capsys.readouterr().err
+    assert code == 2 and "--method 'x' is not one of: cc, dcec, dec, deepcluster" in capsys.readouterr().err
 
 
 def read_assignments(path: Path, root: Path | None = None) -> dict[str, tuple[int, float]]:
@@ -396,7 +396,7 @@ def test_a_pcl_pretext_of_scan_is_sized_for_the_folder_too(tmp_path, monkeypatch
     argv = ["cluster", str(root), "--k", str(GROUPS), "--method", "scan", "--set", "pretext=pcl"]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 130
     overrides = requests[0].overrides
-    assert overrides["queue_size"] == GROUPS * PER_GROUP // 2
+    assert overrides["pretext.queue_size"] == GROUPS * PER_GROUP // 2
     record = {**requests[0].record(), "dataset_options": {"skip_unreadable": True}}
     pcl = prepare(record).stages[0].method  # the paper's queue of 4,096 would not fit
     assert pcl.queue.keys.shape[0] == GROUPS * PER_GROUP // 2

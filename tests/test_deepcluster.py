@@ -428,7 +428,7 @@ def test_predict_clusters_the_normalised_embedding_into_k_classes(trained):
     [
         ({"num_pseudo_classes": 400}, r"num_pseudo_classes=400: .* the 359 training images"),
         ({"num_pseudo_classes": 0}, r"num_pseudo_classes=0"),
-        ({"pca_dim": 0}, r"pca_dim=0 is impossible"),
+        ({"pca_dim": 0}, r"--set pca_dim=0: must be greater than 0"),
         ({"pca_dim": 129}, r"pca_dim=129 is impossible .* 128 features"),
         ({"kmeans_iterations": 0}, r"kmeans_iterations=0"),
         ({"crop_scale": 1.5}, r"crop_scale=1.5"),

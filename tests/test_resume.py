@@ -157,12 +157,12 @@ def test_resume_refuses_a_checkpoint_trained_with_other_settings(tmp_path, capsy
     torch.set_num_threads(1)
     assert main([*ARGS, "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["update_interval"] == 10 and config["pretrain.lr"] > 0  # the resolved settings
+    assert config["update_interval"] == 10 and config["pretrain"]["lr"] > 0  # the resolved settings
     first = out / "stages" / "01-pretrain.pt"
     checkpoint = load_checkpoint(first)
-    checkpoint["run"]["config"]["pretrain.lr"] = 123.0  # as if the preset had said so
+    checkpoint["run"]["config"]["pretrain"]["lr"] = 123.0  # as if the preset had said so
     save_checkpoint(checkpoint, first)
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert f"{first} trained with other settings" in err and "pretrain_lr 123.0 -> " in err
+    assert f"{first} trained with other settings" in err and "pretrain.lr 123.0 -> " in err

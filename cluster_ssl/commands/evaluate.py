@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cluster_ssl.commands.folder.k_selection import chosen_k
 from cluster_ssl.commands.trained import load_trained_stage
 from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.runtime.device import resolve_device
@@ -23,7 +24,9 @@ def evaluate_checkpoint(
     the run's evaluation split, or on ``split``; ``report`` also writes a report directory
     there (CSV, cluster grids, embedding map, and the clusters matched to classes);
     ``download`` fetches the data first if it is missing."""
-    trained = load_trained_stage(path, data_root, split, download=download)
+    trained = load_trained_stage(
+        path, data_root, split, download=download, num_clusters=chosen_k(path)
+    )
     prediction = trained.predict(resolve_device(device_spec), num_workers)
     prepared = trained.prepared
     metrics = evaluate_clustering(

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from cluster_ssl.cluster.prediction import Prediction
+from cluster_ssl.commands.folder.k_selection import chosen_k
 from cluster_ssl.commands.train import centres_path
 from cluster_ssl.commands.trained import load_trained_stage
 from cluster_ssl.data.folder import FileImageDataset, check_images, is_image_file, list_images
@@ -49,13 +50,13 @@ def predict_images(
     readable, skipped = check_images(image_files(inputs), decode=True)
     if not readable:
         raise UserError(f"no readable images among {', '.join(map(str, inputs))}")
-    trained = load_trained_stage(checkpoint, with_data=False)
+    trained = load_trained_stage(checkpoint, with_data=False, num_clusters=chosen_k(checkpoint))
     path = centres_path(trained.path)
     kept = np.load(path) if path.is_file() else None
     if kept is not None and len(kept) != trained.stage.method.num_clusters:
         kept = None  # centres of another k than the run's chosen one
     if kept is None and trained.stage.method.predict_new_reads_training_data():
-        trained = load_trained_stage(checkpoint)
+        trained = load_trained_stage(checkpoint, num_clusters=chosen_k(checkpoint))
     training = trained.prepared.dataset
     channels, _, side = training.image_shape
     new = FileImageDataset("predict", readable, side, channels)

@@ -36,7 +36,9 @@ def choose_run_k(
     return selection
 
 
-def chosen_k(run_dir: Path) -> int | None:
-    """The k a ``--k auto`` run chose after training, None for runs that chose none."""
-    path = Path(run_dir) / K_SELECTION_FILE
+def chosen_k(run: Path) -> int | None:
+    """The k a ``--k auto`` run chose after training, None for runs that chose none.
+    ``run`` is the run directory or one of its stage checkpoints."""
+    run = Path(run)
+    path = (run if run.is_dir() else run.parent.parent) / K_SELECTION_FILE
     return json.loads(path.read_text())["k"] if path.is_file() else None

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from cluster_ssl.cluster.prediction import Prediction
-from cluster_ssl.commands.folder.k_selection import K_SELECTION_FILE
+from cluster_ssl.commands.folder.k_selection import K_SELECTION_FILE, chosen_k
 from cluster_ssl.commands.train import keep_centres
 from cluster_ssl.commands.trained import load_trained_stage
 from cluster_ssl.report.assignments import write_skipped
@@ -15,7 +15,7 @@ from cluster_ssl.report.run_report import sample_names, write_report_dir
 
 def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Prediction:
     """Predict with the run's last stage and write the CSV, grids, map and page."""
-    trained = load_trained_stage(out)
+    trained = load_trained_stage(out, num_clusters=chosen_k(out))
     dataset = trained.prepared.eval_dataset
     prediction = trained.predict(device, num_workers)
     keep_centres(trained.stage.method, prediction, trained.path)  # k may have changed

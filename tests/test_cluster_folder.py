@@ -139,7 +139,10 @@ def test_an_unknown_method_is_a_clear_error(tmp_path, capsys):
     code = main(
         ["cluster", str(tmp_path), "--k", "2", "--out", str(tmp_path / "o"), "--method", "x"]
     )
-    assert code == 2 and "--method 'x' is not one of: cc, dcec, dec, deepcluster" in capsys.readouterr().err
+    assert (
+        code == 2
+        and "--method 'x' is not one of: cc, dcec, dec, deepcluster" in capsys.readouterr().err
+    )
 
 
 def read_assignments(path: Path, root: Path | None = None) -> dict[str, tuple[int, float]]:

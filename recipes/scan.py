@@ -76,8 +76,8 @@ _RENAMED = {
     **{f"scan_{key}": f"scan.{key}" for key in ("epochs", "batch_size", "lr", "weight_decay")},
     **{f"selflabel_{key}": f"selflabel.{key}" for key in ("epochs", "batch_size", "lr")},
     "selflabel_weight_decay": "selflabel.weight_decay",
-    "scan.augmentation": "scan.augmentation",
-    "selflabel.confidence_threshold": "selflabel.confidence_threshold",
+    "scan_augmentation": "scan.augmentation",
+    "confidence_threshold": "selflabel.confidence_threshold",
     **{key: f"scan.{key}" for key in _STEP_KEYS},
 }
 

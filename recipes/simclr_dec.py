@@ -1,4 +1,4 @@
-"""SimCLR + DEC: DEC's clustering layer over a contrastively pretrained ResNet (issue #8).
+"""SimCLR + DEC: DEC's clustering layer over a contrastively pretrained ResNet.
 
 Stages:
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cluster_ssl.config import RecipeConfig, build_config, parse_assignments
+from cluster_ssl.config import RecipeConfig, as_dict, build_config, parse_assignments
 from cluster_ssl.runtime.errors import UserError
 
 
@@ -91,3 +91,60 @@ def test_values_outside_their_range_are_refused_before_training(recipe, setting,
     with pytest.raises(UserError, match=f"^--set {message}"):
         build_config(spec.config, {}, {key: value})
     assert build_config(spec.config, {}, {}) is not None  # the defaults are in range
+
+
+def test_a_stage_group_is_set_with_a_dotted_key_and_checked_at_its_field():
+    from recipes import RECIPES
+
+    spec = RECIPES.get("scan")
+    config = build_config(spec.config, spec.preset("digits"), {"scan.lr": "0.01"})
+    assert config.scan.lr == 0.01 and config.selflabel.lr == 1e-4
+    with pytest.raises(UserError, match=r"^--set scan.num_heads=0: must be greater than 0$"):
+        build_config(spec.config, {}, {"scan.num_heads": "0"})
+    with pytest.raises(UserError, match="did you mean scan.lr"):
+        build_config(spec.config, {}, {"scan.lrr": "0.1"})
+
+
+def test_an_old_flat_key_names_its_new_one_and_old_runs_still_rebuild():
+    from cluster_ssl.commands.claim import changed_settings
+    from cluster_ssl.commands.prepare import prepare
+    from recipes import RECIPES
+
+    spec = RECIPES.get("scan")
+    with pytest.raises(UserError, match="this setting is now scan.lr; write --set scan.lr="):
+        build_config(spec.config, {}, {"scan_lr": "0.01"})
+    old = {"scan_lr": "0.01", "confidence_threshold": "0.5", "split": "test", "eval_split": None}
+    record = {"recipe": "scan", "dataset": "digits", "data_root": None, "overrides": old}
+    config = prepare(record).config  # a run.json written before the groups
+    assert config.scan.lr == 0.01 and config.selflabel.confidence_threshold == 0.5
+    assert changed_settings("scan", old, {"scan.lr": "1e-2"}) == []
+    assert changed_settings("scan", old, {"scan.lr": "0.1"}) == ["scan.lr (was 0.01, now 0.1)"]
+
+
+def test_a_subclass_that_changes_a_default_keeps_its_bases_range():
+    from recipes import RECIPES
+
+    spec = RECIPES.get("simclr")  # SimCLRConfig redeclares epochs = 500
+    with pytest.raises(UserError, match="--set epochs=0: must be greater than 0"):
+        build_config(spec.config, {}, {"epochs": "0"})
+
+
+def test_settings_flatten_to_the_keys_set_takes():
+    from cluster_ssl.config import flat_settings, setting_keys
+    from recipes import RECIPES
+
+    for recipe in RECIPES.values():
+        config = build_config(recipe.config, {}, {})
+        assert set(flat_settings(as_dict(config))) - {"pretext_settings"} == set(
+            setting_keys(recipe.config)
+        ) - {"pretext_settings"}, recipe.name
+
+
+def test_every_renamed_key_points_at_a_setting_and_is_no_setting_itself():
+    from cluster_ssl.config import setting_keys
+    from recipes import RECIPES
+
+    for recipe in RECIPES.values():
+        keys = set(setting_keys(recipe.config))
+        assert set(recipe.config.renamed.values()) <= keys, recipe.name
+        assert not set(recipe.config.renamed) & keys, recipe.name

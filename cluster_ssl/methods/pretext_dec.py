@@ -1,4 +1,4 @@
-"""DEC's clustering layer over a contrastively pretrained backbone (issue #8).
+"""DEC's clustering layer over a contrastively pretrained backbone.
 
 The encoder is a trained pretext method's backbone (SimCLR, IDFD, PCL, ...): its
 L2-normalised features of the un-augmented images, the space k-means clusters for those

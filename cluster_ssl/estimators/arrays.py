@@ -30,6 +30,14 @@ class PixelScale:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> PixelScale:
+        """The scale of ``x``'s pixels.
+
+        Args:
+            x: training images; uint8 keep 0-255, other dtypes their own min and max.
+
+        Returns:
+            The scale that maps them onto 0-255.
+        """
         if x.dtype == np.uint8:
             return cls(0.0, 255.0)
         low, high = float(x.min()), float(x.max())
@@ -38,6 +46,14 @@ class PixelScale:
         return cls(low, high if high > low else low + 1.0)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
+        """Images on this scale mapped onto 0-255, as uint8.
+
+        Args:
+            x: images of any shape.
+
+        Returns:
+            uint8 images of the same shape (``x`` itself when already on 0-255 uint8).
+        """
         if x.dtype == np.uint8 and (self.low, self.high) == (0.0, 255.0):
             return x
         scaled = (x.astype(np.float64) - self.low) * (255.0 / (self.high - self.low))
@@ -45,7 +61,18 @@ class PixelScale:
 
 
 def image_layout(x: np.ndarray, owner: str) -> np.ndarray:
-    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) with C in {1, 3} -> (N, C, H, W)."""
+    """Images in the channels-first layout the backbones take.
+
+    Args:
+        x: (N, H, W), (N, H, W, C) with C in {1, 3}, or (N, C, H, W).
+        owner: the estimator's name, for the error message.
+
+    Returns:
+        (N, C, H, W) images.
+
+    Raises:
+        ValueError: for any other shape (scikit-learn's convention for bad input).
+    """
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4:
@@ -61,7 +88,16 @@ def image_layout(x: np.ndarray, owner: str) -> np.ndarray:
 
 
 def to_tensor(x: np.ndarray, kind: str, scale: PixelScale | None) -> torch.Tensor:
-    """The dataset tensor: uint8 (N, C, H, W) images or float32 (N, 1, 1, D) vectors."""
+    """The in-memory dataset's tensor.
+
+    Args:
+        x: validated images or vectors.
+        kind: ``images`` or ``vectors``.
+        scale: the training images' :class:`PixelScale` (None for vectors).
+
+    Returns:
+        uint8 (N, C, H, W) images or float32 (N, 1, 1, D) vectors.
+    """
     if kind == "vectors":
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None, None, :]
     assert scale is not None

@@ -82,7 +82,16 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------- scikit-learn API
     def fit(self, X: Any, y: Any = None) -> DeepClusteringEstimator:
-        """Train the recipe's stages on ``X``; ``y`` is ignored."""
+        """Train the recipe's stages on ``X``.
+
+        Args:
+            X: (n_samples, n_features) vectors, or images (N, H, W), (N, H, W, C) or
+                (N, C, H, W), as the recipe's ``input_kind`` says; uint8 or float.
+            y: ignored (scikit-learn's signature).
+
+        Returns:
+            The fitted estimator, with ``labels_`` and ``cluster_centers_`` set.
+        """
         assert self.input_kind in INPUT_KINDS
         x = self._validated(X, reset=True)
         if not isinstance(self.n_clusters, int | np.integer) or self.n_clusters < 1:
@@ -108,11 +117,25 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """The training clusters each sample of ``X`` joins."""
+        """The training clusters each sample of ``X`` joins.
+
+        Args:
+            X: samples shaped as in :meth:`fit`.
+
+        Returns:
+            (n_samples,) cluster indices.
+        """
         return self._new_prediction(X).labels
 
     def transform(self, X: Any) -> np.ndarray:
-        """The embedding the clusters live in, (n_samples, d)."""
+        """The embedding the clusters live in.
+
+        Args:
+            X: samples shaped as in :meth:`fit`.
+
+        Returns:
+            (n_samples, d) features.
+        """
         embedding = self._new_prediction(X).embedding
         assert embedding is not None
         return np.asarray(embedding, dtype=np.float32)
@@ -187,9 +210,16 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
 
 
 def run_seed(random_state: int | np.random.RandomState | None) -> int:
-    """The trainer's seed: an int ``random_state`` as is (so ``random_state=S`` trains the
-    run ``cluster-ssl train --seed S`` trains on the same data); a draw from the generator
-    otherwise."""
+    """The trainer's seed for a scikit-learn ``random_state``.
+
+    Args:
+        random_state: an int (used as is, so ``random_state=S`` trains the run
+            ``cluster-ssl train --seed S`` trains on the same data), a ``RandomState`` or
+            None (a draw from it).
+
+    Returns:
+        A non-negative int seed.
+    """
     if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
         if not 0 <= random_state < 2**32:
             raise ValueError(f"random_state must be in [0, 2**32), got {random_state}")

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, parse_assignments
@@ -207,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # ``cluster-ssl list | head``: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _interrupted(args: argparse.Namespace) -> str:
@@ -373,26 +375,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _list() -> int:
-    from cluster_ssl.commands.folder.sizing import folder_methods
-    from cluster_ssl.data.registry import list_datasets
-    from recipes import RECIPES
+    from cluster_ssl.commands.listing import listing
 
-    print("recipes (cluster-ssl train NAME; presets are the papers' per-dataset settings):")
-    for recipe in RECIPES.values():
-        presets = ", ".join(sorted(recipe.presets)) or "none"
-        _print_entry(recipe.name, f"{recipe.description}. Presets: {presets}.")
-    print("datasets (--dataset NAME):")
-    for spec in list_datasets():
-        _print_entry(spec.name, spec.description)
-    print(f"cluster --method: {', '.join(folder_methods())}")
+    print(listing(width=shutil.get_terminal_size().columns))
     return 0
-
-
-def _print_entry(name: str, text: str) -> None:
-    """``  name  text`` with the text wrapped under itself, never cut."""
-    lines = textwrap.wrap(text, width=max(40, shutil.get_terminal_size().columns - 18))
-    for index, line in enumerate(lines or [""]):
-        print(f"  {name if index == 0 else '':14s} {line}")
 
 
 if __name__ == "__main__":

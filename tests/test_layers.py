@@ -74,3 +74,11 @@ def test_the_bottom_layer_imports_nothing_of_ours(package):
     for module in graph.find_descendants(package):
         imported = graph.find_modules_directly_imported_by(module)
         assert {name for name in imported if not name.startswith(package)} == set(), module
+
+
+def test_the_drawn_import_graph_is_current():
+    from tools.import_graph import mermaid, package_edges
+
+    assert (REPO / "docs" / "IMPORTS.md").read_text() == mermaid(package_edges()), (
+        "run: python tools/import_graph.py > docs/IMPORTS.md"
+    )

@@ -1,5 +1,6 @@
 """Atomic writes, strict loading and RNG capture."""
 
+import errno
 import os
 import random
 import stat
@@ -15,20 +16,60 @@ from cluster_ssl.runtime import state as module_state
 from cluster_ssl.runtime.errors import UserError
 
 
-def test_save_is_atomic_and_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failing_write", [1, 2])  # the checksum's, the checkpoint's
+def test_a_full_disk_keeps_the_old_checkpoint_and_says_so(tmp_path, monkeypatch, failing_write):
+    path = tmp_path / "c.pt"
+    ckpt.save_checkpoint({"epoch": 1}, path)
+    writes = []
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        writes.append(fd)
+        if len(writes) == failing_write:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", full_disk)
+    with pytest.raises(UserError, match="^no space left on device while writing .*c.pt"):
+        ckpt.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(path)["epoch"] == 1  # intact, and it still verifies
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "c.pt.sha256"]  # no temp
+
+
+def test_a_changed_byte_or_a_foreign_file_is_named(tmp_path):
+    path = tmp_path / "01-x.pt"
+    state = {key: 0 for key in ckpt.STAGE_KEYS}
+    ckpt.save_checkpoint({**state, "weights": torch.arange(1000.0)}, path)
+    assert ckpt.load_stage_checkpoint(path)["weights"].sum() == 499500
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40  # one bit inside the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"01-x.pt is damaged: its bytes do not match"):
+        ckpt.load_stage_checkpoint(path)
+    foreign = tmp_path / "hello.pt"
+    torch.save({"hello": 1}, foreign)  # no checksum: loaded, then found not to be ours
+    with pytest.raises(UserError, match="not a cluster-ssl stage checkpoint .*stop_reason"):
+        ckpt.load_stage_checkpoint(foreign)
+    (tmp_path / "01-x.pt.sha256").write_text("{")
+    with pytest.raises(UserError, match=r"01-x.pt.sha256 is damaged"):
+        ckpt.load_checkpoint(path)
+
+
+def test_a_write_killed_between_checksum_and_rename_still_verifies(tmp_path, monkeypatch):
     path = tmp_path / "c.pt"
     ckpt.save_checkpoint({"epoch": 1}, path)
 
-    def broken_save(obj, handle):
-        handle.write(b"half a checkp")
-        raise OSError("disk full")
+    def killed(data, target):
+        raise KeyboardInterrupt  # after the checksum of the new content was written
 
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(UserError, match=f"^cannot write {path}: disk full$"):
+    monkeypatch.setattr(ckpt, "write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
         ckpt.save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
     assert ckpt.load_checkpoint(path)["epoch"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
+    ckpt.save_checkpoint({"epoch": 3}, path)
+    assert ckpt.load_checkpoint(path)["epoch"] == 3
 
 
 def test_written_files_get_the_mode_the_umask_gives(tmp_path):

@@ -39,7 +39,10 @@ def test_train_then_eval_on_digits(tmp_path, capsys):
         assert key in summary
     assert summary["recipe"] == "idec" and summary["dataset"] == "digits"
     assert 0.0 < summary["acc"] <= 1.0 and summary["num_images"] == 1797
-    assert sorted(p.name for p in (out / "stages").iterdir()) == ["01-pretrain.pt", "02-cluster.pt"]
+    assert sorted(p.name for p in (out / "stages").glob("*.pt")) == [
+        "01-pretrain.pt",
+        "02-cluster.pt",
+    ]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {line["stage"] for line in lines} >= {"pretrain", "cluster", "final"}
 

@@ -1,4 +1,5 @@
-"""Clustering building blocks: faiss k-means and kNN, DEC's Student-t assignment."""
+"""Clustering building blocks: k-means and kNN (faiss, or torch on the features' device),
+DEC's Student-t assignment."""
 
 from cluster_ssl.cluster.kmeans import KMeansResult, assign, kmeans
 from cluster_ssl.cluster.knn import knn

@@ -20,8 +20,18 @@ def choose_k(
     For each k: k-means (``restarts`` restarts, seeded) on all samples, then the mean
     silhouette s = mean_i (b_i - a_i) / max(a_i, b_i) with cosine distances, a_i the mean
     distance of sample i to its own cluster and b_i to the nearest other cluster (on a
-    seeded subsample of :data:`SILHOUETTE_SAMPLE` points). Ties go to the smaller k.
-    Returns the chosen k and the score of every k tried.
+    seeded subsample of :data:`SILHOUETTE_SAMPLE` points). Ties go to the smaller k. A k
+    for which the subsample holds members of only one cluster has no silhouette and
+    scores -1.
+
+    Args:
+        embedding: (N, d) features.
+        candidates: the k to try.
+        seed: seed of the k-means restarts and of the subsample.
+        restarts: k-means restarts per k.
+
+    Returns:
+        The chosen k, and the mean silhouette of every k tried.
     """
     z = l2_normalise(np.asarray(embedding, dtype=np.float32))
     rng = np.random.default_rng(seed)
@@ -32,7 +42,7 @@ def choose_k(
     for k in candidates:
         labels = kmeans(z, k, n_init=restarts, seed=seed).labels
         if len(np.unique(labels[sample])) < 2:
-            scores[k] = -1.0  # the subsample saw one cluster: no silhouette, never chosen
+            scores[k] = -1.0  # the subsample saw one cluster: no silhouette
             continue
         scores[k] = float(silhouette_score(z[sample], labels[sample], metric="cosine"))
     best = max(scores, key=lambda k: (scores[k], -k))

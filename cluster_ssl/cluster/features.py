@@ -70,7 +70,10 @@ def as_float32_tensor(
     if isinstance(x, torch.Tensor):
         tensor = x.detach()
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        array = np.ascontiguousarray(x, dtype=np.float32)
+        if not array.flags.writeable:  # torch.from_numpy warns about read-only memory
+            array = array.copy()
+        tensor = torch.from_numpy(array)
     tensor = tensor.to(device=device, dtype=torch.float32).contiguous()
     if tensor.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N, d) array, got shape {tuple(tensor.shape)}")

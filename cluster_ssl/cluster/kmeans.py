@@ -10,8 +10,9 @@ family's centres (20 restarts), for DeepCluster's pseudo-labels and to evaluate 
 The implementation is chosen by :func:`cluster_ssl.cluster.backend.resolve_backend`: faiss
 for features on the CPU when faiss is installed, torch
 (:mod:`cluster_ssl.cluster.torch_backend`) for tensors on a GPU or without faiss. The two
-differ in their initial centres (faiss: k distinct random samples; torch: k-means++) and so
-in which local minimum a restart reaches; on well-separated clusters they agree.
+differ in their initial centres (faiss: k distinct random samples; torch: greedy
+k-means++) and so in which local minimum a restart reaches; on well-separated clusters
+they agree.
 """
 
 from __future__ import annotations
@@ -132,13 +133,17 @@ def kmeans(
     faiss's warning for fewer than 39 points per centroid is switched off. The torch
     backend always uses every sample.
 
+    Both backends re-seed a centre left empty during the iterations by splitting a
+    populated cluster (faiss's rule); the final assignment can still leave a cluster empty
+    (:mod:`cluster_ssl.cluster.reseed` fills those).
+
     Args:
         x: (N, d) features, numpy or torch. faiss copies them to CPU float32; torch computes
             in float32 on the tensor's device (numpy: the CPU).
         k: number of clusters, 1 <= k <= N.
         n_init: restarts from different seeded initialisations; the one with the lowest
             objective is kept (faiss ``nredo``). faiss starts each from k distinct random
-            samples, torch from k-means++ seeding.
+            samples, torch from greedy k-means++ seeding.
         n_iter: maximum Lloyd iterations (centre updates) per restart (faiss ``niter``).
             faiss (>= 1.14) stops a restart early once its objective no longer changes,
             torch once an assignment repeats the previous one, where further iterations
@@ -159,10 +164,6 @@ def kmeans(
         UserError: k out of range, non-finite features, a GPU requested where there is
             none, or ``backend="faiss"`` without faiss.
         ValueError: unknown ``backend``.
-
-    Both backends re-seed a centre left empty during the iterations by splitting a
-    populated cluster (faiss's rule); the final assignment can still leave a cluster empty
-    (see :mod:`cluster_ssl.cluster.reseed`).
     """
     chosen = resolve_backend(backend, x, use_gpu)
     if chosen == "torch":

@@ -14,24 +14,41 @@ EXACT_LIMIT = 20_000
 def mine_neighbours(
     features: torch.Tensor | np.ndarray, k: int, exact: bool | None = None
 ) -> torch.Tensor:
-    """(N, k) indices of each sample's k most similar other samples, most similar first.
+    """Each sample's k most similar other samples, most similar first.
 
-    Similarity is the inner product of L2-normalised features (cosine), searched with faiss
-    in chunks, so no N x N matrix is built; the sample itself is excluded. ``exact=None``
-    searches every pair up to :data:`EXACT_LIMIT` samples and an inverted-file index above
-    (on the CPU; at 70,000 SimCLR features of Fashion-MNIST: 2x faster than the exact
-    search on one core, recall 0.9996, measured by ``tools/benchmark.py mining``).
+    Similarity is the inner product of L2-normalised features (cosine), searched in chunks
+    by :func:`~cluster_ssl.cluster.knn.knn` (faiss on the CPU, torch for features on a GPU
+    or without faiss), so no N x N matrix is built; the sample itself is excluded.
+    ``exact=None`` searches every pair up to :data:`EXACT_LIMIT` samples and, with faiss
+    on the CPU, an inverted-file index above (at 70,000 SimCLR features of Fashion-MNIST:
+    2x faster than the exact search on one core, recall 0.9996, measured by
+    ``tools/benchmark.py mining``); the torch search is always exact.
+
+    Args:
+        features: (N, d) features, numpy or torch (a tensor on a GPU is searched there).
+        k: neighbours per sample, at most N - 1.
+        exact: True = search every pair, False = the inverted file, None = by size.
+
+    Returns:
+        (N, k) int64 CPU tensor of neighbour indices.
     """
-    if isinstance(features, torch.Tensor):
-        features = features.detach().float().cpu().numpy()
     approximate = len(features) > EXACT_LIMIT if exact is None else not exact
     _, indices = knn(features, k, metric="cosine", exclude_self=True, approximate=approximate)
     return torch.from_numpy(indices)
 
 
 def neighbour_accuracy(neighbours: torch.Tensor, labels: np.ndarray | None) -> float | None:
-    """Fraction of (sample, neighbour) pairs whose labels agree (SCAN's mining accuracy);
-    None without labels. Unlabelled samples (label < 0) are left out."""
+    """Fraction of (sample, neighbour) pairs whose labels agree (SCAN's mining accuracy).
+
+    Pairs in which either sample is unlabelled (label < 0) are left out.
+
+    Args:
+        neighbours: (N, k) neighbour indices, as :func:`mine_neighbours` returns.
+        labels: (N,) ground-truth labels, or None.
+
+    Returns:
+        The fraction in [0, 1]; None without labels or without a labelled pair.
+    """
     if labels is None:
         return None
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)

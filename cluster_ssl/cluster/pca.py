@@ -43,19 +43,43 @@ class PCAWhitening:
     eigenvalues: torch.Tensor
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d) -> (N, dim) y = (x - mu) P, in x's floating dtype (float32 for integers)."""
+        """Project and scale: y = (x - mu) P.
+
+        Args:
+            x: (N, d) features, any device.
+
+        Returns:
+            (N, dim) whitened rows, in ``x``'s floating dtype (float32 for integer input),
+            on ``x``'s device.
+        """
         dtype = x.dtype if x.is_floating_point() else torch.float32
         mean = self.mean.to(device=x.device, dtype=dtype)
         projection = self.projection.to(device=x.device, dtype=dtype)
         return (x.to(dtype) - mean) @ projection
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d) -> (N, dim) whitened rows scaled to unit L2 norm."""
+        """Whiten, then scale each row to unit L2 norm.
+
+        Args:
+            x: (N, d) features, any device.
+
+        Returns:
+            (N, dim) unit rows (see :meth:`whiten`).
+        """
         return F.normalize(self.whiten(x), dim=1)
 
 
 def check_pca_dim(dim: int, num_samples: int, num_features: int) -> None:
-    """UserError unless 1 <= dim <= min(N - 1, d)."""
+    """Check that PCA can give ``dim`` components.
+
+    Args:
+        dim: requested components.
+        num_samples: N.
+        num_features: d.
+
+    Raises:
+        UserError: unless 1 <= dim <= min(N - 1, d).
+    """
     limit = min(num_samples - 1, num_features)
     if not 1 <= dim <= limit:
         raise UserError(
@@ -75,6 +99,13 @@ def fit_pca_whitening(x: torch.Tensor, dim: int, eps: float = 1e-6) -> PCAWhiten
         dim: number of components kept, 1 <= dim <= min(N - 1, d).
         eps: regulariser relative to the largest eigenvalue (added before the inverse
             square root).
+
+    Returns:
+        The fitted whitening (float64 tensors on ``x``'s device).
+
+    Raises:
+        ValueError: ``x`` is not 2-D.
+        UserError: ``dim`` out of range, non-finite features, or all samples identical.
     """
     if x.ndim != 2:
         raise ValueError(f"features must be a 2-D (N, d) tensor, got shape {tuple(x.shape)}")
@@ -104,5 +135,14 @@ def fit_pca_whitening(x: torch.Tensor, dim: int, eps: float = 1e-6) -> PCAWhiten
 
 
 def pca_whiten(x: torch.Tensor, dim: int, eps: float = 1e-6) -> torch.Tensor:
-    """DeepCluster's preprocessing in one call: fit on ``x``, whiten it, L2-normalise rows."""
+    """DeepCluster's preprocessing in one call: fit on ``x``, whiten it, L2-normalise rows.
+
+    Args:
+        x: (N, d) features, any device.
+        dim: components kept, 1 <= dim <= min(N - 1, d).
+        eps: regulariser relative to the largest eigenvalue.
+
+    Returns:
+        (N, dim) unit rows on ``x``'s device.
+    """
     return fit_pca_whitening(x, dim, eps)(x)

@@ -1,10 +1,11 @@
 """PCL's E-step (Li et al., ICLR 2021): prototypes at several granularities, with the
 concentration of each.
 
-For each number of clusters k_m, faiss k-means (20 Lloyd iterations, the best of 5 seeded
-restarts) on the momentum-encoder features v_z gives assignments and centroids c; each
-centroid is then L2-normalised to serve as a prototype, and its concentration phi (the
-temperature of its logits in ProtoNCE) estimated from the distances of its members.
+For each number of clusters k_m, k-means (20 Lloyd iterations, the best of 5 seeded
+restarts; faiss on the CPU, torch for features on a GPU) on the momentum-encoder features
+v_z gives assignments and centroids c; each centroid is then L2-normalised to serve as a
+prototype, and its concentration phi (the temperature of its logits in ProtoNCE) estimated
+from the distances of its members.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Prototypes:
 
     @property
     def num_prototypes(self) -> int:
+        """k, the number of prototypes."""
         return self.centroids.shape[0]
 
 
@@ -106,7 +108,7 @@ def estimate_prototypes(
     against them.
 
     Args:
-        features: (N, d) features, numpy or torch.
+        features: (N, d) features, numpy or torch (a tensor on a GPU is clustered there).
         num_prototypes: k of each clustering (e.g. 250, 500, 1000), each at most N.
         temperature: the mean of each clustering's phi (:func:`concentration`).
         seed: base seed of the k-means restarts.
@@ -116,6 +118,9 @@ def estimate_prototypes(
 
     Returns:
         One :class:`Prototypes` per entry of ``num_prototypes``, in order.
+
+    Raises:
+        UserError: a k above N, or non-finite features.
     """
     x = as_float32_matrix(features)
     too_many = [k for k in num_prototypes if k > x.shape[0]]
@@ -126,7 +131,7 @@ def estimate_prototypes(
         )
     clusterings = []
     for m, k in enumerate(num_prototypes):
-        result = kmeans(x, k, n_init=restarts, n_iter=iterations, seed=seed + m)
+        result = kmeans(features, k, n_init=restarts, n_iter=iterations, seed=seed + m)
         distances = np.linalg.norm(x - result.centroids[result.labels], axis=1)
         clusterings.append(
             Prototypes(

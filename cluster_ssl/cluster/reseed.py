@@ -5,10 +5,11 @@ cluster and use its centroid with a small random perturbation as the new centroi
 empty cluster. We then reassign the points belonging to the non-empty cluster to the two
 resulting clusters."
 
-faiss applies a version of this rule to the centroids between its iterations, but the final
-nearest-centroid assignment can still leave clusters empty (duplicated points, k close to the
-number of distinct points). :func:`fill_empty_clusters` applies the rule explicitly to the
-final assignment, once per empty cluster, so no cluster is empty afterwards:
+k-means (faiss or torch) applies a version of this rule to the centroids between its
+iterations, but the final nearest-centroid assignment can still leave clusters empty
+(duplicated points, k close to the number of distinct points). :func:`fill_empty_clusters`
+applies the rule explicitly to the final assignment, once per empty cluster, so no cluster
+is empty afterwards:
 
 * the donor j is drawn among the clusters that hold at least two distinct points, with
   probability proportional to its size (large clusters are split most often);
@@ -55,6 +56,16 @@ def fill_empty_clusters(
     perturbation: float = 1e-3,
 ) -> Reclustering:
     """Re-seed every empty cluster of the assignment ``labels`` of ``x`` (see the module).
+
+    Args:
+        x: (N, d) features, numpy or torch.
+        centroids: (k, d) centroids of the assignment.
+        labels: (N,) cluster of each sample, in [0, k).
+        rng: draws the donors and the perturbation directions.
+        perturbation: length of a split's offset, relative to the donor's RMS radius.
+
+    Returns:
+        The new labels and centroids (copies), and how many clusters were re-seeded.
 
     Raises:
         UserError: an empty cluster remains but no cluster holds two distinct points (fewer
@@ -107,8 +118,18 @@ def kmeans_without_empty_clusters(
     n_iter: int = 20,
     use_gpu: bool | None = None,
 ) -> Reclustering:
-    """One faiss k-means run (``n_iter`` Lloyd iterations, seeded), then
-    :func:`fill_empty_clusters` with a generator seeded by the same ``seed``."""
+    """One k-means run, then :func:`fill_empty_clusters`.
+
+    Args:
+        x: (N, d) features, numpy or torch (a tensor on a GPU is clustered there).
+        k: number of clusters, at most the number of distinct samples.
+        seed: seed of the k-means run and of the re-seeding generator.
+        n_iter: Lloyd iterations of the run.
+        use_gpu: as :func:`~cluster_ssl.cluster.kmeans.kmeans` takes it.
+
+    Returns:
+        A clustering with every cluster non-empty.
+    """
     result = kmeans(x, k, n_init=1, n_iter=n_iter, seed=seed, use_gpu=use_gpu)
     rng = np.random.default_rng(seed)
     return fill_empty_clusters(x, result.centroids, result.labels, rng)

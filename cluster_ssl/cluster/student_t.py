@@ -32,6 +32,12 @@ def target_distribution(q: torch.Tensor) -> torch.Tensor:
 
     Squaring sharpens confident assignments; dividing by the soft cluster frequency f_j
     keeps large clusters from swallowing the rest.
+
+    Args:
+        q: (N, K) soft assignments of the whole dataset (rows summing to one).
+
+    Returns:
+        (N, K) targets p, rows summing to one.
     """
     weight = q.pow(2) / q.sum(dim=0, keepdim=True)
     return weight / weight.sum(dim=1, keepdim=True)

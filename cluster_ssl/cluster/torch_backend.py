@@ -6,14 +6,17 @@ features on a GPU (faiss-cpu cannot use one) and for machines without faiss. All
 float32 on the features' device; nothing is moved to an accelerator here.
 
 Distances use the expansion ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, one matrix product per
-block of rows. A block holds at most :data:`BLOCK_ELEMENTS` distances, so no N x N (or
-N x k) matrix is built.
+block. A block holds at most :func:`block_elements` distances, so no N x N (or N x k) matrix
+is built: on the CPU a block small enough to stay in the caches between the product that
+writes it and the reduction that reads it, on an accelerator a larger one that keeps it
+busy.
 
 k-means (Lloyd), per restart:
 
-1. k-means++ seeding (Arthur & Vassilvitskii, 2007): the first centre is a uniformly drawn
-   sample, each further one a sample drawn with probability proportional to its squared
-   distance D(x)^2 to the nearest centre chosen so far.
+1. greedy k-means++ seeding (Arthur & Vassilvitskii, 2007, with scikit-learn's local
+   trials): the first centre is a uniformly drawn sample; each further one is the best of
+   2 + ln k samples drawn with probability proportional to their squared distance D(x)^2
+   to the nearest centre chosen so far, "best" lowering sum_x D(x)^2 most.
 2. Up to ``n_iter`` iterations of: assign every sample to its nearest centre; move each
    centre to the mean of its samples. A centre left without samples takes faiss's rule
    (``split_clusters`` in faiss's Clustering.cpp): a donor cluster j is drawn with
@@ -36,14 +39,17 @@ elsewhere, where ``index_add_`` uses atomic float additions whose order varies.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: distances per block of a matrix product (2**24 float32 = 64 MiB)
-BLOCK_ELEMENTS = 1 << 24
+#: distances per block of a matrix product on the CPU (2**22 float32 = 16 MiB)
+CPU_BLOCK_ELEMENTS = 1 << 22
+#: distances per block on an accelerator (2**26 float32 = 256 MiB)
+DEVICE_BLOCK_ELEMENTS = 1 << 26
 #: relative perturbation of a split centre (faiss's EPS)
 SPLIT_EPS = 1.0 / 1024.0
 
@@ -67,7 +73,19 @@ class LloydRun:
     iterations: int
 
 
-def block_rows(columns: int, budget: int = BLOCK_ELEMENTS) -> int:
+def block_elements(device: torch.device) -> int:
+    """Distances per block of a matrix product on ``device``.
+
+    Args:
+        device: where the product runs.
+
+    Returns:
+        :data:`CPU_BLOCK_ELEMENTS` on the CPU, else :data:`DEVICE_BLOCK_ELEMENTS`.
+    """
+    return CPU_BLOCK_ELEMENTS if device.type == "cpu" else DEVICE_BLOCK_ELEMENTS
+
+
+def block_rows(columns: int, budget: int) -> int:
     """Rows of a block of a (rows x ``columns``) matrix that fits the element budget.
 
     Args:
@@ -81,7 +99,14 @@ def block_rows(columns: int, budget: int = BLOCK_ELEMENTS) -> int:
 
 
 def squared_norms(x: torch.Tensor) -> torch.Tensor:
-    """(N,) float32 squared L2 norm of each row of ``x``."""
+    """Squared L2 norm of each row.
+
+    Args:
+        x: (N, d) float32 tensor.
+
+    Returns:
+        (N,) float32 tensor on ``x``'s device.
+    """
     return (x * x).sum(dim=1)
 
 
@@ -106,7 +131,7 @@ def nearest_centroids(
     c_norms = squared_norms(centroids)
     labels = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     dist2 = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
-    rows = block_rows(centroids.shape[0])
+    rows = block_rows(centroids.shape[0], block_elements(x.device))
     for start in range(0, x.shape[0], rows):
         stop = min(start + rows, x.shape[0])
         # ||c||^2 - 2 x.c: the row's ||x||^2 does not change which centre is nearest
@@ -118,7 +143,10 @@ def nearest_centroids(
 
 
 def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """(k, d) float32 sum of the rows of ``x`` assigned to each cluster, deterministically.
+    """Sum of the rows of ``x`` assigned to each cluster, the same on every run.
+
+    ``index_add_`` on the CPU (it adds in row order there); elsewhere
+    :func:`sorted_cluster_sums`.
 
     Args:
         x: (N, d) float32 features.
@@ -126,7 +154,7 @@ def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
         k: number of clusters.
 
     Returns:
-        The sums (zero rows for empty clusters).
+        (k, d) float32 sums, zero rows for empty clusters.
     """
     if x.device.type == "cpu":
         sums = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
@@ -135,38 +163,71 @@ def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def sorted_cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`cluster_sums` without atomic additions: rows sorted by cluster, then summed
-    segment by segment (``torch.segment_reduce``), in a fixed order on any device."""
+    """:func:`cluster_sums` without atomic additions, in a fixed order on any device.
+
+    The rows are sorted by cluster (a stable sort), then summed segment by segment
+    (``torch.segment_reduce``).
+
+    Args:
+        x: (N, d) float32 features.
+        labels: (N,) int64 cluster of each row, in [0, k).
+        k: number of clusters.
+
+    Returns:
+        (k, d) sums, zero rows for empty clusters.
+    """
     order = torch.argsort(labels, stable=True)
     lengths = torch.bincount(labels, minlength=k)
     return torch.segment_reduce(x[order], "sum", lengths=lengths, axis=0, unsafe=True)
 
 
+def local_trials(k: int) -> int:
+    """Candidates per step of the greedy k-means++ seeding: 2 + floor(ln k), as
+    scikit-learn draws.
+
+    Args:
+        k: number of clusters.
+
+    Returns:
+        At least 2.
+    """
+    return 2 + int(math.log(k)) if k > 1 else 2
+
+
 def _draw_seeds(
     x: torch.Tensor, x_norms: torch.Tensor, k: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """k-means++ seeding: (k,) int64 indices of the rows chosen as initial centres.
+    """Greedy k-means++ seeding: (k,) int64 indices of the rows chosen as initial centres.
 
-    Every step stays on the device (no host sync): the draw is a binary search of a
-    uniform number in the cumulative sum of D(x)^2.
+    The first centre is a uniformly drawn row. Each further step draws
+    :func:`local_trials` candidates with probability proportional to D(x)^2 and keeps the
+    one that lowers the potential sum_x D(x)^2 most. Every step stays on the device (no
+    host sync): a draw is a binary search of a uniform number in the cumulative sum of
+    D(x)^2, and the choice among the candidates an argmin.
     """
     n = x.shape[0]
+    trials = local_trials(k)
     # all uniforms at once, from the CPU generator: the same draws on every device
-    uniforms = torch.rand(k, generator=generator, dtype=torch.float64).to(x.device)
+    uniforms = torch.rand(k, trials, generator=generator, dtype=torch.float64).to(x.device)
     chosen = torch.empty(k, dtype=torch.int64, device=x.device)
-    chosen[:1] = (uniforms[:1] * n).long().clamp_(max=n - 1)
-    nearest = torch.full((n,), float("inf"), dtype=torch.float32, device=x.device)
-    ramp = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
+    chosen[:1] = (uniforms[0, :1] * n).long().clamp_(max=n - 1)
+    centre = x.index_select(0, chosen[:1])
+    nearest = torch.addmm(x_norms.unsqueeze(1), x, centre.T, alpha=-2.0)
+    nearest = nearest.squeeze(1).add_(squared_norms(centre)).clamp_(min=0.0)
     for i in range(1, k):
-        last = chosen[i - 1 : i]
-        centre = x.index_select(0, last)  # (1, d)
-        dist2 = torch.addmv(x_norms + x_norms.index_select(0, last), x, centre[0], alpha=-2.0)
-        torch.minimum(nearest, dist2.clamp_(min=0.0), out=nearest)
         cumulative = nearest.cumsum(0, dtype=torch.float64)
-        # every sample on a chosen centre (fewer distinct points than k): draw uniformly
-        cumulative = torch.where(cumulative[-1:] > 0, cumulative, ramp)
-        index = torch.searchsorted(cumulative, uniforms[i : i + 1] * cumulative[-1:], right=True)
-        chosen[i : i + 1] = index.clamp_(max=n - 1)
+        total = cumulative[-1:]
+        drawn = torch.searchsorted(cumulative, uniforms[i] * total, right=True)
+        # every row on a chosen centre (fewer distinct rows than k): draw uniformly
+        uniform = (uniforms[i] * n).long()
+        candidates = torch.where(total > 0, drawn, uniform).clamp_(max=n - 1)
+        centres = x.index_select(0, candidates)  # (trials, d)
+        dist2 = torch.addmm(x_norms.unsqueeze(1), x, centres.T, alpha=-2.0)
+        dist2 = dist2.add_(squared_norms(centres)).clamp_(min=0.0)  # (N, trials)
+        dist2 = torch.minimum(dist2, nearest.unsqueeze(1), out=dist2)
+        best = dist2.sum(dim=0, dtype=torch.float64).argmin().reshape(1)
+        chosen[i : i + 1] = candidates.index_select(0, best)
+        nearest = dist2.index_select(1, best).squeeze(1)
     return chosen
 
 
@@ -184,7 +245,7 @@ def _split_empty_clusters(
     d = centroids.shape[1]
     signs = torch.ones(d, dtype=centroids.dtype, device=centroids.device)
     signs[1::2] = -1.0
-    for empty in torch.flatnonzero(sizes == 0).tolist():
+    for empty in torch.nonzero(sizes == 0).flatten().tolist():
         weights = (sizes - 1.0).clamp_(min=0.0)
         donor = int(torch.multinomial(weights, 1, generator=generator))
         centre = centroids[donor].clone()
@@ -202,7 +263,7 @@ def lloyd(
     spherical: bool = False,
     x_norms: torch.Tensor | None = None,
 ) -> LloydRun:
-    """One k-means restart: k-means++ seeding, then Lloyd iterations (module docstring).
+    """One k-means restart: greedy k-means++ seeding, then Lloyd iterations (see the module).
 
     Args:
         x: (N, d) float32 features (L2-normalised rows for spherical k-means).
@@ -218,10 +279,9 @@ def lloyd(
     n = x.shape[0]
     if x_norms is None:
         x_norms = squared_norms(x)
-    if k == n:  # every sample its own centre, as faiss does
-        centroids = x.clone()
-    else:
-        centroids = x[_draw_seeds(x, x_norms, k, generator)]
+    # k = N: every sample its own centre, as faiss does
+    seeds = torch.arange(n, device=x.device) if k == n else _draw_seeds(x, x_norms, k, generator)
+    centroids = x[seeds]
     if spherical:
         centroids = F.normalize(centroids, dim=1)
     previous: torch.Tensor | None = None
@@ -283,22 +343,17 @@ def kmeans_torch(
     return best
 
 
-def _top_k(
-    scores: torch.Tensor,
-    columns: torch.Tensor,
-    k: int,
-    largest: bool,
-    best: tuple[torch.Tensor, torch.Tensor] | None,
+def _merge(
+    candidates: list[tuple[torch.Tensor, torch.Tensor]], k: int, largest: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge a block's candidates (``scores`` over ``columns``) into the running top k."""
-    values, index = torch.topk(scores, min(k, scores.shape[1]), dim=1, largest=largest)
-    index = columns[index]
-    if best is not None:
-        values = torch.cat([best[0], values], dim=1)
-        index = torch.cat([best[1], index], dim=1)
-        values, order = torch.topk(values, k, dim=1, largest=largest)
-        index = torch.gather(index, 1, order)
-    return values, index
+    """The k best of several (values, indices) candidate blocks of the same rows, in no
+    particular order."""
+    if len(candidates) == 1:
+        return candidates[0]
+    values = torch.cat([block[0] for block in candidates], dim=1)
+    indices = torch.cat([block[1] for block in candidates], dim=1)
+    values, order = torch.topk(values, k, dim=1, largest=largest, sorted=False)
+    return values, torch.gather(indices, 1, order)
 
 
 def knn_torch(
@@ -310,10 +365,12 @@ def knn_torch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of every row of ``x`` among the rows of ``x``.
 
-    Queries go ``chunk_size`` rows at a time (fewer when a block of scores against all
-    rows would exceed :data:`BLOCK_ELEMENTS`), and the rows searched are split into blocks
-    as well when even 256 queries against all rows would; a running top-k merges the
-    blocks. A query's own row is masked out when ``exclude_self``.
+    The (N x N) scores are computed tile by tile, each tile at most
+    :func:`block_elements` scores: up to ``chunk_size`` queries (and at most
+    sqrt(elements / 4)) against as many rows as fit, four times the queries or more. Each
+    tile keeps its own top k; a block of queries merges them whenever they add up to a
+    tile's width, and once more at the end, then sorts the k best. A query's own row is
+    masked out when ``exclude_self``.
 
     Args:
         x: (N, d) float32 features, rows L2-normalised already for ``"cosine"``.
@@ -321,7 +378,7 @@ def knn_torch(
         metric: ``"cosine"`` / ``"ip"`` (largest inner product) or ``"l2"`` (smallest
             squared distance).
         exclude_self: leave each row out of its own neighbours.
-        chunk_size: most queries per block.
+        chunk_size: most queries per tile.
 
     Returns:
         ``(scores, indices)``, both (N, k) numpy arrays on the CPU: float32 similarities,
@@ -331,15 +388,16 @@ def knn_torch(
     largest = metric != "l2"
     worst = float("-inf") if largest else float("inf")
     norms = squared_norms(x) if metric == "l2" else None
-    rows = max(1, min(chunk_size, n, max(256, block_rows(n))))
-    width = max(k, block_rows(rows))
+    budget = block_elements(x.device)
+    rows = max(1, min(chunk_size, n, math.isqrt(budget // 4)))
+    width = max(k, block_rows(rows, budget))
     scores_out = torch.empty(n, k, dtype=torch.float32, device=x.device)
     indices_out = torch.empty(n, k, dtype=torch.int64, device=x.device)
-    all_columns = torch.arange(n, device=x.device)
     for q_start in range(0, n, rows):
         q_stop = min(q_start + rows, n)
         queries = x[q_start:q_stop]
-        best: tuple[torch.Tensor, torch.Tensor] | None = None
+        candidates: list[tuple[torch.Tensor, torch.Tensor]] = []
+        pending = 0
         for c_start in range(0, n, width):
             c_stop = min(c_start + width, n)
             if norms is None:
@@ -352,9 +410,17 @@ def knn_torch(
             if exclude_self and low < high:
                 diagonal = torch.arange(low, high, device=x.device)
                 scores[diagonal - q_start, diagonal - c_start] = worst
-            best = _top_k(scores, all_columns[c_start:c_stop], k, largest, best)
-        assert best is not None
-        values, index = best
+            values, index = torch.topk(
+                scores, min(k, c_stop - c_start), dim=1, largest=largest, sorted=False
+            )
+            candidates.append((values, index + c_start))
+            pending += values.shape[1]
+            if pending >= width:
+                candidates = [_merge(candidates, k, largest)]
+                pending = k
+        values, index = _merge(candidates, k, largest)
+        values, order = torch.sort(values, dim=1, descending=largest)
+        index = torch.gather(index, 1, order)
         if norms is not None:
             values = (values + norms[q_start:q_stop].unsqueeze(1)).clamp_(min=0.0)
         scores_out[q_start:q_stop] = values

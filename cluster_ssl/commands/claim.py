@@ -3,16 +3,18 @@ the checks that it continues unchanged."""
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cluster_ssl.commands.record import RECORD_DEFAULTS, RunRequest, get_recipe
+from cluster_ssl.commands.record import RECORD_DEFAULTS, TRAINING_DATA, RunRequest, get_recipe
 from cluster_ssl.config import overrides_in_current_names, parse_value
+from cluster_ssl.engine.checkpoint import load_stage_checkpoint
 from cluster_ssl.runtime.device import resolve_precision
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.files import read_json, write_error
 
 
 def claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[str, Any]:
@@ -21,13 +23,9 @@ def claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[
     recorded as ``auto``)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; choose another --out")
-    run_file = out / "run.json"
     if request.resume:
-        if not run_file.is_file():
-            raise UserError(
-                f"--resume: {out} holds no run (no run.json); start it without --resume"
-            )
-        stored = json.loads(run_file.read_text())
+        stored = stored_record(out)
+        remove_debris(out)
         asked = request.given()
         for key in ("recipe", "dataset"):
             if asked.get(key, stored[key]) != stored[key]:
@@ -65,8 +63,37 @@ def claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[
         raise UserError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
-    (out / "metrics.jsonl").unlink(missing_ok=True)  # left by a run that never checkpointed
+    try:
+        (out / "metrics.jsonl").unlink(missing_ok=True)  # of a run that never checkpointed
+    except OSError as error:
+        raise UserError(write_error(error, out / "metrics.jsonl")) from None
     return request.record()
+
+
+def stored_record(out: Path) -> dict[str, Any]:
+    """The record ``--resume`` continues: ``run.json``, or, when it is gone, the copy every
+    stage checkpoint keeps (the run's record is written back from it)."""
+    run_file = out / "run.json"
+    if run_file.is_file():
+        return read_json(
+            run_file,
+            ("recipe", "dataset"),
+            "delete it and pass --resume again: it is rebuilt from the stage checkpoints",
+        )
+    checkpoints = sorted((out / "stages").glob("*.pt"))
+    if not checkpoints:
+        raise UserError(f"--resume: {out} holds no run (no run.json); start it without --resume")
+    kept = load_stage_checkpoint(checkpoints[0])["run"]
+    record = {key: value for key, value in kept.items() if key not in ("config", TRAINING_DATA)}
+    print(f"{run_file} was missing; rebuilt from {checkpoints[0]}", file=sys.stderr)
+    return record
+
+
+def remove_debris(out: Path) -> None:
+    """Delete the temporary files of writes a killed process left (``.NAME.tmp``)."""
+    for folder in (out, out / "stages", out / "clusters"):
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def changed_settings(recipe: str, before: dict[str, Any], asked: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ from cluster_ssl.commands.folder.k_selection import chosen_k
 from cluster_ssl.commands.trained import load_trained_stage
 from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.runtime.device import resolve_device
+from cluster_ssl.runtime.lock import lock_directory
 
 
 def evaluate_checkpoint(
@@ -48,17 +49,18 @@ def evaluate_checkpoint(
         from cluster_ssl.report.run_report import sample_names, write_report_dir
 
         scores = {k: f"{metrics[k]:.4f}" for k in ("acc", "nmi", "ari") if k in metrics}
-        write_report_dir(
-            Path(report),
-            prepared.eval_dataset,
-            prediction,
-            title=f"{result['recipe']} on {result['dataset']} ({result['split']} split)",
-            facts={
-                "checkpoint": f"{trained.path} (stage {trained.stage.name!r}, epoch "
-                f"{result['epoch']})",
-                "images": str(result["num_images"]),
-                **{name.upper(): value for name, value in scores.items()},
-            },
-            names=sample_names(prepared.eval_dataset),
-        )
+        with lock_directory(report, "--report"):
+            write_report_dir(
+                Path(report),
+                prepared.eval_dataset,
+                prediction,
+                title=f"{result['recipe']} on {result['dataset']} ({result['split']} split)",
+                facts={
+                    "checkpoint": f"{trained.path} (stage {trained.stage.name!r}, epoch "
+                    f"{result['epoch']})",
+                    "images": str(result["num_images"]),
+                    **{name.upper(): value for name, value in scores.items()},
+                },
+                names=sample_names(prepared.eval_dataset),
+            )
     return result

@@ -13,6 +13,8 @@ Run directory layout::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,12 +43,27 @@ from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.methods.base import Method, StageContext
 from cluster_ssl.runtime.device import resolve_device, resolve_precision
 from cluster_ssl.runtime.distributed import DistInfo, init_distributed
+from cluster_ssl.runtime.errors import UserError
 from cluster_ssl.runtime.files import write_array, write_json
+from cluster_ssl.runtime.lock import lock_directory
 from cluster_ssl.runtime.state import seed_everything
 
 
 def train(request: RunRequest) -> dict[str, Any]:
-    """Run (or resume) a recipe end to end; returns the summary that was written."""
+    """Run (or resume) a recipe end to end; returns the summary that was written.
+
+    The run directory is locked for the whole command (one writer per run); under
+    ``torchrun`` rank 0 holds the lock for all ranks.
+    """
+    out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory; choose another --out")
+    main_rank = os.environ.get("RANK", "0") == "0"
+    with lock_directory(out) if main_rank else contextlib.nullcontext():
+        return _train(request)
+
+
+def _train(request: RunRequest) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(request.out)
     device = resolve_device(request.device)
@@ -135,6 +152,7 @@ def train(request: RunRequest) -> dict[str, Any]:
         summary["seconds_with_earlier_invocations"] = with_earlier_seconds(
             summary["seconds"], stage_results
         )
+    logger.forget(lambda event: event.get("stage") == "final")  # of a killed summary write
     logger.log(
         {k: v for k, v in metrics.items() if k != "cluster_sizes"}, step=ctx.step, stage="final"
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,11 @@ from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.commands.prepare import Prepared, prepare
 from cluster_ssl.commands.train import predict_method
 from cluster_ssl.data.registry import DATASETS
-from cluster_ssl.engine.checkpoint import load_checkpoint
+from cluster_ssl.engine.checkpoint import load_stage_checkpoint
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.runtime.distributed import DistInfo
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.files import read_json
 from cluster_ssl.runtime.state import load_state_strict
 
 
@@ -61,14 +61,17 @@ def load_trained_stage(
         summary_file = path / "summary.json"
         candidates = sorted((path / "stages").glob("*.pt"))
         if summary_file.is_file():  # its path may be relative to where training ran
-            path = path / "stages" / Path(json.loads(summary_file.read_text())["checkpoint"]).name
+            summary = read_json(
+                summary_file,
+                ("checkpoint",),
+                "delete it and run the same train command with --resume to write it again",
+            )
+            path = path / "stages" / Path(str(summary["checkpoint"])).name
         elif candidates:
             path = candidates[-1]
         else:
             raise UserError(f"{path} holds no checkpoint (no stages/*.pt)")
-    checkpoint = load_checkpoint(path)
-    if "run" not in checkpoint or "stage_index" not in checkpoint:
-        raise UserError(f"{path} is not a cluster-ssl stage checkpoint")
+    checkpoint = load_stage_checkpoint(path)
     record = dict(checkpoint["run"])
     if data_root is not None:
         record["data_root"] = data_root

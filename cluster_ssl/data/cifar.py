@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import pickletools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +99,9 @@ CIFAR100_20 = CifarSource(
 #: file is refused before it is read
 MAX_BATCH_BYTES = 256 * MIB
 PIXELS = 3 * 32 * 32
-#: the dtypes a batch's arrays may have: pixels are uint8, re-pickled labels any integer
-ARRAY_KINDS = "iub"
+#: the kinds of dtype an array in a batch may be built with (pixels are uint8, labels re-pickled
+#: as arrays any integer): never objects, strings or records, whose pickled state numpy trusts
+NUMERIC_KINDS = "biuf"
 LATIN1 = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1"}
 
 
@@ -116,15 +118,16 @@ def read_batch(
     ends in a UserError naming it.
     """
     raw = read_file(path, MAX_BATCH_BYTES, "CIFAR python batch")
+    _check_opcodes(raw, path, label_key)
     try:
         entry = BatchUnpickler(io.BytesIO(raw), path).load()
+        if not isinstance(entry, dict):
+            raise ValueError(f"it holds a {type(entry).__name__}, not a dict")
+        entry = {_text(key): _resolved(value) for key, value in entry.items()}
     except UserError:
         raise
     except Exception as error:  # anything a corrupt pickle makes the unpickler raise
         raise _not_a_batch(path, label_key, describe(error)) from None
-    if not isinstance(entry, dict):
-        raise _not_a_batch(path, label_key, f"it holds a {type(entry).__name__}, not a dict")
-    entry = {_text(key): _resolved(value) for key, value in entry.items()}
     for key in ("data", label_key):
         if key not in entry:
             raise _not_a_batch(path, label_key, f"it has no {key!r} entry")
@@ -143,6 +146,18 @@ def read_batch(
     if num_classes is not None:
         labels = check_labels(labels, num_classes, path)
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _check_opcodes(raw: bytes, path: Path, label_key: str) -> None:
+    """Walk the pickle's opcodes without running them: each declared length (of a string,
+    an integer, a frame) must fit in the bytes that follow. The unpickler allocates a
+    declared length before reading it, so a corrupt one would ask for gigabytes."""
+    try:
+        for opcode, argument, position in pickletools.genops(raw):
+            if opcode.name == "FRAME" and argument > len(raw) - position:
+                raise ValueError(f"a frame of {argument} bytes at byte {position}")
+    except ValueError as error:
+        raise _not_a_batch(path, label_key, describe(error)) from None
 
 
 def _not_a_batch(path: Path, label_key: str, why: str) -> UserError:
@@ -228,13 +243,12 @@ class _DtypeState:
 
 
 def _numeric_dtype(spec: object, *_flags: object) -> _DtypeState:
-    """``numpy.dtype(spec)`` for integer, boolean and float types only (no objects, strings,
-    records or sub-arrays, whose pickled state numpy would trust)."""
+    """``numpy.dtype(spec)`` for integer, boolean and float types only (see NUMERIC_KINDS)."""
     spec = _text(spec)
     if not isinstance(spec, str) or not 0 < len(spec) <= 4:
         raise ValueError("a dtype that is not a numeric type code")
     dtype = np.dtype(spec)
-    if dtype.kind not in ARRAY_KINDS + "f" or dtype.itemsize > 8:
+    if dtype.kind not in NUMERIC_KINDS or dtype.itemsize > 8:
         raise ValueError(f"dtype {spec!r} is not a numeric type")
     return _DtypeState(dtype)
 
@@ -261,11 +275,13 @@ def _array_from_bytes(raw: object, dtype: object, shape: object, order: object) 
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
     ):
         raise ValueError("an array's shape is not a tuple of sizes")
-    if len(shape) > 8 or math.prod(shape) * dtype.dtype.itemsize != len(raw):
+    if len(shape) > 8:
+        raise ValueError(f"an array of {len(shape)} dimensions")
+    declared = math.prod(shape) * dtype.dtype.itemsize  # exact, however large
+    if declared != len(raw):
         raise ValueError(
-            f"an array of {len(shape)} dimensions ({dtype.dtype}) declares "
-            f"{math.prod(shape) * dtype.dtype.itemsize if len(shape) <= 8 else 'too many'} "
-            f"bytes; the file holds {len(raw)}"
+            f"an array of shape {shape} ({dtype.dtype}) needs {declared} bytes, "
+            f"its data holds {len(raw)}"
         )
     return np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order="F" if order == "F" else "C")
 

@@ -72,7 +72,7 @@ def file_size(path: Path, limit: int, what: str) -> int:
         raise UserError(f"{path} cannot be read ({describe(error)})") from None
     if not stat.S_ISREG(status.st_mode):
         kind = "a directory" if stat.S_ISDIR(status.st_mode) else "not a regular file"
-        raise UserError(f"{path} is {kind}, not a {what} file; put the file itself there")
+        raise UserError(f"{path} is {kind} where the {what} file should be; put the file there")
     if status.st_size > limit:
         raise UserError(
             f"{path} is {status.st_size} bytes, more than any {what} file "
@@ -93,7 +93,8 @@ def read_file(path: Path, limit: int, what: str) -> bytes:
 def read_compressed(
     path: Path, opener: Callable[[Path], BinaryIO], limit: int, what: str, kind: str
 ) -> bytes:
-    """The decompressed bytes of ``path`` (``opener`` is ``gzip.open``, ``bz2.open``...).
+    """The decompressed bytes of ``path``, which ``opener`` (``gzip.GzipFile``,
+    ``bz2.BZ2File``...) opens for reading.
 
     The file and its decompressed content are each at most ``limit`` bytes; a truncated or
     corrupt archive raises a UserError naming the file.

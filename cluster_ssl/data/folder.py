@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps
 
 from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.data.common import describe
 from cluster_ssl.runtime.errors import UserError
 
 IMAGE_EXTENSIONS = (
@@ -108,7 +109,7 @@ def decode_image(path: Path, size: int, channels: int = 3) -> torch.Tensor:
             image = square_resize(to_mode(upright, "RGB" if channels == 3 else "L"), size)
     except DECODE_ERRORS as error:
         raise UserError(
-            f"cannot read image {path}: {error}; remove or replace that file "
+            f"cannot read image {path}: {describe(error)}; remove or replace that file "
             f"(`cluster-ssl cluster` leaves unreadable files out and lists them)"
         ) from None
     array = np.asarray(image)
@@ -229,7 +230,7 @@ def check_image(path: Path, decode: bool) -> str | None:
     try:
         stat = Path(path).stat()
     except OSError as error:
-        return f"{type(error).__name__}: {error}"
+        return describe(error)
     return _check_file_version(str(path), stat.st_size, stat.st_mtime_ns, decode)
 
 
@@ -244,7 +245,7 @@ def _check_file_version(path: str, size: int, mtime_ns: int, decode: bool) -> st
                 image.draft(None, (64, 64))
                 image.load()
     except DECODE_ERRORS as error:
-        return f"{type(error).__name__}: {error}"
+        return describe(error)
     return None
 
 

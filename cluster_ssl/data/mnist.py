@@ -26,7 +26,7 @@ from cluster_ssl.runtime.errors import UserError
 IDX_UBYTE = 0x08
 #: larger than any IDX file (raw or decompressed) of these datasets: MNIST's train images
 #: hold 47 MB; a bigger file, or a gzip that inflates past it, is refused before it is read
-MAX_IDX_BYTES = 1024 * MIB
+MAX_IDX_BYTES = 256 * MIB
 SIDE = 28
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

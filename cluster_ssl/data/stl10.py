@@ -38,8 +38,9 @@ FILES = {
     "unlabeled": ("unlabeled_X.bin", None),
 }
 LAZY_PARTS = {"unlabeled"}
-#: larger than any binary loaded into memory (test_X.bin, the largest, holds 221 MB); the
-#: memory-mapped unlabeled_X.bin (2.7 GB) is never read whole and has no such limit
+#: larger than any binary loaded into memory (test_X.bin, the largest, holds 221 MB): a bigger
+#: one is refused before it is read; memory-mapped binaries (unlabeled_X.bin holds 2.7 GB)
+#: are never read whole, their limit only stops absurd sizes
 MAX_IN_MEMORY_BYTES = 1024 * MIB
 MAX_MAPPED_BYTES = 64 * 1024 * MIB
 

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.files import append_line, write_bytes
 
 WANDB_MODES = ("disabled", "offline", "online")
 
@@ -46,8 +48,7 @@ class RunLogger:
         if not self.enabled:
             return
         record = {"stage": stage, "step": step, **{k: _plain(v) for k, v in metrics.items()}}
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_line(json.dumps(record), self.path)
         if self._wandb is not None:
             scalars = {f"{stage}/{k}": v for k, v in record.items() if isinstance(v, (int, float))}
             self._wandb.log(scalars)
@@ -82,6 +83,21 @@ class RunLogger:
         if (report_dir / "embedding.png").is_file():
             logged["report/embedding"] = wandb.Image(str(report_dir / "embedding.png"))
         self._wandb.log(logged)
+
+    def forget(self, replaced: Callable[[dict[str, Any]], bool]) -> None:
+        """Drop the logged events a resumed run replays (``replaced(event)`` is true for
+        them) and lines a killed write left incomplete, so metrics.jsonl reads as one run."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and not replaced(event):
+                kept.append(line)
+        write_bytes("".join(line + "\n" for line in kept).encode(), self.path)
 
     def echo(self, text: str) -> None:
         if self.enabled:

@@ -8,7 +8,7 @@ from typing import Any
 
 from cluster_ssl.config import flat_settings
 from cluster_ssl.data.base import ImageDataset
-from cluster_ssl.engine.checkpoint import load_checkpoint
+from cluster_ssl.engine.checkpoint import load_stage_checkpoint
 from cluster_ssl.engine.recipe import Recipe
 from cluster_ssl.engine.trainer import Stage, Trainer
 from cluster_ssl.methods.base import StageContext
@@ -40,7 +40,8 @@ def fit_stages(
     run_config: dict[str, Any],
 ) -> list[dict[str, Any]]:
     """Train every stage in turn, checkpointing to ``out/stages``; a stage whose checkpoint
-    says it finished is loaded instead, one that stopped mid-way is resumed.
+    says it finished is loaded instead, one that stopped mid-way is resumed (the events an
+    earlier invocation logged after that checkpoint leave metrics.jsonl: they are replayed).
 
     Returns one result per stage (name, epochs, steps, stop reason, this invocation's
     training seconds); a stage checkpointed by an earlier invocation also gives
@@ -50,7 +51,7 @@ def fit_stages(
     results = []
     for index, stage in enumerate(stages):
         path = stage_path(out, index, stage)
-        checkpoint = load_checkpoint(path) if path.exists() else None
+        checkpoint = load_stage_checkpoint(path) if path.exists() else None
         if checkpoint is not None:
             check_same_config(checkpoint, run_config["config"], path)
         if checkpoint is not None and stage_finished(checkpoint, stage):
@@ -60,6 +61,14 @@ def fit_stages(
             trainer.logger.echo(f"stage {stage.name!r} already finished; loaded {path}")
             results.append(finished_stage_result(checkpoint, stage))
             continue
+        replayed_after = checkpoint["step"] if checkpoint is not None else 0
+        later = {other.name for other in stages[index + 1 :]} | {"final"}
+        trainer.logger.forget(
+            lambda event, stage=stage, after=replayed_after, later=later: (
+                event.get("stage") in later
+                or (event.get("stage") == stage.name and event.get("step", 0) > after)
+            )
+        )
         ctx.step = 0
         results.append(
             trainer.fit(

@@ -69,6 +69,11 @@ class TrainSettings:
     channels_last: bool = False
     compile_backend: str | None = None
     checkpoint_every: int = 1
+    #: what to do when the loss becomes NaN (the CLI's options; an estimator's differ)
+    nan_hint: str = (
+        "lower the learning rate (--set lr=... / pretrain.lr=...) or, for `train`, use "
+        "--precision fp32; the last good checkpoint is kept"
+    )
 
 
 @dataclass
@@ -329,14 +334,11 @@ class Trainer:
             return contextlib.nullcontext()
         return model.no_sync()
 
-    @staticmethod
-    def _check_finite(nonfinite: torch.Tensor, run: _StageRun) -> None:
+    def _check_finite(self, nonfinite: torch.Tensor, run: _StageRun) -> None:
         if bool(all_reduce_mean(nonfinite.float()) > 0):
             raise UserError(
                 f"the loss became NaN or infinite in stage {run.stage.name!r} during epoch "
-                f"{run.ctx.epoch + 1} (by step {run.ctx.step}); lower the learning rate "
-                "(--set lr=... / pretrain_lr=...) or, for `train`, use --precision fp32; "
-                "the last good checkpoint is kept"
+                f"{run.ctx.epoch + 1} (by step {run.ctx.step}); {self.settings.nan_hint}"
             )
 
     @staticmethod

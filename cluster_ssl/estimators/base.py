@@ -33,6 +33,7 @@ from cluster_ssl.methods.base import Method, StageContext
 from cluster_ssl.runtime.device import resolve_device, resolve_precision
 from cluster_ssl.runtime.distributed import DistInfo
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.lock import lock_directory
 from cluster_ssl.runtime.state import seed_everything
 from recipes import RECIPES
 
@@ -158,10 +159,16 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         stages = build_stages(recipe, self.config_, dataset, int(self.n_clusters))
         device = resolve_device(self.device)
         settings = TrainSettings(
-            seed=seed, precision=resolve_precision("auto", device), progress=self.verbose
+            seed=seed,
+            precision=resolve_precision("auto", device),
+            progress=self.verbose,
+            nan_hint="lower the learning rate (options={'lr': ...} or {'pretrain.lr': ...})",
         )
         ctx = StageContext(dataset, device, seed, DistInfo(), num_workers=0)
-        with tempfile.TemporaryDirectory(prefix="cluster-ssl-") as scratch:
+        with (
+            tempfile.TemporaryDirectory(prefix="cluster-ssl-") as scratch,
+            lock_directory(scratch, "the scratch directory"),
+        ):
             logger = RunLogger(Path(scratch), enabled=self.verbose)
             fit_stages(stages, ctx, Trainer(settings, logger), Path(scratch), run_config={})
         return stages, ctx

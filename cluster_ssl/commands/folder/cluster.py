@@ -10,7 +10,6 @@ DIR/summary.json, DIR/stages/  the run itself (``--resume`` continues it)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,8 @@ from cluster_ssl.commands.train import train
 from cluster_ssl.data.folder import scan_images
 from cluster_ssl.runtime.device import resolve_device
 from cluster_ssl.runtime.errors import UserError
-from cluster_ssl.runtime.files import write_json
+from cluster_ssl.runtime.files import read_json, write_json
+from cluster_ssl.runtime.lock import lock_directory
 from recipes import RECIPES
 
 DEFAULT_METHOD = "cc"
@@ -38,7 +38,16 @@ DEFAULT_AUTO_METHOD = "simclr"
 
 
 def cluster_folder(request: FolderRequest) -> dict[str, Any]:
-    """Train ``request.method`` on the folder's readable images, then write the report."""
+    """Train ``request.method`` on the folder's readable images, then write the report;
+    the run directory is locked throughout (one writer per run)."""
+    out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory; choose another --out")
+    with lock_directory(out):
+        return _cluster_folder(request)
+
+
+def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
     auto = request.k is None
     folder = Path(request.folder).expanduser().resolve()  # a run resumes from anywhere
     stored = _stored_run(request.out, folder) if request.resume else {}
@@ -128,7 +137,7 @@ def _stored_run(out: Path, folder: Path) -> dict[str, Any]:
     run_file = Path(out) / "run.json"
     if not run_file.is_file():
         return {}
-    stored = json.loads(run_file.read_text())
+    stored = read_json(run_file, ("recipe",), "delete it and pass --resume again")
     before = Path(stored.get("data_root") or folder)
     if before.resolve() != folder and before.is_dir():
         raise UserError(

@@ -192,8 +192,7 @@ def _assign(cls: type[Settings], values: dict[str, Any], key: str, raw: Any) -> 
         )
     if isinstance(raw, list):  # a tuple setting read back from JSON
         raw = tuple(raw)
-    if isinstance(raw, str):
-        raw = parse_value(raw, kind, key)
+    raw = parse_value(raw, kind, key) if isinstance(raw, str) else check_value(raw, kind, key)
     if rest:
         values.setdefault(name, {})[rest] = raw
     else:
@@ -276,6 +275,32 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
         return _convert(text, annotation)
     except ValueError:
         raise UserError(f"--set {key}={text!r}: expected {_describe(annotation)}") from None
+
+
+def check_value(value: Any, annotation: Any, key: str) -> Any:
+    """A setting given as a Python value (an estimator's ``options``, a preset) checked
+    against the field's declared type as ``--set`` checks text: an int where a whole
+    number is declared, a finite number where a float is; ints are taken as floats."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        inner = [option for option in options if option is not type(None)]
+        return check_value(value, inner[0], key)
+    if typing.get_origin(annotation) is tuple and isinstance(value, tuple | list):
+        item = typing.get_args(annotation)[0]
+        return tuple(check_value(part, item, key) for part in value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is float and number and math.isfinite(value):
+        return float(value)
+    if annotation is int and number and float(value).is_integer() and not isinstance(value, float):
+        return value
+    plain = annotation in (bool, str) or typing.get_origin(annotation) is dict or annotation is dict
+    if plain and isinstance(value, typing.get_origin(annotation) or annotation):
+        return value
+    if annotation in (int, float, bool, str) or typing.get_origin(annotation) is tuple:
+        raise UserError(f"--set {key}={value!r}: expected {_describe(annotation)}")
+    return value
 
 
 def _describe(annotation: Any) -> str:

@@ -9,6 +9,7 @@ from cluster_ssl.commands.record import TRAINING_DATA, get_recipe
 from cluster_ssl.config import (
     build_config,
     overrides_in_current_names,
+    setting_keys,
 )
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.data.description import DataDescription
@@ -66,6 +67,14 @@ def prepare(record: dict[str, Any], with_data: bool = True) -> Prepared:
                 f"{record['dataset']!r} ({split}); lower --set num_clusters or add images"
             )
     stages = build_stages(recipe, config, dataset, num_clusters)
+    for stage in stages:
+        if stage.batch_size > len(dataset):  # it would train one step an epoch on all of it
+            keys = [key for key in setting_keys(recipe.config) if key.endswith("batch_size")]
+            raise UserError(
+                f"stage {stage.name!r} takes batches of {stage.batch_size} images, more than "
+                f"the {len(dataset)} training images of {record['dataset']!r} "
+                f"({config.split}); lower it (--set {' / '.join(keys)})"
+            )
     return Prepared(recipe, config, dataset, eval_dataset, num_clusters, stages)
 
 

@@ -13,6 +13,7 @@ from cluster_ssl.engine.recipe import Recipe
 from cluster_ssl.engine.trainer import Stage, Trainer
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.memory import is_out_of_memory
 from cluster_ssl.runtime.state import load_state_strict
 
 
@@ -27,6 +28,14 @@ def build_stages(
         raise
     except ValueError as error:  # a setting the model or method rejects
         raise UserError(f"invalid settings for {recipe.name}: {error}") from None
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise UserError(
+            f"the networks of {recipe.name} with these settings need more memory than this "
+            f"machine has; lower the sizes you set (hidden_dims, embedding_dim, width, "
+            f"feature_dim, image_size...)"
+        ) from None
     for stage in stages:
         stage.method.configure_scheduler(stage.method.configure_optimizer(), 1)
     return stages

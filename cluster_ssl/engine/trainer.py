@@ -23,6 +23,7 @@ from cluster_ssl.methods.base import Method, StageContext
 from cluster_ssl.runtime.device import autocast, grad_scaler
 from cluster_ssl.runtime.distributed import all_reduce_mean, barrier
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.memory import is_out_of_memory
 from cluster_ssl.runtime.state import load_state_strict, rng_state, seed_everything, set_rng_state
 from cluster_ssl.runtime.timing import timed
 
@@ -160,7 +161,7 @@ class Trainer:
                 start_logs = run.method.on_epoch_start(ctx)
                 run.batches.set_epoch(epoch, run.method.sample_order(ctx))
             run.method.train()
-            stop_reason = self._run_epoch(run, progress)
+            stop_reason = self._run_epoch_or_explain(run, progress)
             epoch += 1
             epoch_logs = {**start_logs, **run.method.on_epoch_end(ctx)}
 
@@ -326,6 +327,20 @@ class Trainer:
                 break
         self._check_finite(nonfinite, run)  # before anything is checkpointed
         return reason
+
+    def _run_epoch_or_explain(self, run: _StageRun, progress: Any) -> str | None:
+        """:meth:`_run_epoch`, with a failed allocation as one line naming what to lower."""
+        try:
+            return self._run_epoch(run, progress)
+        except (MemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error):
+                raise
+            raise UserError(
+                f"out of memory in stage {run.stage.name!r} with batches of "
+                f"{run.stage.batch_size} images on {run.ctx.device}; lower the batch size "
+                f"(--set batch_size=...), the image size or the network's width, or use "
+                f"--accumulate N; the last good checkpoint is kept"
+            ) from None
 
     @staticmethod
     def _gradient_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:

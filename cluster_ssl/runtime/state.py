@@ -62,8 +62,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+#: the seeds every generator takes (torch's is 64-bit)
+MAX_SEED = 2**63 - 1
+
+
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
+    """Seed python, numpy and torch (all devices).
+
+    Raises:
+        UserError: ``seed`` is not a whole number from 0 to :data:`MAX_SEED`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: give a whole number from 0 to {MAX_SEED}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -40,7 +40,7 @@ from tests.data_formats import (
     write_usps,
 )
 
-# Registered here, not in pyproject.toml: ``pytest -m faults`` runs only these tests.
+# Fault injection: ``pytest -m faults`` runs only such tests, ``-m "not faults"`` skips them.
 pytestmark = pytest.mark.faults
 
 SEED = 20240917
@@ -371,6 +371,8 @@ def fuzz(fmt: Format, tmp_path: Path, seed: int) -> Tally:
     rng = np.random.default_rng(seed)
     pristine = tmp_path / "pristine"
     fmt.write(pristine)
+    for name, split, options in fmt.loads:  # unbroken, every file loads
+        read_everything(build_dataset(name, root=pristine, split=split, **options))
     kinds: list[str | Mutation] = [*fmt.mutations, *fmt.file_mutations]
     tally = Tally()
     for case in range(fmt.cases):
@@ -403,16 +405,38 @@ def fuzz(fmt: Format, tmp_path: Path, seed: int) -> Tally:
     return tally
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # PIL's notes on the broken images
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("key", list(FORMATS))
-def test_mutated_files_load_or_raise_one_clear_user_error(key, tmp_path):
+def test_mutated_files_load_or_raise_one_clear_user_error(key, tmp_path, capfd):
     fmt = FORMATS[key]
     tally = fuzz(fmt, tmp_path, SEED + list(FORMATS).index(key))
+    stray = capfd.readouterr().err  # e.g. what C code prints on stderr, past any exception
     print(
         f"\n{fmt.label}: {fmt.cases} cases, {tally.loaded} loaded, {tally.user_errors} "
         f"UserError, {len(tally.escapes)} escaped; mutations {dict(tally.by_mutation)}"
     )
     assert not tally.escapes, "\n".join(tally.escapes)
+    assert not stray
     assert tally.user_errors > fmt.cases // 4  # the mutations do break files
+
+
+def test_cifar_batches_name_no_other_globals(tmp_path):
+    """A pickle naming anything but numpy's array parts is refused before it runs."""
+    write_cifar10(tmp_path, n_train=5, n_test=2)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    marker = tmp_path / "ran"
+
+    class Runs:
+        def __reduce__(self):
+            return os.system, (f"touch '{marker}'",)
+
+    path.write_bytes(pickle.dumps({b"data": Runs(), b"labels": [0]}, protocol=2))
+    with pytest.raises(UserError) as caught:
+        build_dataset("cifar10", root=tmp_path, split="test")
+    message = str(caught.value)
+    assert f"{os.system.__module__}.system" in message and str(path) in message
+    assert "refused" in message and not marker.exists()
 
 
 # ----------------------------------------------------------------------------- through the CLI

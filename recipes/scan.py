@@ -196,12 +196,18 @@ PRESETS = {
 
 
 def sized_for_folder(num_images: int, k: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """SCAN on a folder: its pretext sized as that pretext's recipe sizes itself."""
+    """SCAN on a folder: the later steps' batches no larger than the pretext's (which the
+    folder sizes), and the pretext sized as that pretext's recipe sizes itself."""
+    batch = settings.get("batch_size", num_images)
+    sized = {
+        "scan.batch_size": min(SCANStepSettings.batch_size, batch),
+        "selflabel.batch_size": min(SelfLabelSettings.batch_size, batch),
+    }
     recipe = pretext_recipe(str(settings.get("pretext", "simclr")))
-    if recipe is None or recipe.folder is None:
-        return {}
-    sized = recipe.folder.sizing(num_images, k, settings)
-    return {f"pretext.{key}": value for key, value in sized.items()}
+    if recipe is not None and recipe.folder is not None:
+        pretext = recipe.folder.sizing(num_images, k, settings)
+        sized.update({f"pretext.{key}": value for key, value in pretext.items()})
+    return sized
 
 
 RECIPE = Recipe(

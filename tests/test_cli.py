@@ -179,6 +179,8 @@ def test_an_unreadable_image_is_named(tmp_path, capsys):
         "num_clusters=2",
         "--set",
         "image_size=16",
+        "--set",
+        "batch_size=8",
         "--out",
         str(out),
         *FAST,
@@ -205,6 +207,7 @@ def test_a_relative_data_root_still_serves_eval_from_elsewhere(tmp_path, capsys,
     write_fashion_mnist(tmp_path / "data", n_train=30, n_test=10)
     monkeypatch.chdir(tmp_path)
     argv = ["train", "dec", "--dataset", "fashion-mnist", "--data-root", "data", "--out", "run"]
+    argv += ["--set", "batch_size=16"]  # the 40 images written
     assert run(capsys, *argv, *FAST)[0] == 0
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())["data_root"]
     assert recorded == str(tmp_path / "data")
@@ -287,6 +290,7 @@ def test_eval_download_fetches_missing_data_as_train_download_does(tmp_path, cap
 
     write_fashion_mnist(tmp_path / "data", n_train=30, n_test=10)
     argv = ["train", "dec", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "data")]
+    argv += ["--set", "batch_size=16"]  # the 40 images written
     assert run(capsys, *argv, "--out", str(tmp_path / "run"), *FAST)[0] == 0
     asked = []
     real = run_module.build_dataset

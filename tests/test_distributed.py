@@ -45,7 +45,7 @@ def test_torchrun_two_processes_on_digits(tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["num_images"] == 1797
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "config.json",
         "metrics.jsonl",
         "run.json",

@@ -1,4 +1,5 @@
-"""faiss k-means and kNN against brute force numpy and on well-separated blobs."""
+"""k-means and kNN, on both backends (faiss, torch), against brute force numpy and on
+well-separated blobs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from cluster_ssl.cluster.kmeans import KMeansResult, assign, kmeans
 from cluster_ssl.cluster.knn import ivf_index, knn, resolve_use_gpu
 from cluster_ssl.eval.metrics import cluster_accuracy
 from cluster_ssl.runtime.errors import UserError
+
+both_backends = pytest.mark.parametrize("backend", ["faiss", "torch"])
 
 
 def blobs(
@@ -27,9 +30,10 @@ def blobs(
 # ---------------------------------------------------------------- k-means
 
 
-def test_kmeans_recovers_blobs() -> None:
+@both_backends
+def test_kmeans_recovers_blobs(backend: str) -> None:
     x, y = blobs()
-    result = kmeans(x, 4, n_init=5, seed=0)
+    result = kmeans(x, 4, n_init=5, seed=0, backend=backend)
     assert isinstance(result, KMeansResult)
     assert result.centroids.shape == (4, 8) and result.centroids.dtype == np.float32
     assert result.labels.shape == (200,) and result.labels.dtype == np.int64
@@ -39,54 +43,61 @@ def test_kmeans_recovers_blobs() -> None:
     assert result.inertia == pytest.approx(dist2.min(1).sum(), rel=1e-4)
 
 
-def test_kmeans_same_seed_identical_result_and_torch_input() -> None:
+@both_backends
+def test_kmeans_same_seed_identical_result_and_torch_input(backend: str) -> None:
     x, _ = blobs(n_per=40, k=6, d=5, spread=3.0, seed=1)  # overlapping: init matters
-    first = kmeans(x, 6, n_init=3, seed=7)
-    second = kmeans(torch.from_numpy(x.astype(np.float64)), 6, n_init=3, seed=7)
+    first = kmeans(x, 6, n_init=3, seed=7, backend=backend)
+    second = kmeans(torch.from_numpy(x.astype(np.float64)), 6, n_init=3, seed=7, backend=backend)
     np.testing.assert_array_equal(first.centroids, second.centroids)
     np.testing.assert_array_equal(first.labels, second.labels)
     assert first.inertia == second.inertia
 
 
-def test_kmeans_takes_seeds_beyond_a_c_int() -> None:
+@both_backends
+def test_kmeans_takes_seeds_beyond_a_c_int(backend: str) -> None:
     """faiss's seed is a C int; larger seeds (numpy allows up to 2**32 - 1) are folded."""
     x, _ = blobs(n_per=40, k=6, d=5, spread=3.0, seed=1)
-    folded = kmeans(x, 6, n_init=3, seed=2**31 + 7)
-    np.testing.assert_array_equal(folded.labels, kmeans(x, 6, n_init=3, seed=7).labels)
+    folded = kmeans(x, 6, n_init=3, seed=2**31 + 7, backend=backend)
+    expected = kmeans(x, 6, n_init=3, seed=7, backend=backend)
+    np.testing.assert_array_equal(folded.labels, expected.labels)
 
 
-def test_kmeans_k_equals_n_and_one_cluster() -> None:
+@both_backends
+def test_kmeans_k_equals_n_and_one_cluster(backend: str) -> None:
     x, _ = blobs(n_per=3, k=2, d=3)
-    assert kmeans(x, 6, n_init=1).inertia == pytest.approx(0.0, abs=1e-4)
-    single = kmeans(x, 1, n_init=1)
+    assert kmeans(x, 6, n_init=1, backend=backend).inertia == pytest.approx(0.0, abs=1e-4)
+    single = kmeans(x, 1, n_init=1, backend=backend)
     np.testing.assert_allclose(single.centroids[0], x.mean(0), atol=1e-5)
     assert (single.labels == 0).all()
 
 
-def test_kmeans_spherical_unit_centroids() -> None:
+@both_backends
+def test_kmeans_spherical_unit_centroids(backend: str) -> None:
     x, y = blobs(spread=0.5)
-    result = kmeans(3.0 * x, 4, n_init=2, spherical=True)
+    result = kmeans(3.0 * x, 4, n_init=2, spherical=True, backend=backend)
     np.testing.assert_allclose(np.linalg.norm(result.centroids, axis=1), 1.0, atol=1e-5)
     assert cluster_accuracy(y, result.labels) == 1.0
 
 
-def test_kmeans_user_errors() -> None:
+@both_backends
+def test_kmeans_user_errors(backend: str) -> None:
     x, _ = blobs(n_per=2, k=2)
     with pytest.raises(UserError, match=r"k=5 is larger than the number of samples \(4\)"):
-        kmeans(x, 5)
+        kmeans(x, 5, backend=backend)
     with pytest.raises(UserError, match="num_clusters"):
-        kmeans(x, 0)
+        kmeans(x, 0, backend=backend)
     x[1, 2] = np.nan
     with pytest.raises(UserError, match="NaN"):
-        kmeans(x, 2)
+        kmeans(x, 2, backend=backend)
 
 
-def test_assign_nearest_centroid() -> None:
+@both_backends
+def test_assign_nearest_centroid(backend: str) -> None:
     centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     x = torch.tensor([[9.0, 1.0], [1.0, 1.0], [-1.0, 8.0]])
-    np.testing.assert_array_equal(assign(x, centroids), [1, 0, 2])
+    np.testing.assert_array_equal(assign(x, centroids, backend=backend), [1, 0, 2])
     with pytest.raises(ValueError, match="d=2"):
-        assign(x, np.zeros((3, 4)))
+        assign(x, np.zeros((3, 4)), backend=backend)
 
 
 def test_gpu_request_without_gpu_is_a_user_error() -> None:
@@ -114,10 +125,12 @@ def brute_force_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.
     return np.take_along_axis(scores, order, axis=1), order
 
 
+@both_backends
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
-def test_knn_matches_brute_force(metric: str) -> None:
+def test_knn_matches_brute_force(metric: str, backend: str) -> None:
     x = np.random.default_rng(0).standard_normal((150, 6)).astype(np.float32)
-    scores, indices = knn(x, 5, metric=metric, chunk_size=32)  # several chunks, last partial
+    # several chunks, the last partial
+    scores, indices = knn(x, 5, metric=metric, chunk_size=32, backend=backend)
     expected_scores, expected_indices = brute_force_knn(x, 5, metric)
     assert scores.shape == (150, 5) and scores.dtype == np.float32
     assert indices.dtype == np.int64
@@ -125,38 +138,42 @@ def test_knn_matches_brute_force(metric: str) -> None:
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-4)
 
 
-def test_knn_include_self() -> None:
+@both_backends
+def test_knn_include_self(backend: str) -> None:
     x = np.random.default_rng(1).standard_normal((20, 3)).astype(np.float32)
-    scores, indices = knn(x, 3, metric="l2", exclude_self=False)
+    scores, indices = knn(x, 3, metric="l2", exclude_self=False, backend=backend)
     np.testing.assert_array_equal(indices[:, 0], np.arange(20))
     np.testing.assert_allclose(scores[:, 0], 0.0, atol=1e-5)
-    assert knn(x, 20, exclude_self=False)[1].shape == (20, 20)
+    assert knn(x, 20, exclude_self=False, backend=backend)[1].shape == (20, 20)
 
 
-def test_knn_neighbours_share_blob() -> None:
+@both_backends
+def test_knn_neighbours_share_blob(backend: str) -> None:
     x, y = blobs(n_per=30, k=3, d=4, spread=0.5)
-    _, indices = knn(torch.from_numpy(x), 10)
+    _, indices = knn(torch.from_numpy(x), 10, backend=backend)
     assert (y[indices] == y[:, None]).all()
     assert not (indices == np.arange(x.shape[0])[:, None]).any()
 
 
-def test_knn_exclude_self_with_duplicates() -> None:
+@both_backends
+def test_knn_exclude_self_with_duplicates(backend: str) -> None:
     # Ten identical points: the query itself may rank anywhere among its ties, or not be
     # returned at all; each row must still hold k distinct other points.
     x = np.zeros((10, 3), np.float32)
     x[:, 0] = 1.0
-    _, indices = knn(x, 4, metric="l2")
+    _, indices = knn(x, 4, metric="l2", backend=backend)
     assert indices.shape == (10, 4)
     for i, row in enumerate(indices):
         assert i not in row and len(set(row.tolist())) == 4
 
 
-def test_knn_k_too_large_is_a_user_error() -> None:
+@both_backends
+def test_knn_k_too_large_is_a_user_error(backend: str) -> None:
     x = np.ones((5, 2), np.float32)
     with pytest.raises(UserError, match="k=5"):
-        knn(x, 5)
+        knn(x, 5, backend=backend)
     with pytest.raises(UserError, match="k=0"):
-        knn(x, 0)
+        knn(x, 0, backend=backend)
 
 
 def test_approximate_search_finds_the_exact_neighbours_on_clustered_data():

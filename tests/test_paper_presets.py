@@ -42,7 +42,7 @@ SHRUNK = {"batch_size": 4, "kmeans_restarts": 1}  # and --epochs 1
 # neighbours among the few images, and take every image as confident after one epoch.
 SHRUNK_FOR = {
     "cc": {"eval_every": 0},
-    # DeepCluster's k-means and PCA must fit in the fewest images (3 Tiny-ImageNet ones)
+    # DeepCluster's k-means and PCA must fit in the fewest images (4 Tiny-ImageNet ones)
     "deepcluster": {"num_pseudo_classes": 3, "pca_dim": 2},
     # PCL's queue and prototypes must fit in the few images; no warm-up: the E-step runs
     "pcl": {"queue_size": 2, "num_prototypes": (2, 3), "warmup_epochs": 0},
@@ -56,7 +56,7 @@ SHRUNK_FOR = {
     },
     "simclr_dec": {"dec.batch_size": 4, "dec.maxiter": 2, "dec.update_interval": 1},
 }
-TINY_CLASSES = 3  # Tiny-ImageNet's K is the number of wnids written (200 in the real one)
+TINY_CLASSES = 4  # Tiny-ImageNet's K is the number of wnids written (200 in the real one)
 NUM_CLASSES = {
     "cifar10": 10,
     "cifar100-20": 20,

@@ -164,7 +164,8 @@ def test_every_stages_batch_split_is_checked_before_any_trains(tmp_path, capsys)
 
 
 def test_more_accumulation_passes_than_batches_is_refused(tmp_path):
-    stage, dataset = build("dec", epochs=1, batch_size=512, hidden_dims="16,16,32")
+    stage, dataset = build("dec", epochs=1, batch_size=256, hidden_dims="16,16,32")
+    stage.batch_size = 512  # more than the data (the Trainer alone, which prepare refuses)
     with pytest.raises(UserError, match="--accumulate 8 needs that many batches an epoch"):
         fit(stage, dataset, tmp_path, accumulate=8)
 

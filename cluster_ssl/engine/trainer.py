@@ -432,7 +432,7 @@ def micro_batch(stage: Stage, world_size: int, accumulate: int) -> int:
         raise UserError(
             f"stage {stage.name!r}: batch size {stage.batch_size} does not split evenly over "
             f"{world_size} process(es) x {accumulate} accumulation pass(es); set that stage's "
-            f"batch size (--set batch_size=..., or the stage's own, such as scan_batch_size) "
+            f"batch size (--set batch_size=..., or the stage's own, such as scan.batch_size) "
             f"to a multiple of {parts}"
         )
     return stage.batch_size // parts

@@ -153,12 +153,7 @@ class DeepClusteringEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
         self.pixel_scale_ = PixelScale.fit(x) if self.input_kind == "images" else None
         self.seed_ = seed = run_seed(self.random_state)
         recipe = RECIPES.get(self.recipe)
-        try:  # the CLI's checks of --set, named as the estimator's parameters
-            self.config_ = build_config(
-                recipe.config, recipe.preset(self.preset), self._overrides()
-            )
-        except UserError as error:
-            raise UserError(str(error).replace("--set ", "options: ", 1)) from None
+        self.config_ = build_config(recipe.config, recipe.preset(self.preset), self._overrides())
         dataset = self._dataset(x)
         seed_everything(seed)  # model initialisation happens in build_stages
         stages = build_stages(recipe, self.config_, dataset, int(self.n_clusters))

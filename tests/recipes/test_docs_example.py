@@ -18,7 +18,7 @@ from cluster_ssl.cli import main
 from cluster_ssl.commands.prepare import prepare
 from recipes import RECIPES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "examples" / "align_uniform.py"
 
 

@@ -17,6 +17,7 @@ from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, parse_assignment
 from cluster_ssl.engine.logging import WANDB_MODES
 from cluster_ssl.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES
 from cluster_ssl.runtime.errors import UserError
+from cluster_ssl.runtime.memory import is_out_of_memory
 
 
 def non_negative_int(text: str) -> int:
@@ -206,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(_interrupted(args), file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        print(
+            "error: out of memory: the settings ask for more than this machine has; lower "
+            "the sizes you set (--set image_size / batch_size / width / hidden_dims ...)",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:  # ``cluster-ssl list | head``: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

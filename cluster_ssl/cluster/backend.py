@@ -6,8 +6,9 @@ package imports and clusters without it. The rule for ``backend="auto"`` lives i
 
 * features in a tensor on an accelerator (CUDA, ...) -> torch, on that device (faiss-cpu
   cannot use it, and faiss-gpu is not installed on the GPU machines);
-* otherwise faiss when it is importable (on the CPU it is as fast or faster, see
-  ``tools/kmeans_backends.py``);
+* otherwise faiss when it is importable: on the CPU the torch backend is slower (1.7x for
+  exact kNN and 2-3x for k-means at k = 1000 on 70,000 x 128 features, 2 cores; measured
+  by ``tools/kmeans_backends.py``);
 * otherwise torch, on the CPU.
 """
 

@@ -171,6 +171,31 @@ def test_a_full_disk_is_one_line_keeps_the_checkpoint_and_resume_ends_identical(
     assert_identical(final_state(out), final_state(references["dec"][0]))
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MB file system (tmpfs), where this process may mount one (root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); the monkeypatched test covers it")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_real_full_disk_keeps_the_last_checkpoint(references, small_disk, tmp_path):
+    out = small_disk / "run"
+    code, err = finish(command("dec", out))  # each checkpoint is ~5 MB with Adam's state
+    assert code == 2, err[-2000:]
+    assert err.startswith("error: no space left on device while writing ") and err.count("\n") == 1
+    moved = copy_run(out, tmp_path / "run")  # space freed: the run moves to a larger disk
+    code, err = finish(command("dec", moved, "--resume"))
+    assert code == 0, err[-2000:]
+    assert_identical(final_state(moved), final_state(references["dec"][0]))
+
+
 def test_metrics_that_cannot_be_appended_are_one_line(tmp_path, monkeypatch, capsys):
     def full(text, path):
         raise files.UserError(files.write_error(OSError(errno.ENOSPC, "full"), Path(path)))
@@ -272,6 +297,13 @@ def test_bad_sizes_and_seeds_are_one_line_before_anything_is_written(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()  # nothing written, not even the lock
+
+
+def test_an_image_size_beyond_memory_is_one_line(tmp_path, capsys):
+    argv = ["train", "cc", "--dataset", "digits", "--set", "image_size=100000", *SMALL]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and err.count("\n") == 1
 
 
 def test_an_out_below_a_file_or_on_a_read_only_folder_is_one_line(tmp_path, capsys):

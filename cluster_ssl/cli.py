@@ -14,10 +14,8 @@ import sys
 from pathlib import Path
 
 from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, parse_assignments
-from cluster_ssl.engine.logging import WANDB_MODES
-from cluster_ssl.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES
+from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES, WANDB_MODES
 from cluster_ssl.runtime.errors import UserError
-from cluster_ssl.runtime.memory import is_out_of_memory
 
 
 def non_negative_int(text: str) -> int:
@@ -208,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_interrupted(args), file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as error:
+        from cluster_ssl.runtime.memory import is_out_of_memory  # torch is loaded by now
+
         if not is_out_of_memory(error):
             raise
         print(
@@ -295,11 +295,15 @@ def _result_line(result: dict) -> str:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from cluster_ssl.commands.folder.cluster import FolderRequest, cluster_folder
-
-    if args.epochs is not None and args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:  # arguments first, before torch loads
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
     k, k_range = _k_options(args.k, args.k_range)
+    if k is not None and k < 2:
+        raise UserError(f"--k {k}: give at least 2 clusters, or --k auto")
+    if not args.folder.expanduser().is_dir():
+        raise UserError(f"image folder {args.folder} does not exist or is not a directory")
+    from cluster_ssl.commands.folder.cluster import FolderRequest, cluster_folder
+
     summary = cluster_folder(
         FolderRequest(
             folder=args.folder,

@@ -90,7 +90,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
 from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
-from cluster_ssl.runtime.device import DEVICE_CHOICES, PRECISION_CHOICES, resolve_device  # noqa: E402
+from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES  # noqa: E402
+from cluster_ssl.runtime.device import resolve_device  # noqa: E402
 from cluster_ssl.runtime.errors import UserError  # noqa: E402
 
 

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from cluster_ssl.runtime.choices import WANDB_MODES
 from cluster_ssl.runtime.errors import UserError
 from cluster_ssl.runtime.files import append_line, write_bytes
-
-WANDB_MODES = ("disabled", "offline", "online")
 
 
 class RunLogger:

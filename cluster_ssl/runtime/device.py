@@ -9,10 +9,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES
 from cluster_ssl.runtime.errors import UserError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

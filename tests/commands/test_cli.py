@@ -1,6 +1,8 @@
 """The `cluster-ssl` command end to end on digits, and every user-error path it has."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -305,3 +307,23 @@ def test_eval_download_fetches_missing_data_as_train_download_does(tmp_path, cap
     asked.clear()
     assert run(capsys, "eval", str(tmp_path / "run"))[0] == 0
     assert asked and not any(asked)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cluster", "/no/such/folder", "--k", "3", "--out", "o"], "does not exist"),
+        (["cluster", ".", "--k", "0", "--out", "o"], "--k 0: give at least 2 clusters"),
+        (["cluster", ".", "--k", "ten", "--out", "o"], "--k 'ten': give a number"),
+        (["cluster", ".", "--k", "3", "--epochs", "0", "--out", "o"], "--epochs must be"),
+    ],
+)
+def test_argument_errors_come_before_torch_is_loaded(argv, message):
+    """Typos are answered at once: the command checks its arguments before it imports torch
+    (which takes seconds to load)."""
+    script = (
+        "import sys; from cluster_ssl.cli import main; code = main(sys.argv[1:]); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"] and message in done.stderr

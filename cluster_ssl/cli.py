@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--out", type=Path, required=True, help="output directory")
     cluster.add_argument(
-        "--method", help="cc (default), scan, simclr (default with --k auto), idfd, pcl, ..."
+        "--method",
+        help="the recipe that trains: cc by default, simclr with --k auto; every choice is "
+        "listed by `cluster-ssl list` under 'cluster --method'",
     )
     cluster.add_argument("--backbone", help="resnet18|resnet34|resnet50|timm:NAME")
     cluster.add_argument("--weights", help="start the backbone from these weights (strict)")
@@ -329,6 +331,12 @@ def _cluster(args: argparse.Namespace) -> int:
             print(f"{int(value):<3}{scores[value]:.4f}")
         print(f"chose k = {summary['k_selection']['k']} (highest silhouette)")
     print(_result_line(summary))
+    sizes = summary.get("cluster_sizes", [])
+    print(f"cluster sizes: {', '.join(f'{i}: {n}' for i, n in enumerate(sizes))}")
+    listed = args.out / "skipped.txt"
+    if skipped := (listed.read_bytes().splitlines() if listed.is_file() else []):
+        print(f"{len(skipped)} files skipped, listed in {args.out / 'skipped.txt'}")
+    print(f"time: {summary.get('seconds', 0):.0f} s")
     print(f"report: {args.out / 'report.html'}")
     return 0
 

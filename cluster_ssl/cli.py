@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=non_negative_int, default=2, help="image-decoding processes"
     )
 
+    config = commands.add_parser(
+        "config", help="print every setting a train command would use (its config.json)"
+    )
+    config.add_argument("recipe", help="recipe name; see `cluster-ssl list`")
+    config.add_argument("--dataset", help=f"whose preset applies (default {DEFAULT_DATASET})")
+    add_set_option(config)
+
     commands.add_parser("list", help="list recipes, datasets and methods")
     return parser
 
@@ -200,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cluster(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "config":
+            return _config(args)
         return _list()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -393,6 +402,14 @@ def _eval(args: argparse.Namespace) -> int:
     if args.report is not None:
         print(f"report: {args.report / 'report.html'}")
     print(json.dumps({k: v for k, v in result.items() if k != "cluster_sizes"}))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from cluster_ssl.commands.config_card import resolved_settings
+
+    settings = resolved_settings(args.recipe, args.dataset, parse_assignments(args.assignments))
+    print(json.dumps(settings, indent=2, sort_keys=True, default=list))
     return 0
 
 

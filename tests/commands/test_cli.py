@@ -327,3 +327,17 @@ def test_argument_errors_come_before_torch_is_loaded(argv, message):
     )
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
     assert done.stdout.split() == ["2", "False"] and message in done.stderr
+
+
+def test_config_prints_the_settings_train_writes_to_config_json(tmp_path, capsys):
+    sets = ["--set", "maxiter=30", "--set", "update_interval=5", "--set", "pretrain.lr=0.002"]
+    out = tmp_path / "run"
+    argv = ["train", "dec", "--dataset", "digits", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--epochs", "1", *sets]) == 0
+    capsys.readouterr()
+    assert main(["config", "dec", "--dataset", "digits", "--set", "epochs=1", *sets]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "config.json").read_text())
+    assert printed["pretrain"]["lr"] == 0.002  # grouped by stage, as config.json
+    assert main(["config", "dec", "--set", "pretrain_lr=1"]) == 2
+    assert "this setting is now pretrain.lr" in capsys.readouterr().err

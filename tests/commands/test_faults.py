@@ -196,6 +196,17 @@ def test_a_real_full_disk_keeps_the_last_checkpoint(references, small_disk, tmp_
     assert_identical(final_state(moved), final_state(references["dec"][0]))
 
 
+def test_a_read_only_file_system_is_one_line(small_disk, capsys):
+    (small_disk / "run").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        assert main(command("dec", small_disk / "run")) == 2
+        err = capsys.readouterr().err
+        assert "cannot write there (Read-only file system)" in err and err.count("\n") == 1
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+
+
 def test_metrics_that_cannot_be_appended_are_one_line(tmp_path, monkeypatch, capsys):
     def full(text, path):
         raise files.UserError(files.write_error(OSError(errno.ENOSPC, "full"), Path(path)))

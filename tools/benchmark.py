@@ -93,6 +93,7 @@ from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
 from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES  # noqa: E402
 from cluster_ssl.runtime.device import resolve_device  # noqa: E402
 from cluster_ssl.runtime.errors import UserError  # noqa: E402
+from tools.machine import cpu_model  # noqa: E402
 
 
 def machine_summary() -> str:
@@ -100,14 +101,7 @@ def machine_summary() -> str:
     import kornia
     import torchvision
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"cpu: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
         f"python {platform.python_version()}, torch {torch.__version__}, "

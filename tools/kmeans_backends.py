@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -41,6 +40,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from tools.machine import cpu_model  # noqa: E402
 
 
 def clustered_features(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -54,14 +56,7 @@ def clustered_features(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def machine() -> str:
     """The CPU model, cores, threads and library versions, on one line."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import faiss
     import sklearn
 

@@ -192,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--dataset", help=f"whose preset applies (default {DEFAULT_DATASET})")
     add_set_option(config)
 
+    export = commands.add_parser(
+        "export", help="write a clustering's images by cluster (folders, CSV, FiftyOne)"
+    )
+    export.add_argument("run", type=Path, help="the --out folder of `cluster-ssl cluster`")
+    export.add_argument("--to", type=Path, help="output folder (default RUN/export-FORMAT)")
+    export.add_argument(
+        "--format", dest="fmt", choices=["folders", "csv", "fiftyone"], default="folders"
+    )
+    export.add_argument("--copy", action="store_true", help="copy files instead of linking")
+    export.add_argument(
+        "--names", type=Path, help="cluster names and merges saved from report.html (JSON)"
+    )
+
     commands.add_parser("list", help="list recipes, datasets and methods")
     return parser
 
@@ -209,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "export":
+            return _export(args)
         return _list()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -339,6 +354,10 @@ def _cluster(args: argparse.Namespace) -> int:
         for value in sorted(scores, key=int):
             print(f"{int(value):<3}{scores[value]:.4f}")
         print(f"chose k = {summary['k_selection']['k']} (highest silhouette)")
+        from cluster_ssl.report.quality import k_warning
+
+        if warning := k_warning({int(k): float(v) for k, v in scores.items()}):
+            print(f"warning: {warning}")
     print(_result_line(summary))
     sizes = summary.get("cluster_sizes", [])
     print(f"cluster sizes: {', '.join(f'{i}: {n}' for i, n in enumerate(sizes))}")
@@ -402,6 +421,13 @@ def _eval(args: argparse.Namespace) -> int:
     if args.report is not None:
         print(f"report: {args.report / 'report.html'}")
     print(json.dumps({k: v for k, v in result.items() if k != "cluster_sizes"}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cluster_ssl.commands.export import export_run
+
+    print(f"exported to {export_run(args.run, args.to, args.fmt, args.copy, args.names)}")
     return 0
 
 

@@ -96,6 +96,7 @@ def build_pipeline(
     flip: bool = True,
     strong_ops: int = 4,
     crop_scale: float | None = None,
+    crop_padding: int = 0,
 ) -> Pipeline:
     """Build the augmentation pipeline ``kind`` (one of :data:`PIPELINES`).
 
@@ -107,8 +108,10 @@ def build_pipeline(
       STL-10 / ImageNet subsets, with ``blur=True`` on the ImageNet subsets.
     - ``idfd``: RandomResizedCrop(scale 0.2-1), ColorJitter(0.4s, 0.4s, 0.4s) always,
       grayscale p 0.2, no flip, normalise.
-    - ``scan_strong``: resize when needed, flip, RandomCrop with ``image_size // 8`` reflect
-      padding, 4 of SCAN's 14 RandAugment operations per image, normalise, Cutout.
+    - ``scan_strong``: resize when needed, flip, RandomCrop of the full size with
+      ``crop_padding`` reflect padding (0, SCAN's ``RandomCrop(crop_size)`` without padding
+      in ``utils/common_config.py``, a no-op crop: no shift), 4 of SCAN's 14 RandAugment
+      operations per image, normalise, Cutout.
     - ``crop_flip`` (DeepCluster): RandomResizedCrop(scale ``crop_scale``-1), flip,
       normalise; no colour change.
 
@@ -121,7 +124,10 @@ def build_pipeline(
     changes into something else); ``strong_ops`` is the number of RandAugment operations of
     ``scan_strong`` per image (4 in SCAN). ``crop_scale`` is the smallest crop area of the
     cropping kinds (None: each paper's, :data:`DEFAULT_CROP_SCALE`; a 0.08 crop of a 16 px
-    digit is a blur of a few pixels). On 1-channel images the saturation,
+    digit is a blur of a few pixels). ``crop_padding`` (``scan_strong`` only) pads by that
+    many pixels (reflect) before the crop, so images shift by up to that much; on by
+    choice in the CPU presets that were tuned with it (``image_size // 8``). On 1-channel
+    images the saturation,
 
     hue and grayscale steps are skipped (they are the identity there).
 
@@ -149,6 +155,10 @@ def build_pipeline(
         raise UserError(f"strong_ops applies to scan_strong, not to {kind!r}")
     if strong_ops < 0:
         raise UserError(f"strong_ops must be >= 0, got {strong_ops}")
+    if crop_padding and kind != "scan_strong":
+        raise UserError(f"crop_padding applies to scan_strong, not to {kind!r}")
+    if crop_padding < 0:
+        raise UserError(f"crop_padding must be >= 0, got {crop_padding}")
     if crop_scale is not None and kind not in DEFAULT_CROP_SCALE:
         raise UserError(f"crop_scale applies to {', '.join(DEFAULT_CROP_SCALE)}, not to {kind!r}")
     crop_scale = DEFAULT_CROP_SCALE.get(kind, 1.0) if crop_scale is None else crop_scale
@@ -160,7 +170,7 @@ def build_pipeline(
         steps += _weak_steps(kind, image_size, strength, blur, flip, crop_scale)
     elif kind == "scan_strong":
         flip_p = 0.5 if flip else 0.0
-        steps += [Resize(image_size), RandomPaddedCrop(image_size // 8, flip_p=flip_p)]
+        steps += [Resize(image_size), RandomPaddedCrop(crop_padding, flip_p=flip_p)]
         steps.append(RandomOps(num_ops=strong_ops))
         if cutout is None:
             cutout = default_cutout(image_size)

@@ -8,8 +8,34 @@ import torch.nn.functional as F
 from cluster_ssl.losses.precision import full_precision
 from cluster_ssl.runtime.distributed import all_reduce_mean, current, gather_with_grad
 
-#: SCAN clamps probabilities at this value inside every logarithm
+#: SCAN clamps the mean assignment at this value inside the entropy's logarithm
+#: (``EPS`` of the public code's ``losses/losses.py``, used only by ``entropy``)
 EPS = 1e-8
+#: the public code's consistency term is ``nn.BCELoss`` against ones, which clamps the
+#: logarithm (not the probability) at this value
+BCE_LOG_FLOOR = -100.0
+
+
+@full_precision
+def neighbour_consistency(agreement: torch.Tensor) -> torch.Tensor:
+    """SCAN's consistency term: -mean log <Phi(X), Phi(k)> as the public code computes it,
+    ``nn.BCELoss()(agreement, ones)`` (``losses/losses.py`` ``SCANLoss`` and
+    ``utils/evaluate_utils.py`` ``scan_evaluate``).
+
+    PyTorch's BCE clamps each log at -100 (a pair that disagrees completely costs 100,
+    not -log 1e-8 = 18.4) and keeps a gradient -1/x down to x = 1e-12; a clamp of x at
+    1e-8 would cap the cost at 18.4 and stop the gradient of every pair below 1e-8. The
+    agreement (never negative) is clamped to at most 1 first (rounding can exceed it; BCE
+    refuses inputs above 1).
+
+    Args:
+        agreement: inner products <Phi(X), Phi(k)> of pairs of probability vectors, any shape.
+
+    Returns:
+        Scalar mean over all pairs.
+    """
+    agreement = agreement.clamp_max(1.0)
+    return F.binary_cross_entropy(agreement, torch.ones_like(agreement))
 
 
 def mean_assignment_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -42,8 +68,10 @@ def scan_loss(
         L = -1/|D| sum_X sum_{k in N_X} log <Phi(X), Phi(k)>  -  lambda * H(p_bar),
         p_bar = 1/|D| sum_X Phi(X),   H(p) = -sum_c p_c log p_c
 
-    with Phi the softmax of the head, one neighbour k drawn per anchor X, <.,.> clamped
-    at 1e-8 before the log (the public code's BCE) and lambda = 5 in every paper config.
+    with Phi the softmax of the head, one neighbour k drawn per anchor X, the log of
+    <.,.> clamped at -100 as the public code's ``nn.BCELoss`` does
+    (:func:`neighbour_consistency`; p_bar, not <.,.>, is clamped at 1e-8, as its
+    ``entropy``) and lambda = 5 in every paper config.
     The entropy term is at most log K, so a negative total is normal.
 
     Under DDP with ``gather`` the anchors' probabilities are gathered from every rank (with
@@ -71,7 +99,7 @@ def scan_loss(
     anchors = anchor_logits.softmax(dim=1)
     neighbours = neighbour_logits.softmax(dim=1)
     agreement = (anchors * neighbours).sum(dim=1)
-    consistency = -agreement.clamp_min(EPS).log().mean()
+    consistency = neighbour_consistency(agreement)
     if gather and current().enabled:
         anchors = gather_with_grad(anchors)
     entropy = mean_assignment_entropy(anchors)

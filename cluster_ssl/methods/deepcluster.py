@@ -55,7 +55,12 @@ class DeepCluster(EmbeddingMethod):
        with k = ``num_pseudo_classes`` gives pseudo-labels y_i; empty clusters are re-seeded
        from a perturbed copy of a non-empty cluster that is then split (the paper's rule);
     3. the classifier head W is re-initialised, W ~ N(0, 0.01^2), b = 0, and its optimiser
-       state (momentum buffers) is dropped: the previous epoch's classes mean nothing now;
+       state (momentum buffers) is dropped: the previous epoch's classes mean nothing now.
+       With SGD the head has its own parameter group with momentum ``head_momentum``
+       (0: the public ``main.py`` creates ``optimizer_tl = SGD(top_layer, lr, weight_decay)``
+       afresh each epoch, without momentum, while the rest uses SGD with momentum 0.9);
+       plain SGD keeps no state, so one optimiser with two groups takes exactly those steps
+       and its state_dict resumes them;
     4. training minimises  L = -1/B sum_i log softmax(W f(aug(x_i)) + b)_{y_i}  on batches
        sampled uniformly over the pseudo-classes.
 
@@ -74,6 +79,9 @@ class DeepCluster(EmbeddingMethod):
         sobel: put the fixed Sobel layer in front of the backbone (which must then take 2
             channels).
         kmeans_iterations: Lloyd iterations of each epoch's k-means (20 in the paper).
+        head_momentum: SGD momentum of the head's parameter group (0 in the public code);
+            None puts the head in the backbone's group (momentum included, its buffers
+            dropped at every re-initialisation). Other optimisers ignore it.
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class DeepCluster(EmbeddingMethod):
         pca_dim: int,
         sobel: bool,
         kmeans_iterations: int = 20,
+        head_momentum: float | None = 0.0,
         **kw,
     ) -> None:
         super().__init__(*args, **kw)
@@ -92,6 +101,7 @@ class DeepCluster(EmbeddingMethod):
         self.input_layer: nn.Module = SobelFilter() if sobel else nn.Identity()
         self.pca_dim = pca_dim
         self.kmeans_iterations = kmeans_iterations
+        self.head_momentum = head_momentum
         self.pseudo_labels: torch.Tensor | None = None
         self._optimizer: torch.optim.Optimizer | None = None
 
@@ -101,8 +111,16 @@ class DeepCluster(EmbeddingMethod):
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         """The optimiser over every trainable parameter, kept so that the head's state can
-        be dropped when the head is re-initialised."""
-        self._optimizer = super().configure_optimizer()
+        be dropped when the head is re-initialised. With SGD and ``head_momentum`` set, the
+        head is a second parameter group (same lr and weight decay, that momentum)."""
+        if self.head_momentum is None or self.optimizer_spec.name != "sgd":
+            self._optimizer = super().configure_optimizer()
+            return self._optimizer
+        head = {id(p) for p in self.head.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in head]
+        self._optimizer = self.optimizer_spec.build(rest)
+        head_params = [p for p in self.head.parameters() if p.requires_grad]
+        self._optimizer.add_param_group({"params": head_params, "momentum": self.head_momentum})
         return self._optimizer
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch import nn
 
 from cluster_ssl.cluster.neighbours import mine_neighbours, neighbour_accuracy
 from cluster_ssl.cluster.prediction import Prediction
-from cluster_ssl.losses.scan import mean_assignment_entropy, scan_loss
+from cluster_ssl.losses.scan import mean_assignment_entropy, neighbour_consistency, scan_loss
 from cluster_ssl.methods.base import Batch, StageContext, epoch_seed
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.heads import MultiClusterHead
@@ -18,6 +18,9 @@ from cluster_ssl.runtime.errors import UserError
 
 #: the entropy weight of the held-out loss that picks the head (SCAN's evaluation)
 SELECTION_ENTROPY_WEIGHT = 1.0
+#: held-out neighbours per image for that loss: SCAN mines the validation split's top-5
+#: (``simclr.py``) and reads 5 (``get_val_dataset``: ``NeighborsDataset(dataset, indices, 5)``)
+HELDOUT_NEIGHBOURS = 5
 
 
 class SCAN(EmbeddingMethod):
@@ -27,14 +30,25 @@ class SCAN(EmbeddingMethod):
 
     At the start: the top-``num_neighbours`` neighbours of every training image are mined
     with faiss on the pretext features of the un-augmented images, and, when the run has a
-    held-out split, of every held-out image too. Both lists are kept in the checkpoint, so a
-    resumed run reuses them. Each step draws one neighbour per anchor uniformly from its
-    list; anchors and neighbours are augmented independently (``augmentation``, SCAN's
-    strong pipeline) and go through the backbone in one pass. The heads' losses are summed.
+    held-out split, the top-``heldout_neighbours`` of every held-out image too. Both lists
+    are kept in the checkpoint, so a resumed run reuses them. Each step draws one neighbour
+    per anchor uniformly from its list plus, with ``include_anchor`` (the default), the
+    anchor itself: SCAN mines top-(k+1) including the sample (``utils/memory.py``
+    ``mine_nearest_neighbors``: "Sample itself is included") and ``NeighborsDataset`` draws
+    from all k+1, so 1 draw in k+1 pairs an image with another view of itself. Anchors and
+    neighbours are augmented independently (``augmentation``, SCAN's strong pipeline) and go
+    through the backbone in one pass. The heads' losses are summed.
 
-    After every epoch the head with the lowest SCAN loss (entropy weight 1, all k
-    neighbours) on the held-out split is kept for prediction; without a held-out split the
-    training data is used. ``update_heads_only`` freezes the backbone (SCAN's option).
+    After every epoch the SCAN loss (entropy weight 1, over all pairs of each image and its
+    held-out neighbours, the image itself included as above) of every head on the held-out
+    split is measured; without a held-out split the training data and its neighbours are
+    used. When this epoch's lowest loss is the lowest so far, that head's index and a copy
+    of the whole network (backbone and heads) are kept (SCAN's ``scan.py`` saves
+    ``scan_model`` then); :meth:`restore_best` loads that copy back, and self-labelling
+    starts from it. The copy is part of the method's state, so the stage checkpoint holds
+    it and a resumed run keeps it. During training, predictions use this epoch's lowest-loss
+    head on the current weights (SCAN's per-epoch evaluation). ``update_heads_only`` freezes
+    the backbone (SCAN's option).
 
     Args:
         pretext_features: L2-normalised features of a batch's un-augmented images, from the
@@ -43,6 +57,8 @@ class SCAN(EmbeddingMethod):
         augmentation: pipeline applied to anchors and neighbours.
         num_neighbours: k (20 on CIFAR / STL-10, 50 on ImageNet).
         entropy_weight: lambda (5 in every paper config).
+        heldout_neighbours: neighbours per held-out image for the head choice (5 in SCAN).
+        include_anchor: an anchor is among its own neighbour candidates (SCAN's code).
     """
 
     #: the kept head's argmax
@@ -57,6 +73,8 @@ class SCAN(EmbeddingMethod):
         num_neighbours: int,
         entropy_weight: float,
         update_heads_only: bool = False,
+        heldout_neighbours: int = HELDOUT_NEIGHBOURS,
+        include_anchor: bool = True,
         **kw,
     ) -> None:
         super().__init__(*args, **kw)
@@ -66,12 +84,17 @@ class SCAN(EmbeddingMethod):
         self.num_neighbours = num_neighbours
         self.entropy_weight = entropy_weight
         self.update_heads_only = update_heads_only
+        self.num_heldout_neighbours = heldout_neighbours
+        self.include_anchor = include_anchor
         self.find_unused_parameters = update_heads_only  # the backbone gets no gradient
 
         self.neighbours: torch.Tensor | None = None
         self.epoch_neighbour: torch.Tensor | None = None
         self.heldout_neighbours: torch.Tensor | None = None
         self.best_head = 0
+        self.epoch_head = 0
+        self.best_loss = float("inf")
+        self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
         self.heldout_losses: list[float] = []
         self.mining_accuracy: float | None = None
 
@@ -80,27 +103,38 @@ class SCAN(EmbeddingMethod):
         return self.optimizer_spec.build(p for p in module.parameters() if p.requires_grad)
 
     def on_fit_start(self, ctx: StageContext) -> None:
-        self.neighbours = self._mine(ctx, None)
+        self.neighbours = self._mine(ctx, None, self.num_neighbours)
         self.mining_accuracy = neighbour_accuracy(self.neighbours, ctx.dataset.labels)
         if ctx.heldout is not None:
-            self.heldout_neighbours = self._mine(ctx, ctx.heldout)
+            k = min(self.num_heldout_neighbours, len(ctx.heldout) - 1)
+            self.heldout_neighbours = self._mine(ctx, ctx.heldout, k)
 
-    def _mine(self, ctx: StageContext, dataset) -> torch.Tensor:
+    def _mine(self, ctx: StageContext, dataset, k: int) -> torch.Tensor:
         data = ctx.dataset if dataset is None else dataset
-        if self.num_neighbours >= len(data):
+        if k >= len(data) or k < 1:
+            setting = "scan.num_neighbours" if dataset is None else "scan.heldout_neighbours"
             raise UserError(
-                f"num_neighbours={self.num_neighbours} needs more than that many images, but "
-                f"{data.name} has {len(data)}; lower it (--set scan.num_neighbours=...)"
+                f"{setting}={k} needs more than that many images, but "
+                f"{data.name} has {len(data)}; lower it (--set {setting}=...)"
             )
         features = ctx.embed(self.pretext_features, dataset)
-        return ctx.on_main(lambda: mine_neighbours(features, self.num_neighbours))
+        return ctx.on_main(lambda: mine_neighbours(features, k))
+
+    def candidates(self, neighbours: torch.Tensor) -> torch.Tensor:
+        """(N, k + 1) each image's index then its k neighbours with ``include_anchor``
+        (SCAN's top-(k+1) list), else the (N, k) neighbours."""
+        if not self.include_anchor:
+            return neighbours
+        own = torch.arange(len(neighbours), device=neighbours.device).unsqueeze(1)
+        return torch.cat([own, neighbours], dim=1)
 
     def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
         """Draws this epoch's neighbour of every anchor, from (seed, epoch) alone: the same
         pairs on any number of processes, and again when a resumed run replays the epoch."""
+        candidates = self.candidates(self.neighbours)
         generator = torch.Generator().manual_seed(epoch_seed(ctx.seed, ctx.epoch))
-        picks = torch.randint(self.num_neighbours, (len(self.neighbours), 1), generator=generator)
-        self.epoch_neighbour = self.neighbours.gather(1, picks.to(self.neighbours.device))[:, 0]
+        picks = torch.randint(candidates.shape[1], (len(candidates), 1), generator=generator)
+        self.epoch_neighbour = candidates.gather(1, picks.to(candidates.device))[:, 0]
         return {}
 
     def prepare_batch(self, batch: Batch, ctx: StageContext) -> Batch:
@@ -136,16 +170,24 @@ class SCAN(EmbeddingMethod):
         with torch.no_grad():
             self._select_head(ctx)
         self.train(was_training)
-        logs = {"best_head": self.best_head, "heldout_loss": self.heldout_losses[self.best_head]}
+        logs = {
+            "best_head": self.best_head,
+            "epoch_head": self.epoch_head,
+            "heldout_loss": self.heldout_losses[self.epoch_head],
+            "best_heldout_loss": self.best_loss,
+        }
         if self.mining_accuracy is not None:
             logs["neighbour_acc"] = self.mining_accuracy
         return logs
 
     def _select_head(self, ctx: StageContext) -> None:
-        """SCAN's head selection: for each head, over the held-out images X and all k of
-        their mined neighbours N_X,
+        """SCAN's head selection (``scan_evaluate``): for each head, over the held-out
+        images X and their candidates N_X (X itself and its mined neighbours),
 
-            L = -1/(|D| k) sum_X sum_{j in N_X} log <Phi(X), Phi(j)>  -  H(mean_X Phi(X))
+            L = -1/(|D| |N_X|) sum_X sum_{j in N_X} log <Phi(X), Phi(j)>  -  H(mean_X Phi(X))
+
+        with the log clamped at -100 as its BCE. Keeps the network when the lowest L is
+        the lowest so far (strictly lower, as SCAN's ``lowest_loss < best_loss``).
         """
         heldout = ctx.heldout is not None and self.heldout_neighbours is not None
         dataset = ctx.heldout if heldout else ctx.dataset
@@ -155,19 +197,43 @@ class SCAN(EmbeddingMethod):
         losses = []
         for probs in logits.split(k, dim=1):
             probs = probs.softmax(dim=1)
-            agreement = (probs.unsqueeze(1) * probs[neighbours.to(probs.device)]).sum(dim=2)
-            consistency = -agreement.clamp_min(1e-8).log().mean()
+            pairs = self.candidates(neighbours.to(probs.device))
+            agreement = (probs.unsqueeze(1) * probs[pairs]).sum(dim=2)
+            consistency = neighbour_consistency(agreement)
             entropy = mean_assignment_entropy(probs)
             losses.append(float(consistency - SELECTION_ENTROPY_WEIGHT * entropy))
         self.heldout_losses = losses
-        self.best_head = min(range(len(losses)), key=losses.__getitem__)
+        self.epoch_head = min(range(len(losses)), key=losses.__getitem__)
+        if losses[self.epoch_head] < self.best_loss:
+            self.best_loss = losses[self.epoch_head]
+            self.best_head = self.epoch_head
+            self.best_state = self.network_state()
+
+    def network_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """A CPU copy of the backbone's and the heads' parameters and buffers."""
+        return {
+            name: {key: value.detach().to("cpu", copy=True) for key, value in sd.items()}
+            for name, sd in (
+                ("backbone", self.backbone.state_dict()),
+                ("heads", self.heads.state_dict()),
+            )
+        }
+
+    def restore_best(self) -> None:
+        """Loads the kept epoch's network (backbone and heads) back, as SCAN's
+        self-labelling loads ``scan_model``; nothing to do before any epoch ended."""
+        if self.best_state is None:
+            return
+        self.backbone.load_state_dict(self.best_state["backbone"])
+        self.heads.load_state_dict(self.best_state["heads"])
+        self.epoch_head = self.best_head
 
     def best_head_module(self) -> nn.Linear:
-        """The kept head (self-labelling starts from it)."""
+        """The kept head (self-labelling starts from it, after :meth:`restore_best`)."""
         return self.heads.heads[self.best_head]
 
     def predict(self, ctx: StageContext) -> Prediction:
-        head = self.best_head_module()
+        head = self.heads.heads[self.epoch_head]
         return self.head_prediction(ctx, lambda h: head(h).softmax(dim=1))
 
     def collapse_hint(self) -> str:
@@ -182,6 +248,9 @@ class SCAN(EmbeddingMethod):
             "neighbours": self.neighbours,
             "heldout_neighbours": self.heldout_neighbours,
             "best_head": self.best_head,
+            "epoch_head": self.epoch_head,
+            "best_loss": self.best_loss,
+            "best_state": self.best_state,
             "heldout_losses": self.heldout_losses,
             "mining_accuracy": self.mining_accuracy,
         }
@@ -190,5 +259,8 @@ class SCAN(EmbeddingMethod):
         self.neighbours = state["neighbours"]
         self.heldout_neighbours = state["heldout_neighbours"]
         self.best_head = state["best_head"]
+        self.epoch_head = state.get("epoch_head", self.best_head)
+        self.best_loss = state.get("best_loss", float("inf"))
+        self.best_state = state.get("best_state")
         self.heldout_losses = state["heldout_losses"]
         self.mining_accuracy = state["mining_accuracy"]

@@ -19,7 +19,10 @@ from cluster_ssl.runtime.errors import UserError
 class SelfLabel(EmbeddingMethod):
     """Fine-tunes backbone and one linear head on their own confident predictions.
 
-    The head starts as a copy of the clustering step's kept head. Each step: pseudo-labels
+    The network starts as the clustering step kept it: ``restore`` (when given) first loads
+    the clustering step's kept epoch back into the shared backbone (SCAN's ``selflabel.py``
+    starts from ``scan_model``, the epoch with the lowest held-out SCAN loss), then the head
+    becomes a copy of that epoch's kept head. Each step: pseudo-labels
     from the un-augmented images (no gradient), cross-entropy of the strongly augmented
     view against those whose confidence exceeds ``threshold``, class-balanced (see
     :func:`~cluster_ssl.losses.scan.confident_self_label_loss`).
@@ -30,6 +33,8 @@ class SelfLabel(EmbeddingMethod):
 
     Args:
         initial_head: returns the head to start from (read when the stage starts).
+        restore: called when the stage starts, before ``initial_head``: puts the clustering
+            step's kept weights back (:meth:`~cluster_ssl.methods.scan.SCAN.restore_best`).
         augmentation: the strong pipeline.
         threshold: confidence threshold (0.99 in SCAN).
     """
@@ -43,10 +48,12 @@ class SelfLabel(EmbeddingMethod):
         initial_head: Callable[[], nn.Linear],
         augmentation: nn.Module,
         threshold: float,
+        restore: Callable[[], None] | None = None,
         **kw,
     ) -> None:
         super().__init__(*args, **kw)
         self.initial_head = initial_head
+        self.restore = restore
         self.head = nn.Linear(self.backbone.feature_dim, self.num_clusters)
         self.augmentation = augmentation
         self.threshold = threshold
@@ -54,6 +61,8 @@ class SelfLabel(EmbeddingMethod):
         self._confident_in_epoch = torch.zeros((), dtype=torch.long)
 
     def on_fit_start(self, ctx: StageContext) -> None:
+        if self.restore is not None:
+            self.restore()
         self.head.load_state_dict(self.initial_head().state_dict())
         confidence = ctx.embed(self.probabilities).max(dim=1).values
         self.confident_fraction = float((confidence > self.threshold).float().mean())

@@ -49,16 +49,28 @@ def draw_map(points: np.ndarray, labels: np.ndarray) -> Image.Image:
     return image
 
 
-def write_embedding_map(
-    path: Path, embedding: np.ndarray, labels: np.ndarray, seed: int = 0
-) -> str:
-    """Draw the map of up to :data:`MAX_POINTS` samples to ``path``; returns the method."""
+def map_points(embedding: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """The samples mapped (sorted indices, at most :data:`MAX_POINTS`, seeded), their 2-D
+    coordinates and the projection's name."""
     rng = np.random.default_rng(seed)
     keep = np.arange(len(embedding))
     if len(keep) > MAX_POINTS:
         keep = np.sort(rng.choice(len(keep), MAX_POINTS, replace=False))
     points, method = project_2d(np.asarray(embedding, dtype=np.float32)[keep], seed)
+    return keep, np.asarray(points, dtype=np.float64), method
+
+
+def save_map(path: Path, points: np.ndarray, labels: np.ndarray) -> None:
+    """The static PNG of :func:`draw_map`."""
     buffer = io.BytesIO()
-    draw_map(points, labels[keep]).save(buffer, format="PNG")
+    draw_map(points, labels).save(buffer, format="PNG")
     write_bytes(buffer.getvalue(), path)
+
+
+def write_embedding_map(
+    path: Path, embedding: np.ndarray, labels: np.ndarray, seed: int = 0
+) -> str:
+    """Draw the map of up to :data:`MAX_POINTS` samples to ``path``; returns the method."""
+    keep, points, method = map_points(embedding, seed)
+    save_map(path, points, labels[keep])
     return method

@@ -122,8 +122,8 @@ def test_idfd_never_flips_while_simclr_does():
 def test_flip_false_turns_the_flips_off(kind):
     ramp = (255 - 8 * torch.arange(32)).to(torch.uint8)
     images = ramp.view(1, 1, 1, 32).expand(64, 3, 32, 32).contiguous()
-    # scan_strong without its random operations and cutout: the padded crop keeps the ramp
-    # in the columns its reflect padding does not reach
+    # scan_strong without its random operations and cutout: its full-size crop (no padding,
+    # as SCAN) keeps the ramp; the slice also allows the optional padding
     options = {"strong_ops": 0, "cutout": 0} if kind == "scan_strong" else {}
     inner = slice(4, 28) if kind == "scan_strong" else slice(None)
     torch.manual_seed(0)
@@ -349,3 +349,21 @@ def test_crop_scale_defaults_to_the_papers_and_can_be_raised(kind, default):
         crop_scales(crop_scale=0.0)
     with pytest.raises(UserError, match="crop_scale applies to"):
         build_pipeline("eval", image_size=16, mean=GRAY_MEAN, std=GRAY_STD, crop_scale=0.5)
+
+
+def test_scan_strong_crops_at_full_size_without_a_shift_unless_padded():
+    """SCAN's RandomCrop(crop_size) without padding is a no-op on images of that size:
+    without operations, Cutout and flips the pipeline only normalises."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    bare = {"strong_ops": 0, "cutout": 0, "flip": False}
+    plain = build_pipeline("eval", image_size=32, mean=RGB_MEAN, std=RGB_STD)
+    strong = build_pipeline("scan_strong", image_size=32, mean=RGB_MEAN, std=RGB_STD, **bare)
+    torch.testing.assert_close(strong(images), plain(images))
+    padded = build_pipeline(
+        "scan_strong", image_size=32, mean=RGB_MEAN, std=RGB_STD, crop_padding=4, **bare
+    )
+    assert padded[2].padding == 4
+    assert not torch.equal(padded(images), plain(images))
+    with pytest.raises(UserError, match="crop_padding applies to scan_strong"):
+        build_pipeline("simclr", image_size=32, mean=RGB_MEAN, std=RGB_STD, crop_padding=2)

@@ -271,7 +271,8 @@ def test_k_auto_chooses_k_reports_the_scores_and_predict_uses_it(tmp_path, capsy
     assert summary["num_clusters"] == selection["k"] == len(summary["cluster_sizes"])
     clusters = {label for label, _ in read_assignments(out / "assignments.csv").values()}
     assert clusters <= set(range(selection["k"]))
-    assert "k chosen" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "k chosen" in page and "Choosing k" in page  # the score curve of every k tried
     assert main(["predict", str(out), str(root), "--out", str(tmp_path / "p.csv")]) == 0
     predicted = read_assignments(tmp_path / "p.csv", root)
     assert {label for label, _ in predicted.values()} <= set(range(selection["k"]))

@@ -377,7 +377,47 @@ def test_trainer_logs_reseeding_stability_and_the_monitor(tmp_path):
     assert any("pseudo_label_accuracy" in line for line in lines)
 
 
-def test_a_run_resumed_after_its_first_epoch_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_the_head_gets_plain_sgd_and_the_rest_momentum_as_the_public_code():
+    from cluster_ssl.config import build_config
+    from recipes import deepcluster as recipe
+
+    for preset in ("cifar10", "cifar100-20", "stl10", "imagenet10"):
+        assert build_config(recipe.DeepClusterConfig, recipe.PRESETS[preset], {}).head_momentum == 0
+    assert recipe.DeepClusterConfig().head_momentum == 0.0
+    torch.manual_seed(0)
+    stage, dataset = build(head_momentum=0.0)
+    method = stage.method
+    optimizer = method.configure_optimizer()
+    body, head = optimizer.param_groups
+    assert body["momentum"] == 0.9 and head["momentum"] == 0.0
+    assert head["lr"] == body["lr"] and head["weight_decay"] == body["weight_decay"]
+    assert set(map(id, head["params"])) == set(map(id, method.head.parameters()))
+    assert not set(map(id, body["params"])) & set(map(id, head["params"]))
+    new_epoch(method, context(dataset))
+    order = method.sample_order(context(dataset))
+    losses = sgd_steps(method, optimizer, dataset, order, 3)
+    # one more step by hand: the head moves by -lr (grad + wd w), with no momentum
+    index = order[:64]
+    loss = method.training_step({"image": dataset.images[index], "index": index})["loss"]
+    optimizer.zero_grad()
+    loss.backward()
+    w, grad = method.head.weight.detach().clone(), method.head.weight.grad.clone()
+    optimizer.step()
+    expected = w - head["lr"] * (grad + head["weight_decay"] * w)
+    torch.testing.assert_close(method.head.weight.detach(), expected)
+    assert "momentum_buffer" not in optimizer.state.get(method.head.weight, {}) or (
+        optimizer.state[method.head.weight]["momentum_buffer"] is None
+    )
+    assert all(np.isfinite(losses))
+    # the old choice, the head in the momentum group, stays available
+    old = build(head_momentum=0.9)[0].method.configure_optimizer()
+    assert [group["momentum"] for group in old.param_groups] == [0.9, 0.9]
+
+
+@pytest.mark.parametrize("head_momentum", [0.0, 0.9])
+def test_a_run_resumed_after_its_first_epoch_ends_like_an_uninterrupted_one(
+    tmp_path, monkeypatch, head_momentum
+):
     saved = {}
     real_save = trainer_module.save_checkpoint
 
@@ -388,7 +428,7 @@ def test_a_run_resumed_after_its_first_epoch_ends_like_an_uninterrupted_one(tmp_
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_and_keep)
 
     def fit(resume):
-        stage, dataset = build(epochs=2)
+        stage, dataset = build(epochs=2, head_momentum=head_momentum)
         trainer = Trainer(TrainSettings(progress=False), RunLogger(tmp_path, enabled=False))
         trainer.fit(
             stage,
@@ -410,6 +450,7 @@ def test_a_run_resumed_after_its_first_epoch_ends_like_an_uninterrupted_one(tmp_
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, have[key]), key
     assert torch.equal(uninterrupted.pseudo_labels, resumed.pseudo_labels)
+    assert [g["momentum"] for g in saved[2]["optimizer"]["param_groups"]] == [0.9, head_momentum]
 
 
 def test_predict_clusters_the_normalised_embedding_into_k_classes(trained):

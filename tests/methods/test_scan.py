@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from cluster_ssl.cli import main
 from cluster_ssl.cluster.neighbours import mine_neighbours, neighbour_accuracy
 from cluster_ssl.commands.prepare import prepare
-from cluster_ssl.losses.scan import confident_self_label_loss, scan_loss
+from cluster_ssl.losses.scan import confident_self_label_loss, neighbour_consistency, scan_loss
 from cluster_ssl.methods import scan as scan_module
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.scan import SCAN
+from cluster_ssl.methods.selflabel import SelfLabel
 from cluster_ssl.runtime.errors import UserError
 
 CPU = torch.device("cpu")
@@ -66,8 +67,21 @@ def test_scan_loss_is_low_for_agreeing_balanced_pairs_and_clamps_disagreement():
     agree, _ = scan_loss(eye, eye, entropy_weight=1.0, gather=False)
     assert agree.item() == pytest.approx(-math.log(4), abs=1e-4)  # 0 consistency, max entropy
     disagree, parts = scan_loss(eye, eye.roll(1, dims=0), entropy_weight=0.0, gather=False)
-    assert parts["consistency"].item() == pytest.approx(-math.log(1e-8), rel=1e-3)
+    # as the public code's nn.BCELoss: the log of the agreement (2 e^-30 / (1 + 3 e^-30)),
+    # not a 1e-8 clamp of it (which would give 18.4)
+    assert parts["consistency"].item() == pytest.approx(30 - math.log(2), rel=1e-4)
     assert torch.isfinite(disagree)
+
+
+def test_consistency_is_the_public_codes_bce_and_clamps_the_log_at_minus_100():
+    agreement = torch.tensor([0.5, 1e-10, 1e-50, 0.0, 1.0], requires_grad=True)
+    loss = neighbour_consistency(agreement)
+    expected = F.binary_cross_entropy(agreement.detach(), torch.ones(5))
+    assert loss.item() == pytest.approx(expected.item())
+    assert loss.item() == pytest.approx((math.log(2) + 10 * math.log(10) + 100 + 100) / 5)
+    loss.backward()
+    assert torch.isfinite(agreement.grad).all()
+    assert agreement.grad[1] < -1e8  # still pushed below 1e-8, where a clamp would stop
 
 
 def test_self_label_loss_is_class_balanced_cross_entropy_on_confident_samples():
@@ -137,16 +151,33 @@ def test_the_kept_head_has_the_lowest_heldout_loss():
     expected = []
     for head in range(3):
         probs = softmax_rows(logits[:, head * k : (head + 1) * k])
-        pairs = [
-            math.log(max(dot(probs[i], probs[j]), 1e-8))
+        pairs = [  # each image with itself and its neighbours, as SCAN's top-(k+1) lists
+            max(math.log(dot(probs[i], probs[j])), -100.0)
             for i in range(n)
-            for j in neighbours[i].tolist()
+            for j in [i, *neighbours[i].tolist()]
         ]
         mean = [sum(row[c] for row in probs) / n for c in range(k)]
         entropy = -sum(m * math.log(m) for m in mean)
         expected.append(-sum(pairs) / len(pairs) - entropy)
     assert clustering.heldout_losses == pytest.approx(expected, rel=1e-4)
     assert clustering.best_head == int(np.argmin(expected))
+    assert clustering.best_loss == pytest.approx(min(expected), rel=1e-4)
+
+
+def test_the_scan_presets_follow_scans_configs():
+    from cluster_ssl.config import build_config
+    from recipes import scan as recipe
+
+    def config(preset):
+        return build_config(recipe.SCANConfig, recipe.PRESETS[preset], {})
+
+    for preset in ("cifar10", "cifar100-20", "stl10"):
+        cfg = config(preset)
+        assert cfg.scan.num_heads == 1 and cfg.strong_crop_padding == 0
+        assert cfg.scan.include_anchor and cfg.scan.heldout_neighbours == 5
+    assert config("stl10").selflabel.epochs == 100
+    assert config("cifar10").selflabel.epochs == config("cifar100-20").selflabel.epochs == 200
+    assert config("imagenet10").scan.num_heads == 10
 
 
 def run_steps(method, ctx, steps, seed=0):
@@ -182,12 +213,60 @@ def test_each_epoch_pairs_every_anchor_with_one_neighbour_drawn_from_seed_and_ep
         return clustering.epoch_neighbour.clone()
 
     first = drawn(0)
-    assert all(first[i] in clustering.neighbours[i] for i in range(n))
+    # from the k neighbours and the anchor itself (SCAN's top-(k+1) lists include it)
+    assert all(first[i] in clustering.neighbours[i] or first[i] == i for i in range(n))
+    itself = float((first == torch.arange(n)).float().mean())
+    assert 0.05 < itself < 0.35  # about 1 in k + 1 = 6
     assert torch.equal(first, drawn(0))
     assert not torch.equal(first, drawn(1))
     index = torch.tensor([7, 2, 11])
     batch = clustering.prepare_batch({"image": dataset.images[index], "index": index}, ctx)
     torch.testing.assert_close(batch["neighbour_image"], dataset.images[drawn(1)[index]])
+
+
+def test_without_include_anchor_the_neighbour_is_always_another_image():
+    (_, clustering, _), dataset = stages(scan__include_anchor=False)
+    n = len(dataset)
+    clustering.neighbours = (
+        torch.stack([torch.randperm(n - 1)[:5] + 1 + i for i in range(n)]) % n
+    )  # never i itself
+    clustering.on_epoch_start(StageContext(dataset, CPU, seed=3, num_workers=0))
+    assert not bool((clustering.epoch_neighbour == torch.arange(n)).any())
+
+
+def test_the_network_of_the_best_epoch_is_kept_and_self_labelling_starts_from_it():
+    torch.manual_seed(0)
+    (_, clustering, selflabel), dataset = stages(scan__lr=1e-3, selflabel__confidence_threshold=0.0)
+    ctx = StageContext(dataset, CPU, seed=0, num_workers=0)
+    clustering.eval()
+    clustering.on_fit_start(ctx)
+    run_steps(clustering, ctx, 5)
+    clustering.on_epoch_end(ctx)  # the first epoch is always the best so far
+    best = {key: value.clone() for key, value in clustering.backbone.state_dict().items()}
+    best_heads = [head.weight.clone() for head in clustering.heads.heads]
+    best_head, best_loss = clustering.best_head, clustering.best_loss
+    assert clustering.best_state is not None and math.isfinite(best_loss)
+
+    run_steps(clustering, ctx, 5, seed=1)
+    clustering.best_loss = -math.inf  # the second epoch is worse: nothing new is kept
+    clustering.on_epoch_end(ctx)
+    assert clustering.best_head == best_head
+    last = clustering.backbone.state_dict()
+    assert any(not torch.equal(last[key], best[key]) for key in best)
+
+    # the stage checkpoint (the method's state) holds the kept network
+    fresh = stages()[0][1]
+    fresh.load_state_dict(clustering.state_dict())
+    for key, value in best.items():
+        assert torch.equal(fresh.best_state["backbone"][key], value)
+
+    selflabel.eval()
+    selflabel.on_fit_start(ctx)  # restores the kept epoch, then copies its head
+    for key, value in selflabel.backbone.state_dict().items():
+        assert torch.equal(value, best[key]), key
+    assert torch.equal(selflabel.head.weight, best_heads[best_head])
+    for head, weight in zip(clustering.heads.heads, best_heads, strict=True):
+        assert torch.equal(head.weight, weight)
 
 
 def test_scan_step_mines_then_trains_and_its_loss_falls():
@@ -282,6 +361,30 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
     assert pretext["seconds"] == 0 and pretext["seconds_before_resume"] > 0
     assert scan["seconds_before_resume"] > 0 and "seconds_before_resume" not in selflabel
     assert summary["clusters_used"] >= 1 and 0 <= summary["acc"] <= 1
+
+
+def test_self_labelling_of_a_run_starts_from_the_scan_checkpoints_best_epoch(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    seen = {}
+    original_start = SelfLabel.on_fit_start
+
+    def recording_start(self, ctx):
+        original_start(self, ctx)
+        seen["backbone"] = {
+            k: v.detach().cpu().clone() for k, v in self.backbone.state_dict().items()
+        }
+        seen["head"] = self.head.weight.detach().cpu().clone()
+
+    monkeypatch.setattr(SelfLabel, "on_fit_start", recording_start)
+    settings = {"scan.epochs": 3, "selflabel.confidence_threshold": 0.2}
+    assert main(cli_args(out, **settings)) == 0
+    saved = torch.load(out / "stages" / "02-scan.pt", weights_only=False)["method"]
+    extra = saved["_extra_state"]
+    assert extra["best_loss"] == min(extra["best_loss"], *extra["heldout_losses"])
+    for key, value in extra["best_state"]["backbone"].items():
+        assert torch.equal(seen["backbone"][key], value), key
+    kept = extra["best_state"]["heads"][f"heads.{extra['best_head']}.weight"]
+    assert torch.equal(seen["head"], kept)
 
 
 def test_an_unconfident_clustering_step_stops_self_labelling_with_one_line(tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cluster_ssl.cluster.prediction import Prediction
@@ -11,6 +10,7 @@ from cluster_ssl.commands.train import keep_centres
 from cluster_ssl.commands.trained import load_trained_stage
 from cluster_ssl.report.assignments import write_skipped
 from cluster_ssl.report.run_report import sample_names, write_report_dir
+from cluster_ssl.runtime.files import read_json
 
 
 def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Prediction:
@@ -20,9 +20,11 @@ def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Pred
     prediction = trained.predict(device, num_workers)
     keep_centres(trained.stage.method, prediction, trained.path)  # k may have changed
     facts = {}
+    k_scores = None
     chosen = out / K_SELECTION_FILE
     if chosen.is_file():
-        selection = json.loads(chosen.read_text())
+        selection = read_json(chosen, ("k", "scores"), "run cluster --k auto --resume again")
+        k_scores = {int(k): float(score) for k, score in selection["scores"].items()}
         low, high = min(map(int, selection["scores"])), max(map(int, selection["scores"]))
         facts["k chosen"] = f"{selection['k']} in {low}-{high} (highest silhouette)"
     write_skipped(out / "skipped.txt", dataset.skipped, folder)
@@ -40,5 +42,6 @@ def write_outputs(out: Path, folder: Path, device, num_workers: int = 2) -> Pred
         },
         names=sample_names(dataset, folder),
         extra_links={"skipped.txt": "skipped.txt"},
+        k_scores=k_scores,
     )
     return prediction

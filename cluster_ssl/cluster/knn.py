@@ -106,6 +106,10 @@ def flat_index(d: int, inner_product: bool, use_gpu: bool) -> faiss.Index:
 
 #: lists an inverted-file search probes at least (small indexes have few, large lists)
 MIN_PROBES = 8
+#: the share of the true neighbours an approximate search must find, checked on a sample
+MIN_RECALL = 0.99
+#: queries the recall is measured on
+RECALL_SAMPLE = 1000
 
 
 def ivf_index(x: np.ndarray, inner_product: bool, seed: int = 0) -> faiss.Index:
@@ -144,6 +148,7 @@ def knn(
     use_gpu: bool | None = None,
     approximate: bool = False,
     backend: str = "auto",
+    stats: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest neighbours of every row of ``x`` among the rows of ``x``.
 
@@ -169,6 +174,9 @@ def knn(
             always exact.
         backend: ``"auto"`` (torch for a tensor on a GPU, else faiss when installed, else
             torch), ``"faiss"`` or ``"torch"``; see :mod:`cluster_ssl.cluster.backend`.
+        stats: filled with the search's ``recall`` (1.0 when exact, else measured by
+            :func:`tune_probes`, which widens the probes until it is at least
+            :data:`MIN_RECALL`) and, for an inverted file, its ``probes`` and ``lists``.
 
     Returns:
         ``(scores, indices)``, both (N, k) numpy arrays: float32 similarities, best first,
@@ -188,6 +196,8 @@ def knn(
         _check_neighbours(k, tensor.shape[0], exclude_self)
         if metric == "cosine":
             tensor = F.normalize(tensor, dim=1, eps=1e-12)
+        if stats is not None:
+            stats["recall"] = 1.0  # always exact
         return knn_torch(tensor, k, metric, exclude_self, chunk_size)
 
     feats = as_float32_matrix(x)
@@ -196,11 +206,20 @@ def knn(
     if metric == "cosine":
         feats = l2_normalise(feats)
     gpu = resolve_use_gpu(use_gpu)
+    k_search = k + 1 if exclude_self else k
+    found = {"recall": 1.0}
     if approximate and not gpu:
         index = ivf_index(feats, inner_product=metric != "l2")
+        exact = flat_index(feats.shape[1], inner_product=metric != "l2", use_gpu=False)
+        exact.add(feats)
+        found["recall"] = tune_probes(index, exact, feats, k_search)
+        ivf = require_faiss().extract_index_ivf(index)
+        found.update(probes=ivf.nprobe, lists=ivf.nlist)
     else:
         index = flat_index(feats.shape[1], inner_product=metric != "l2", use_gpu=gpu)
         index.add(feats)
+    if stats is not None:
+        stats.update(found)
 
     k_search = k + 1 if exclude_self else k
     scores = np.empty((n, k), dtype=np.float32)
@@ -219,6 +238,48 @@ def knn(
         exact_scores, exact_indices = _exact_rows(feats, short, k_search, metric, exclude_self)
         scores[short], indices[short] = exact_scores, exact_indices
     return scores, indices
+
+
+def tune_probes(
+    index: faiss.Index,
+    exact: faiss.Index,
+    feats: np.ndarray,
+    k_search: int,
+    target: float = MIN_RECALL,
+    sample: int = RECALL_SAMPLE,
+    seed: int = 0,
+) -> float:
+    """Probe more lists of an inverted-file index until it finds ``target`` of the true
+    neighbours.
+
+    A seeded sample of queries is searched exactly and with the index; while the share of
+    the exact top-k that the index finds is below ``target``, the probes double (probing
+    every list is the exact search).
+
+    Args:
+        index: the inverted-file index (:func:`ivf_index`), changed in place.
+        exact: a flat index over the same rows.
+        feats: the (N, d) rows both hold, in the same order.
+        k_search: neighbours per query.
+        target: the recall to reach.
+        sample: queries to measure it on.
+        seed: seed of the sample.
+
+    Returns:
+        The recall measured with the probes kept.
+    """
+    faiss = require_faiss()
+    rows = np.random.default_rng(seed).choice(len(feats), min(sample, len(feats)), replace=False)
+    queries = np.ascontiguousarray(feats[rows])
+    _, truth = exact.search(queries, k_search)
+    ivf = faiss.extract_index_ivf(index)
+    while True:
+        _, found = index.search(queries, k_search)
+        hits = [len(set(a) & set(b)) for a, b in zip(truth.tolist(), found.tolist(), strict=True)]
+        recall = sum(hits) / truth.size
+        if recall >= target or ivf.nprobe >= ivf.nlist:
+            return recall
+        ivf.nprobe = min(ivf.nlist, 2 * ivf.nprobe)
 
 
 def _check_neighbours(k: int, n: int, exclude_self: bool) -> None:

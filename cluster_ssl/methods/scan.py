@@ -97,6 +97,8 @@ class SCAN(EmbeddingMethod):
         self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
         self.heldout_losses: list[float] = []
         self.mining_accuracy: float | None = None
+        #: the share of the true neighbours the search found (approximate above 20,000)
+        self.mining_recall: float | None = None
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         module = self.heads if self.update_heads_only else self
@@ -118,7 +120,11 @@ class SCAN(EmbeddingMethod):
                 f"{data.name} has {len(data)}; lower it (--set {setting}=...)"
             )
         features = ctx.embed(self.pretext_features, dataset)
-        return ctx.on_main(lambda: mine_neighbours(features, k))
+        stats: dict[str, float] = {}
+        mined = ctx.on_main(lambda: mine_neighbours(features, k, stats=stats))
+        if dataset is None:
+            self.mining_recall = stats.get("recall")
+        return mined
 
     def candidates(self, neighbours: torch.Tensor) -> torch.Tensor:
         """(N, k + 1) each image's index then its k neighbours with ``include_anchor``
@@ -178,6 +184,8 @@ class SCAN(EmbeddingMethod):
         }
         if self.mining_accuracy is not None:
             logs["neighbour_acc"] = self.mining_accuracy
+        if self.mining_recall is not None:  # measured when this invocation mined
+            logs["mining_recall"] = self.mining_recall
         return logs
 
     def _select_head(self, ctx: StageContext) -> None:

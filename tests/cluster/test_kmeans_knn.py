@@ -197,3 +197,21 @@ def test_rows_an_inverted_file_cannot_fill_are_searched_exactly():
     _, exact = knn(x, 300, metric="l2")
     assert (approx >= 0).all()
     assert np.array_equal(approx[short], exact[short])
+
+
+def test_an_approximate_search_widens_its_probes_until_it_finds_99_percent():
+    """Uniform points in 32-d are hard for an inverted file: at its first probes it misses
+    many neighbours; the probes widen until the measured recall is at least 0.99."""
+    pytest.importorskip("faiss")
+    from cluster_ssl.cluster.knn import MIN_RECALL
+
+    x = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
+    stats: dict[str, float] = {}
+    _, approximate = knn(x, 10, approximate=True, stats=stats, backend="faiss")
+    _, exact = knn(x, 10, backend="faiss")
+    assert stats["recall"] >= MIN_RECALL and stats["probes"] > 8  # it had to widen
+    found = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approximate, exact, strict=True)])
+    assert found >= 0.98  # the sample's recall holds for every query
+    exact_stats: dict[str, float] = {}
+    knn(x, 10, stats=exact_stats, backend="faiss")
+    assert exact_stats == {"recall": 1.0}

@@ -82,3 +82,17 @@ def test_the_drawn_import_graph_is_current():
     assert (REPO / "docs" / "IMPORTS.md").read_text() == mermaid(package_edges()), (
         "run: python tools/import_graph.py > docs/IMPORTS.md"
     )
+
+
+def test_the_package_imports_without_kornia_faiss_and_wandb():
+    """The GPU machine has none of them: they are loaded where they are used."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "for name in ('kornia', 'faiss', 'wandb'): sys.modules[name] = None\n"
+        "import recipes, cluster_ssl.estimators, cluster_ssl.commands.train, cluster_ssl.cli\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -16,8 +16,6 @@ with broadcast operands, which take slow paths on the CPU.
 
 from __future__ import annotations
 
-import kornia.enhance
-import kornia.filters
 import torch
 import torch.nn.functional as F
 
@@ -163,7 +161,9 @@ def autocontrast_(images: torch.Tensor) -> torch.Tensor:
 
 def equalize_(images: torch.Tensor) -> torch.Tensor:
     """In place: equalise each channel's histogram as ``PIL.ImageOps.equalize`` (kornia)."""
-    return images.copy_(kornia.enhance.equalize(images))
+    from kornia.enhance import equalize  # loaded when used: the package imports without it
+
+    return images.copy_(equalize(images))
 
 
 def solarize_(images: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
@@ -311,4 +311,6 @@ def gaussian_blur(images: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -
     """Separable Gaussian blur, one ``sigma`` per image (``(B,)``), reflect borders (kornia)."""
     kernel_size = min(kernel_size, 2 * min(images.shape[-2:]) - 1)  # reflect pad < side
     sigmas = sigma.view(-1, 1).expand(-1, 2)
-    return kornia.filters.gaussian_blur2d(images, kernel_size, sigmas, border_type="reflect")
+    from kornia.filters import gaussian_blur2d  # loaded when used, as equalize
+
+    return gaussian_blur2d(images, kernel_size, sigmas, border_type="reflect")

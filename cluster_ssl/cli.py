@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="length of the first stage (default: by folder size); SCAN's later stages take "
         "--set scan.epochs=N / selflabel.epochs=N",
     )
+    cluster.add_argument(
+        "--time-budget",
+        help="size the training to fit this time (90s, 10m, 1h): the first steps are timed, "
+        "then the epochs are chosen, printed and kept for --resume",
+    )
     add_set_option(cluster)
     cluster.add_argument("--seed", type=int, help="random seed (default 0)")
     cluster.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
@@ -323,6 +328,9 @@ def _result_line(result: dict) -> str:
 def _cluster(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:  # arguments first, before torch loads
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    budget = None if args.time_budget is None else parse_duration(args.time_budget)
+    if budget is not None and args.epochs is not None:
+        raise UserError("--time-budget chooses the epochs; give it or --epochs, not both")
     k, k_range = _k_options(args.k, args.k_range)
     if k is not None and k < 2:
         raise UserError(f"--k {k}: give at least 2 clusters, or --k auto")
@@ -346,6 +354,7 @@ def _cluster(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             num_workers=args.workers,
+            time_budget=budget,
         )
     )
     if "k_selection" in summary:
@@ -364,9 +373,33 @@ def _cluster(args: argparse.Namespace) -> int:
     listed = args.out / "skipped.txt"
     if skipped := (listed.read_bytes().splitlines() if listed.is_file() else []):
         print(f"{len(skipped)} files skipped, listed in {args.out / 'skipped.txt'}")
-    print(f"time: {summary.get('seconds', 0):.0f} s")
+    print(f"time: {summary.get('seconds', 0):.0f} s", end="")
+    if summary.get("estimated_seconds") is not None:
+        print(
+            f" (training {summary['training_seconds']:.0f} s, estimated "
+            f"{summary['estimated_seconds']:.0f} s)",
+            end="",
+        )
+    print()
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``10m``, ``1h`` (or ``1.5h``) in seconds; a UserError for anything else."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        seconds = float(value) * DURATION_UNITS[unit]
+    except (KeyError, ValueError):
+        raise UserError(
+            f"--time-budget {text!r}: write a number and s, m or h, e.g. 90s, 10m, 1h"
+        ) from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise UserError(f"--time-budget {text!r}: give a time above zero, e.g. 90s, 10m, 1h")
+    return seconds
 
 
 def _k_options(k: str, k_range: str | None) -> tuple[int | None, tuple[int, int] | None]:

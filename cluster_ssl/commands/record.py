@@ -11,6 +11,7 @@ from cluster_ssl.config import (
     DEFAULT_RECIPE,
 )
 from cluster_ssl.engine.recipe import Recipe
+from cluster_ssl.engine.trainer import Pace
 
 
 @dataclass
@@ -41,6 +42,8 @@ class RunRequest:
     num_workers: int = 2
     #: extra arguments of the dataset builder (e.g. ``skip_unreadable`` for folders)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    #: times the steps and estimates the run's duration (``cluster`` passes its own)
+    pace: Pace | None = None
 
     def given(self) -> dict[str, Any]:
         """The parts of the run record that were asked for explicitly."""

@@ -104,7 +104,7 @@ def _train(request: RunRequest) -> dict[str, Any]:
         compile_backend=request.compile_backend,
         checkpoint_every=request.checkpoint_every,
     )
-    trainer = Trainer(settings, logger)
+    trainer = Trainer(settings, logger, pace=request.pace)
     heldout = None if prepared.eval_dataset is prepared.dataset else prepared.eval_dataset
     ctx = StageContext(
         prepared.dataset,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,97 @@ class _StageRun:
         return None if self.seconds_before is None else self.seconds_before + self.seconds()
 
 
+@dataclass
+class Pace:
+    """Times the first steps of a run and estimates its whole training time.
+
+    Each stage times its first ``measured_steps`` optimiser steps after ``warmup_steps``
+    (real steps of the run: nothing extra runs and no random draw is taken), and its first
+    whole-dataset refresh (``on_epoch_start``). The estimate is, over every stage of
+    ``plan`` (stage index -> optimiser steps; the trainer fills in each stage it starts),
+    steps x the stage's measured step time (the last stage measured stands in for stages not
+    reached yet), plus epochs x refresh time where that was measured. ``on_measured`` is
+    called once, when the first stage measured has its step time (it may raise to stop the
+    run before anything is checkpointed). ``clock`` is injectable for tests.
+    """
+
+    clock: Callable[[], float] = time.perf_counter
+    warmup_steps: int = 1
+    measured_steps: int = 5
+    plan: dict[int, int] = field(default_factory=dict)
+    epochs: dict[int, int] = field(default_factory=dict)
+    step_seconds: dict[int, float] = field(default_factory=dict)
+    refresh_seconds: dict[int, float] = field(default_factory=dict)
+    on_measured: Callable[[Pace], None] | None = None
+    _marks: list[float] = field(default_factory=list)
+    _measuring: int | None = None
+
+    def start_stage(self, index: int, steps: int, epochs: int) -> None:
+        self.plan[index], self.epochs[index] = steps, epochs
+        self._marks, self._measuring = [], (None if index in self.step_seconds else index)
+
+    def step_starts(self) -> None:
+        """Before the stage's first timed step: the start of the warm-up step."""
+        if self._measuring is not None and not self._marks:
+            self._marks.append(self.clock())
+
+    def step_done(self) -> bool:
+        """After a step; True when this step completed the stage's measurement."""
+        if self._measuring is None:
+            return False
+        self._marks.append(self.clock())
+        if len(self._marks) - 1 < self.warmup_steps + self.measured_steps:
+            return False
+        return self._measure()
+
+    def epoch_done(self) -> bool:
+        """At the end of the stage's first epoch: measure on what ran (a small folder's
+        epoch can be shorter than the warm-up and measured steps). True when it measured."""
+        if self._measuring is None or len(self._marks) < 2:
+            return False
+        return self._measure()
+
+    def _measure(self) -> bool:
+        marks, warm = self._marks, min(self.warmup_steps, len(self._marks) - 2)
+        first = self.step_seconds == {}
+        self.step_seconds[self._measuring] = (marks[-1] - marks[warm]) / (len(marks) - 1 - warm)
+        self._measuring = None
+        if first and self.on_measured is not None:
+            self.on_measured(self)
+        return True
+
+    @property
+    def measuring(self) -> bool:
+        return self._measuring is not None
+
+    def step_time(self, index: int) -> float | None:
+        """The stage's measured step time, else that of the closest stage measured before it."""
+        known = [i for i in self.step_seconds if i <= index] or list(self.step_seconds)
+        return self.step_seconds[max(known)] if known else None
+
+    def estimate(self, plan: dict[int, int] | None = None) -> float | None:
+        """Estimated training seconds of every stage of ``plan`` (default: this pace's)."""
+        plan = self.plan if plan is None else plan
+        if not self.step_seconds:
+            return None
+        total = 0.0
+        for index, steps in plan.items():
+            total += steps * self.step_time(index)
+            if index in self.refresh_seconds:
+                total += self.epochs.get(index, 0) * self.refresh_seconds[index]
+        return total
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 class Trainer:
     """Runs a :class:`Stage` to completion, checkpointing after every epoch (or every
     ``checkpoint_every`` epochs) and at its end.
@@ -117,9 +209,14 @@ class Trainer:
     generator state, so a killed run resumed from it replays the same remaining epochs.
     """
 
-    def __init__(self, settings: TrainSettings, logger: RunLogger) -> None:
+    def __init__(
+        self, settings: TrainSettings, logger: RunLogger, pace: Pace | None = None
+    ) -> None:
         self.settings = settings
         self.logger = logger
+        #: times the first steps; the progress bar then shows the run's estimated time
+        self.pace = pace or Pace()
+        self._estimate_echoed = False
 
     def fit(
         self,
@@ -143,6 +240,7 @@ class Trainer:
         else:
             epoch, stop_reason = self._restore(run, resume)
         run.model = self._distribute(run.method, ctx)
+        self.pace.start_stage(stage_index, run.total_steps, stage.epochs)
 
         run.started = time.perf_counter()
         progress = tqdm(
@@ -157,11 +255,16 @@ class Trainer:
         while stop_reason is None and epoch < stage.epochs:
             ctx.epoch = epoch
             run.method.eval()  # whole-dataset passes (pseudo-labels) without augmentation
+            refresh_started = self.pace.clock()
             with timed("epoch_refresh"):
                 start_logs = run.method.on_epoch_start(ctx)
                 run.batches.set_epoch(epoch, run.method.sample_order(ctx))
+            if stage_index not in self.pace.refresh_seconds:  # counted when it is measured
+                self.pace.refresh_seconds[stage_index] = self.pace.clock() - refresh_started
             run.method.train()
             stop_reason = self._run_epoch_or_explain(run, progress)
+            if self.pace.epoch_done():  # before the first checkpoint
+                self._show_estimate(run, progress)
             epoch += 1
             epoch_logs = {**start_logs, **run.method.on_epoch_end(ctx)}
 
@@ -292,6 +395,7 @@ class Trainer:
         nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
         reason = None
         batches = iter(run.batches)
+        self.pace.step_starts()
         for _ in range(len(run.batches) // accumulate):  # whole optimiser steps only
             with timed("step_refresh"):
                 method.on_step_start(ctx)
@@ -318,6 +422,10 @@ class Trainer:
                     run.scheduler.step()
             ctx.step += 1
             progress.update()
+            if self.pace.measuring and ctx.device.type == "cuda":  # time the kernels too
+                torch.cuda.synchronize(ctx.device)
+            if self.pace.step_done():
+                self._show_estimate(run, progress)
             if ctx.step % self.settings.log_every == 0 or ctx.step == run.total_steps:
                 self._check_finite(nonfinite, run)
                 logs = self._step_logs(step_scalars, run.optimizer)
@@ -327,6 +435,20 @@ class Trainer:
                 break
         self._check_finite(nonfinite, run)  # before anything is checkpointed
         return reason
+
+    def _show_estimate(self, run: _StageRun, progress: tqdm) -> None:
+        """The run's estimated training time on the progress bar; echoed the first time."""
+        total = self.pace.estimate()
+        if total is None:
+            return
+        progress.set_description(f"{run.stage.name} (run ~{format_duration(total)})")
+        if not self._estimate_echoed:
+            self._estimate_echoed = True
+            step = self.pace.step_seconds[run.stage_index]
+            self.logger.echo(
+                f"estimated training time: ~{format_duration(total)} "
+                f"({step:.3g} s a step in {run.stage.name!r}, measured on its first steps)"
+            )
 
     def _run_epoch_or_explain(self, run: _StageRun, progress: Any) -> str | None:
         """:meth:`_run_epoch`, with a failed allocation as one line naming what to lower."""

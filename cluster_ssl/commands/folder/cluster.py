@@ -10,6 +10,7 @@ DIR/summary.json, DIR/stages/  the run itself (``--resume`` continues it)
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,13 @@ import numpy as np
 
 from cluster_ssl.commands.folder.k_selection import choose_run_k
 from cluster_ssl.commands.folder.outputs import write_outputs
+from cluster_ssl.commands.folder.plan import (
+    BudgetMeasured,
+    budget_settings,
+    plan_pace,
+    stage_plan,
+    start_block,
+)
 from cluster_ssl.commands.folder.request import FolderRequest
 from cluster_ssl.commands.folder.sizing import (
     folder_methods,
@@ -27,6 +35,7 @@ from cluster_ssl.commands.folder.sizing import (
 from cluster_ssl.commands.record import RunRequest
 from cluster_ssl.commands.train import train
 from cluster_ssl.data.folder import scan_images
+from cluster_ssl.engine.trainer import Pace, format_duration
 from cluster_ssl.runtime.device import resolve_device
 from cluster_ssl.runtime.errors import UserError
 from cluster_ssl.runtime.files import read_json, write_json
@@ -92,9 +101,75 @@ def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
     overrides["num_clusters"] = high  # the largest k tried when it is chosen
     sizing = sized_for_folder(method, len(readable), high, overrides)
     overrides = {**sizing, **overrides}  # the user's --set still has the last word
+    planned = {**overrides, **stored.get("overrides", {})}  # a resumed run keeps its own
+    plan = stage_plan(method, planned, len(readable))
+    budget = None if request.resume else request.time_budget
+    print(
+        start_block(
+            images=len(readable),
+            skipped=len(skipped),
+            out=request.out,
+            method=method,
+            settings=planned,
+            plan=plan,
+            device=device,
+            budget=budget,
+        ),
+        flush=True,
+    )
+    if request.resume and request.time_budget is not None:
+        print("--resume: the run keeps the epochs its --time-budget chose", flush=True)
     if request.resume:  # the options given again must match the run's (it refuses others)
         overrides = {key: overrides[key] for key in _given_keys(request)}
-    summary = train(
+    estimated = None
+    if budget is not None:  # measure the first steps, then start again at the length that fits
+        pace = plan_pace(plan, Pace(clock=request.clock, on_measured=_stop))
+        with contextlib.suppress(BudgetMeasured):
+            _train(request, method, folder, out, overrides, pace)
+        chosen = budget_settings(method, overrides, len(readable), pace, budget)
+        overrides.update(chosen)  # recorded in run.json: --resume continues with them
+        plan = stage_plan(method, overrides, len(readable))
+        measured = Pace(step_seconds=pace.step_seconds, refresh_seconds=pace.refresh_seconds)
+        estimated = plan_pace(plan, measured).estimate()
+        lengths = ", ".join(f"{stage.name} {stage.epochs}" for stage in plan)
+        print(
+            f"--time-budget {format_duration(budget)}: epochs {lengths} "
+            f"(estimated ~{format_duration(estimated)} of training)",
+            flush=True,
+        )
+    pace = plan_pace(plan, Pace(clock=request.clock))
+    summary = _train(request, method, folder, out, overrides, pace)
+    if estimated is None:
+        estimated = pace.estimate()
+    summary["estimated_seconds"] = None if estimated is None else round(estimated, 2)
+    summary["training_seconds"] = round(sum(s.get("seconds", 0.0) for s in summary["stages"]), 2)
+    if budget is not None:
+        summary["time_budget_seconds"] = budget
+    write_json(summary, request.out / "summary.json")
+    if auto:
+        selection = choose_run_k(request.out, device, (low, high), request.num_workers)
+        summary = {**summary, "num_clusters": selection["k"], "k_selection": selection}
+    prediction = write_outputs(request.out, folder, device, request.num_workers)
+    if auto:  # the summary describes the clustering with the chosen k
+        sizes = np.bincount(prediction.labels, minlength=prediction.num_clusters)
+        summary.update(clusters_used=int((sizes > 0).sum()), cluster_sizes=sizes.tolist())
+        write_json(summary, request.out / "summary.json")
+    return summary
+
+
+def _stop(pace: Pace) -> None:
+    raise BudgetMeasured
+
+
+def _train(
+    request: FolderRequest,
+    method: str,
+    folder: Path,
+    out: Path,
+    overrides: dict[str, Any],
+    pace: Pace,
+) -> dict[str, Any]:
+    return train(
         RunRequest(
             recipe=method,
             dataset="folder",
@@ -107,17 +182,9 @@ def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
             progress=request.progress,
             num_workers=request.num_workers,
             dataset_options={"skip_unreadable": True, "exclude": str(out)},
+            pace=pace,
         )
     )
-    if auto:
-        selection = choose_run_k(request.out, device, (low, high), request.num_workers)
-        summary = {**summary, "num_clusters": selection["k"], "k_selection": selection}
-    prediction = write_outputs(request.out, folder, device, request.num_workers)
-    if auto:  # the summary describes the clustering with the chosen k
-        sizes = np.bincount(prediction.labels, minlength=prediction.num_clusters)
-        summary.update(clusters_used=int((sizes > 0).sum()), cluster_sizes=sizes.tolist())
-        write_json(summary, request.out / "summary.json")
-    return summary
 
 
 def _given_keys(request: FolderRequest) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,3 +25,5 @@ class FolderRequest:
     resume: bool = False
     progress: bool = True
     num_workers: int = 2
+    time_budget: float | None = None  # seconds of training to size the run for
+    clock: Callable[[], float] = time.perf_counter  # times the first steps (tests: fake)

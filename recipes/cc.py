@@ -8,6 +8,20 @@ Tiny-ImageNet, 1 on STL-10 and the ImageNet subsets (+ blur). Protocol: train+te
 (train only on the ImageNet subsets and Tiny-ImageNet, as the paper's table).
 Prediction: argmax of the cluster head.
 
+Inputs are not normalised (``normalize=false``): CC's ``modules/transform.py`` applies
+``Normalize`` only when given a mean and std, and ``train.py`` / ``train_STL10.py`` /
+``cluster.py`` never give one, so images enter the network on the 0..1 scale.
+``normalize=true`` subtracts the dataset's mean and divides by its std (the CPU presets,
+whose documented results were measured that way).
+
+STL-10: CC's ``train_STL10.py`` runs two loaders each epoch: first the 100,000 unlabelled
+images with the instance loss alone (lines 13-25), then train+test (13,000) with instance
++ cluster loss (lines 26-39), batch 256, ``drop_last``. This preset trains on train+test
+with both losses, as that second pass (and clusters and reports train+test as CC's
+``cluster.py``); the instance-only pass over the unlabelled images is missing: it needs a
+train+test+unlabeled STL-10 split (the registry offers unlabeled and train+unlabeled) and
+a CC method that skips the cluster loss for unlabelled (label -1) images.
+
     python recipes/cc.py --dataset digits --out runs/cc-digits
 """
 
@@ -15,7 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cluster_ssl.augment.pipelines import TwoViews
+from cluster_ssl.augment.pipelines import (
+    DEFAULT_CROP_SCALE,
+    FLIPPING,
+    Pipeline,
+    TwoViews,
+    build_pipeline,
+)
+from cluster_ssl.augment.stats import unnormalised_stats
 from cluster_ssl.config import non_negative, positive
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.recipe import FolderUse, Recipe
@@ -27,6 +48,7 @@ from recipes.contrastive_common import (
     IMAGENET_TRAIN_ONLY,
     BackboneConfig,
     embedding_method_args,
+    image_side,
     make_pipeline,
 )
 
@@ -47,12 +69,33 @@ class CCConfig(BackboneConfig):
     entropy_weight: float = non_negative(1.0)
     strength: float = positive(0.5)
     blur: bool = False
+    normalize: bool = False
+
+
+def pipeline_of(
+    kind: str, cfg: CCConfig, dataset: ImageDataset, *, normalize: bool, **options
+) -> Pipeline:
+    """``make_pipeline`` of contrastive_common, or the same pipeline on the 0..1 scale (no
+    mean subtracted, no std divided) when ``normalize`` is False."""
+    if normalize:
+        return make_pipeline(kind, cfg, dataset, **options)
+    mean, std = unnormalised_stats(dataset.image_shape[0])
+    if kind in FLIPPING:
+        options.setdefault("flip", cfg.flip)
+    if kind in DEFAULT_CROP_SCALE:
+        options.setdefault("crop_scale", cfg.crop_scale)
+    side = image_side(cfg, dataset)
+    return build_pipeline(kind, image_size=side, mean=mean, std=std, **options)
 
 
 def cc_method(cfg: CCConfig, dataset: ImageDataset, num_clusters: int) -> CC:
     args = embedding_method_args(cfg, dataset, num_clusters)
+    args["eval_transform"] = pipeline_of("eval", cfg, dataset, normalize=cfg.normalize)
     rep = args["backbone"].feature_dim
-    views = TwoViews(make_pipeline("cc", cfg, dataset, strength=cfg.strength, blur=cfg.blur))
+    cc_view = pipeline_of(
+        "cc", cfg, dataset, normalize=cfg.normalize, strength=cfg.strength, blur=cfg.blur
+    )
+    views = TwoViews(cc_view)
     return CC(
         **args,
         instance_head=ProjectionHead(rep, rep, cfg.feature_dim),
@@ -71,11 +114,19 @@ def build(cfg: CCConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage
 
 
 PAPER = {"epochs": 1000, "eval_every": 50}
-CPU = {"backbone": "resnet18", "width": 0.25, "cifar_stem": True, "lr": 1e-3, "strength": 0.5}
+CPU = {
+    "backbone": "resnet18",
+    "width": 0.25,
+    "cifar_stem": True,
+    "lr": 1e-3,
+    "strength": 0.5,
+    "normalize": True,
+}
 PRESETS = {
     "cifar10": {**PAPER, "strength": 0.5},
     "cifar100-20": {**PAPER, "strength": 0.5},
-    "stl10": {**PAPER, "strength": 1.0},
+    # train_STL10.py: train+test with both losses (its unlabelled pass: see the docstring)
+    "stl10": {**PAPER, "split": "train+test", "strength": 1.0},
     "imagenet10": {**PAPER, **IMAGENET_TRAIN_ONLY, "strength": 1.0, "blur": True},
     "imagenet-dogs": {**PAPER, **IMAGENET_TRAIN_ONLY, "strength": 1.0, "blur": True},
     "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "strength": 0.5},

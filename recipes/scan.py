@@ -21,6 +21,20 @@ self-labelling, as one pipeline of three stages (one checkpoint each).
 3. ``selflabel``: confidence threshold 0.99, class-balanced cross-entropy on strong views,
    Adam lr 1e-4, wd 1e-4, batch 1000, 200 epochs (STL-10: 100, as SCAN's config).
 
+ImageNet subsets (imagenet10, imagenet-dogs) take SCAN's ``configs/scan/scan_imagenet_50.yml``
+and ``configs/selflabel/selflabel_imagenet_50.yml`` (it has no ImageNet-10 / Dogs config):
+clustering step SGD lr 5.0, momentum 0.9, no Nesterov, wd 0, batch 512, 100 epochs,
+constant lr, 10 heads, heads only, weak views, 50 neighbours; self-labelling SGD lr 0.03,
+momentum 0.9, wd 0, batch 512, 25 epochs, constant lr, Cutout 75. Not matched, because
+the self-labelling method has no switch for them: SCAN's ImageNet self-labelling turns
+class balancing off (``apply_class_balancing: False``; here it is always on) and keeps an
+EMA of the weights (``use_ema: True``, ``ema_alpha: 0.999``, ``utils/ema.py``: after every
+optimiser step the parameters become 0.999 * shadow + 0.001 * new and are loaded back into
+the model, BatchNorm buffers included from the shadow copy taken at the start). SCAN's
+ImageNet backbone is a ResNet-50 from MoCo v2's ImageNet-1k weights (``moco.py``); here the
+SimCLR pretext trains the preset's ResNet-18 on the subset itself (``--set backbone=resnet50
+pretrained=FILE`` loads other weights).
+
 The strong augmentation (``scan_strong``) is SCAN's "ours": flip, RandomCrop of the full
 size without padding (no shift; ``strong_crop_padding`` reflect-pads first, an option the
 CPU presets keep because their settings and documented results were tuned with 2 px),
@@ -40,7 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cluster_ssl.config import Settings, group, non_negative, positive, setting
+from cluster_ssl.config import Settings, below_one, group, non_negative, positive, setting
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
@@ -62,7 +76,9 @@ class SCANStepSettings(Settings):
 
     epochs: int = positive(50)
     batch_size: int = positive(128)
+    optimizer: str = "adam"
     lr: float = positive(1e-4)
+    momentum: float = below_one(0.9)
     weight_decay: float = non_negative(1e-4)
     num_neighbours: int = positive(20)
     heldout_neighbours: int = positive(5)
@@ -79,7 +95,9 @@ class SelfLabelSettings(Settings):
 
     epochs: int = positive(200)
     batch_size: int = positive(1000)
+    optimizer: str = "adam"
     lr: float = positive(1e-4)
+    momentum: float = below_one(0.9)
     weight_decay: float = non_negative(1e-4)
     confidence_threshold: float = setting(0.99, low=0, high=1, high_open=True)
 
@@ -110,8 +128,9 @@ class SCANConfig(PretextConfig):
     selflabel: SelfLabelSettings = group(SelfLabelSettings)
 
 
-def _adam(lr: float, weight_decay: float) -> OptimizerSpec:
-    return OptimizerSpec("adam", lr, weight_decay=weight_decay)
+def _optimizer(step: SCANStepSettings | SelfLabelSettings) -> OptimizerSpec:
+    """A step's optimiser: Adam on CIFAR / STL-10, SGD (no Nesterov) on ImageNet."""
+    return OptimizerSpec(step.optimizer, step.lr, step.momentum, step.weight_decay)
 
 
 def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Stage]:
@@ -138,7 +157,7 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
     }
     clustering = SCAN(
         **shared,
-        optimizer=_adam(cfg.scan.lr, cfg.scan.weight_decay),
+        optimizer=_optimizer(cfg.scan),
         pretext_features=embedding_for_mining(pretext),
         heads=MultiClusterHead(backbone.feature_dim, num_clusters, cfg.scan.num_heads),
         augmentation=scan_view,
@@ -150,7 +169,7 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
     )
     selflabel = SelfLabel(
         **shared,
-        optimizer=_adam(cfg.selflabel.lr, cfg.selflabel.weight_decay),
+        optimizer=_optimizer(cfg.selflabel),
         initial_head=clustering.best_head_module,
         restore=clustering.restore_best,
         augmentation=make_pipeline("scan_strong", cfg, dataset, **strong),
@@ -164,11 +183,25 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
     ]
 
 
+#: SCAN's configs/scan/scan_imagenet_50.yml and configs/selflabel/selflabel_imagenet_50.yml
+#: (the smallest of its subsets; 100 and 200 differ only in a clustering batch of 1024)
 IMAGENET = {
     "scan.num_neighbours": 50,
     "scan.num_heads": 10,
     "scan.update_heads_only": True,
     "scan.augmentation": "simclr",
+    "scan.epochs": 100,
+    "scan.batch_size": 512,
+    "scan.optimizer": "sgd",
+    "scan.lr": 5.0,
+    "scan.momentum": 0.9,
+    "scan.weight_decay": 0.0,
+    "selflabel.epochs": 25,
+    "selflabel.batch_size": 512,
+    "selflabel.optimizer": "sgd",
+    "selflabel.lr": 0.03,
+    "selflabel.momentum": 0.9,
+    "selflabel.weight_decay": 0.0,
 }
 PRESETS = {
     "cifar10": {**simclr.PRESETS["cifar10"], "scan.epochs": 50, "scan.batch_size": 128},
@@ -179,8 +212,8 @@ PRESETS = {
         "scan.batch_size": 128,
         "selflabel.epochs": 100,
     },
-    "imagenet10": {**simclr.PRESETS["imagenet10"], **IMAGENET, "scan.epochs": 100},
-    "imagenet-dogs": {**simclr.PRESETS["imagenet-dogs"], **IMAGENET, "scan.epochs": 100},
+    "imagenet10": {**simclr.PRESETS["imagenet10"], **IMAGENET},
+    "imagenet-dogs": {**simclr.PRESETS["imagenet-dogs"], **IMAGENET},
     "tiny-imagenet": {**simclr.PRESETS["tiny-imagenet"], "scan.epochs": 100},
     # CPU presets: SimCLR's quarter-width ResNet-18, shorter SCAN steps. Digits (16 px):
     # no flips (a mirrored 2 is not a 2), one RandAugment operation instead of 4, 10

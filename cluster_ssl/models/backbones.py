@@ -1,4 +1,4 @@
-"""Backbones: torchvision-architecture ResNets (CIFAR stem, grayscale, width) and timm models.
+"""Backbones: torchvision-architecture ResNets (CIFAR / STL stem, grayscale, width) and timm models.
 
 ``build_backbone(name, ...)`` returns a :class:`Backbone` whose ``forward(x)`` gives pooled
 features of shape (N, ``feature_dim``). Names:
@@ -8,6 +8,10 @@ features of shape (N, ``feature_dim``). Names:
   (``conv1``, ``bn1``, ``layer1`` .. ``layer4``) so torchvision checkpoints load at width 1.
   The classifier ``fc`` is left out: its keys in an ImageNet checkpoint are unexpected unless
   the caller ignores them (``ignore=("fc.",)``). Weights are never downloaded.
+  The first layers (the stem) are one of :data:`STEMS`: ``imagenet`` (torchvision's 7x7
+  stride-2 conv + 3x3 stride-2 max-pool), ``cifar`` (3x3 stride-1 conv, no max-pool) or
+  ``stl`` (SCAN's ``models/resnet_stl.py``: 3x3 stride-1 conv + 2x2 stride-2 max-pool with
+  padding 1, so a 96x96 image gives 49-25-13-7 feature maps in layer1..layer4).
 * ``timm:<model_name>``: any timm model, created with ``pretrained=False`` and
   ``num_classes=0`` so it returns pooled features.
 
@@ -31,6 +35,9 @@ from cluster_ssl.runtime.errors import UserError
 from cluster_ssl.runtime.state import load_state_strict
 
 TIMM_PREFIX = "timm:"
+
+#: the ResNet stems: torchvision's ImageNet one, the CIFAR one, SCAN's STL-10 one
+STEMS = ("imagenet", "cifar", "stl")
 
 RESNET_SPECS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
@@ -60,10 +67,15 @@ class ResNet(nn.Module):
         width: multiplies every stage's channels: 64-128-256-512 (times the block expansion)
             become e.g. 16-32-64-128 at ``width=0.25``.
         cifar_stem: replace the 7x7 stride-2 ``conv1`` by a 3x3 stride-1 one and the max-pool
-            by the identity, for 32x32 and other small images.
+            by the identity, for 32x32 and other small images (``stem="cifar"``).
+        stem: one of :data:`STEMS`; when given it decides the stem and ``cifar_stem`` must be
+            False or agree. ``"stl"`` is SCAN's STL-10 ResNet (``models/resnet_stl.py``):
+            ``Conv2d(in, 64, 3, stride=1, padding=1)``, BN, ReLU, then
+            ``MaxPool2d(kernel_size=2, stride=2, padding=1)``.
 
     Raises:
-        UserError: ``in_channels`` below 1, or a ``width`` that leaves no channels.
+        UserError: ``in_channels`` below 1, a ``width`` that leaves no channels, an unknown
+            ``stem`` or one that contradicts ``cifar_stem``.
     """
 
     def __init__(
@@ -74,16 +86,22 @@ class ResNet(nn.Module):
         in_channels: int = 3,
         width: float = 1.0,
         cifar_stem: bool = False,
+        stem: str | None = None,
     ) -> None:
         super().__init__()
+        stem = resolve_stem(stem, cifar_stem)
         base = round(64 * width)
         if in_channels < 1:
             raise UserError(f"in_channels must be at least 1; got {in_channels}")
         if base < 1:
             raise UserError(f"width {width} leaves no channels; use a width of at least 1/64")
-        if cifar_stem:
+        self.stem = stem
+        if stem == "cifar":
             self.conv1 = nn.Conv2d(in_channels, base, 3, stride=1, padding=1, bias=False)
             self.maxpool: nn.Module = nn.Identity()
+        elif stem == "stl":
+            self.conv1 = nn.Conv2d(in_channels, base, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=2, stride=2, padding=1)
         else:
             self.conv1 = nn.Conv2d(in_channels, base, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -133,6 +151,24 @@ class ResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
+def resolve_stem(stem: str | None, cifar_stem: bool = False) -> str:
+    """The stem named by ``stem`` or, when it is None, by the older ``cifar_stem`` switch.
+
+    Raises:
+        UserError: an unknown ``stem``, or ``cifar_stem=True`` with another stem.
+    """
+    if stem is None:
+        return "cifar" if cifar_stem else "imagenet"
+    if stem not in STEMS:
+        raise UserError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
+    if cifar_stem and stem != "cifar":
+        raise UserError(
+            f"stem={stem!r} contradicts cifar_stem=true; add --set cifar_stem=false "
+            f"(stem decides when it is given)"
+        )
+    return stem
+
+
 class Backbone(nn.Module):
     """A feature extractor: ``forward(x)`` returns pooled features (N, ``feature_dim``).
 
@@ -170,6 +206,7 @@ def build_backbone(
     *,
     in_channels: int = 3,
     cifar_stem: bool = False,
+    stem: str | None = None,
     width: float = 1.0,
     pretrained_path: str | Path | None = None,
     pretrained_ignore: tuple[str, ...] = (),
@@ -180,6 +217,8 @@ def build_backbone(
         name: ``resnet18``, ``resnet34``, ``resnet50`` or ``timm:<model_name>``.
         in_channels: image channels (1 for grayscale, 3 for RGB).
         cifar_stem: ResNets only: 3x3 stride-1 first conv and no max-pool, for small images.
+        stem: ResNets only: one of :data:`STEMS` (None: as ``cifar_stem`` says); ``"stl"`` is
+            SCAN's STL-10 stem (3x3 stride-1 conv, 2x2 stride-2 max-pool with padding 1).
         width: ResNets only: channel multiplier (0.25 gives a ResNet-18 of 16-32-64-128).
         pretrained_path: a weights file, loaded with :func:`load_backbone_weights`.
         pretrained_ignore: key prefixes of that file to leave out, e.g. ``("fc.",)`` for a
@@ -196,9 +235,16 @@ def build_backbone(
     key = name.strip()
     if key.lower() in RESNET_SPECS:
         block, layers = RESNET_SPECS[key.lower()]
-        net = ResNet(block, layers, in_channels=in_channels, width=width, cifar_stem=cifar_stem)
+        net = ResNet(
+            block, layers, in_channels=in_channels, width=width, cifar_stem=cifar_stem, stem=stem
+        )
         backbone = Backbone(net, net.feature_dim, key.lower())
     elif key.startswith(TIMM_PREFIX):
+        if stem is not None and stem != "imagenet":
+            raise UserError(
+                f"stem={stem!r} is only supported for the torchvision ResNets, not {key}; "
+                f"leave stem unset"
+            )
         backbone = _build_timm(key[len(TIMM_PREFIX) :], in_channels, cifar_stem, width)
     else:
         raise UserError(

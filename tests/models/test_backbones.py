@@ -133,6 +133,66 @@ def test_timm_model_by_name() -> None:
     assert out.shape == (2, backbone.feature_dim)
 
 
+class _ScanSTLStem(nn.Module):
+    """The stem of SCAN's ``models/resnet_stl.py`` (lines 77-80, 115), copied layer by layer."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.maxpool = nn.MaxPool2d(kernel_size=2, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+
+
+def test_stl_stem_is_scans_resnet_stl() -> None:
+    """A 96x96 image gives SCAN's STL-10 feature maps: 49 after the stem and layer1, then
+    25, 13, 7, which SCAN's ``AvgPool2d(7)`` (here the adaptive pool) reduces to 1x1."""
+    net = build_backbone("resnet18", stem="stl", width=0.125).net
+    assert net.stem == "stl"
+    assert (net.conv1.kernel_size, net.conv1.stride, net.conv1.padding) == (
+        (3, 3),
+        (1, 1),
+        (1, 1),
+    )
+    assert net.conv1.bias is None
+    assert isinstance(net.maxpool, nn.MaxPool2d)
+    assert (net.maxpool.kernel_size, net.maxpool.stride, net.maxpool.padding) == (2, 2, 1)
+    original = _ScanSTLStem(net.conv1.out_channels)
+    original.load_state_dict(
+        {k: v for k, v in net.state_dict().items() if k.startswith(("conv1.", "bn1."))}
+    )
+    net.eval(), original.eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        stem = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        assert torch.allclose(stem, original(x))
+        sizes = [stem.shape[-1]]
+        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+            stem = layer(stem)
+            sizes.append(stem.shape[-1])
+        assert sizes == [49, 49, 25, 13, 7]
+        pooled = nn.AvgPool2d(7, stride=1)(stem).flatten(1)
+        assert torch.allclose(net(x), pooled, atol=1e-6)
+
+
+def test_stem_option_and_cifar_stem_agree() -> None:
+    assert build_backbone("resnet18", width=0.125).net.stem == "imagenet"
+    assert build_backbone("resnet18", cifar_stem=True, width=0.125).net.stem == "cifar"
+    assert build_backbone("resnet18", stem="cifar", cifar_stem=True, width=0.125).net.stem == (
+        "cifar"
+    )
+    cifar = build_backbone("resnet18", stem="cifar", width=0.125).net
+    assert isinstance(cifar.maxpool, nn.Identity)
+    with pytest.raises(UserError, match="contradicts cifar_stem"):
+        build_backbone("resnet18", stem="stl", cifar_stem=True)
+    with pytest.raises(UserError, match="unknown stem 'vgg'"):
+        build_backbone("resnet18", stem="vgg")
+    with pytest.raises(UserError, match="only supported for the torchvision ResNets"):
+        build_backbone("timm:test_resnet", stem="stl")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"width": 0.5}, "width=0.5 .*add --set width=1$"), ({"cifar_stem": True}, "false$")],

@@ -1,0 +1,188 @@
+"""Each paper preset's resolved settings are what the original code ran (issue "paper
+fidelity"), and the code added to match it behaves as the original."""
+
+import math
+
+import pytest
+import torch
+
+from cluster_ssl.augment.stats import CIFAR10_PIXEL_STD, unnormalised_stats
+from cluster_ssl.commands.config_card import resolved_settings
+from cluster_ssl.data.base import ImageDataset
+from cluster_ssl.runtime.errors import UserError
+from recipes import cc, idfd, simclr
+
+
+# 1. STL-10: SCAN's models/resnet_stl.py stem for SimCLR and SCAN's pretext
+@pytest.mark.parametrize("recipe", ["simclr", "scan"])
+def test_stl10_uses_scans_stl_stem(recipe):
+    settings = resolved_settings(recipe, "stl10")
+    assert settings["stem"] == "stl" and settings["cifar_stem"] is False
+    assert settings["split"] == "train+unlabeled"
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "scan"])
+def test_other_datasets_keep_their_stems(recipe):
+    assert resolved_settings(recipe, "cifar10")["stem"] is None
+    assert resolved_settings(recipe, "cifar10")["cifar_stem"] is True
+    assert resolved_settings(recipe, "imagenet10")["cifar_stem"] is False
+
+
+def test_stem_setting_is_checked():
+    with pytest.raises(UserError, match="cifar_stem=false"):
+        resolved_settings("simclr", "cifar10", {"stem": "stl"})
+    with pytest.raises(UserError, match="stem"):
+        resolved_settings("simclr", "stl10", {"stem": "vgg"})
+
+
+class _Images(ImageDataset):
+    def __init__(self, name: str, n: int, side: int) -> None:
+        self.name, self.n, self.side = name, n, side
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def image_shape(self):
+        return (3, self.side, self.side)
+
+
+def test_simclr_builds_the_stl_stem():
+    cfg = simclr.SimCLRConfig(cifar_stem=False, stem="stl", width=0.25)
+    args = simclr.simclr_args(cfg, _Images("stl10", 8, 96), 10)
+    net = args["backbone"].net
+    assert isinstance(net.maxpool, torch.nn.MaxPool2d)
+    assert (net.maxpool.kernel_size, net.maxpool.stride, net.maxpool.padding) == (2, 2, 1)
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+
+
+# 2. SCAN on the ImageNet subsets: scan_imagenet_50.yml / selflabel_imagenet_50.yml
+@pytest.mark.parametrize("dataset", ["imagenet10", "imagenet-dogs"])
+def test_scan_imagenet_steps_are_scans_configs(dataset):
+    settings = resolved_settings("scan", dataset)
+    assert settings["scan"] == {
+        **settings["scan"],  # heldout_neighbours, include_anchor: not in SCAN's configs
+        "epochs": 100,
+        "batch_size": 512,
+        "optimizer": "sgd",
+        "lr": 5.0,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "num_neighbours": 50,
+        "num_heads": 10,
+        "entropy_weight": 5.0,
+        "update_heads_only": True,
+        "augmentation": "simclr",
+    }
+    assert settings["selflabel"] == {
+        "epochs": 25,
+        "batch_size": 512,
+        "optimizer": "sgd",
+        "lr": 0.03,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "confidence_threshold": 0.99,
+    }
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10"])
+def test_scan_cifar_and_stl_steps_keep_adam(dataset):
+    settings = resolved_settings("scan", dataset)
+    for step in ("scan", "selflabel"):
+        assert settings[step]["optimizer"] == "adam"
+        assert settings[step]["lr"] == 1e-4 and settings[step]["weight_decay"] == 1e-4
+
+
+def test_scan_step_optimiser_is_built_from_its_settings():
+    from recipes.scan import SCANStepSettings, _optimizer
+
+    spec = _optimizer(SCANStepSettings(optimizer="sgd", lr=5.0, weight_decay=0.0))
+    optimiser = spec.build([torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(optimiser, torch.optim.SGD)
+    group = optimiser.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (5.0, 0.9, 0.0)
+    assert group["nesterov"] is False
+
+
+# 3. CC on STL-10: train_STL10.py's joint pass runs on train+test
+def test_cc_stl10_trains_both_losses_on_train_and_test():
+    settings = resolved_settings("cc", "stl10")
+    assert settings["split"] == "train+test" and settings["eval_split"] is None
+    assert settings["strength"] == 1.0
+    assert (settings["optimizer"], settings["lr"], settings["weight_decay"]) == ("adam", 3e-4, 0)
+
+
+# 5. CC's inputs are not normalised in its code
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10", "imagenet10"])
+def test_cc_paper_presets_do_not_normalise(dataset):
+    assert resolved_settings("cc", dataset)["normalize"] is False
+
+
+def test_cc_cpu_presets_keep_normalising():
+    assert resolved_settings("cc", "digits")["normalize"] is True
+
+
+def test_cc_unnormalised_pipeline_keeps_the_0_1_scale():
+    cfg = cc.CCConfig(image_size=8)
+    images = torch.rand(2, 3, 8, 8)
+    dataset = _Images("cifar10", 2, 8)
+    plain = cc.pipeline_of("eval", cfg, dataset, normalize=False)
+    assert torch.allclose(plain(images), images, atol=1e-6)
+    normalised = cc.pipeline_of("eval", cfg, dataset, normalize=True)
+    assert not torch.allclose(normalised(images), images, atol=1e-3)
+    assert unnormalised_stats(3) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+# 4. IDFD: train+test merged as the paper; 5. its bank initialisation and CIFAR-10 std
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10"])
+def test_idfd_follows_the_papers_merged_protocol(dataset):
+    assert resolved_settings("idfd", dataset)["split"] == "train+test"
+
+
+def test_idfd_cifar10_uses_the_codes_std():
+    settings = resolved_settings("idfd", "cifar10")
+    assert settings["std"] == CIFAR10_PIXEL_STD == (0.2470, 0.2435, 0.2616)
+    assert resolved_settings("idfd", "cifar100-20")["std"] == ()
+
+
+def test_idfd_cifar10_pipeline_normalises_with_that_std():
+    cfg = idfd.IDFDConfig(std=CIFAR10_PIXEL_STD)
+    images = torch.full((1, 3, 32, 32), 0.5)
+    out = idfd.pipeline_of("eval", cfg, _Images("cifar10", 1, 32))(images)
+    mean = (0.4914, 0.4822, 0.4465)
+    expected = [(0.5 - m) / s for m, s in zip(mean, CIFAR10_PIXEL_STD, strict=True)]
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor(expected), atol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10", "imagenet10"])
+def test_idfd_paper_presets_start_the_bank_as_the_code(dataset):
+    assert resolved_settings("idfd", dataset)["bank_init"] == "uniform"
+    assert resolved_settings("idfd", "digits")["bank_init"] == "normal"
+
+
+def test_idfd_uniform_bank_is_the_codes_draw():
+    bank = idfd.memory_bank(5000, 128, "uniform")
+    bound = 1.0 / math.sqrt(128 / 3.0)
+    memory = bank.memory
+    assert memory.abs().max() <= bound and memory.min() < -0.9 * bound
+    assert abs(float(memory.norm(dim=1).mean()) - 1.0) < 0.05  # about unit rows, not exactly
+    assert not torch.allclose(memory.norm(dim=1), torch.ones(5000))
+    assert torch.equal(memory, idfd.memory_bank(5000, 128, "uniform").memory)  # seeded
+    normal = idfd.memory_bank(10, 128, "normal").memory
+    assert torch.allclose(normal.norm(dim=1), torch.ones(10))
+    with pytest.raises(UserError, match="bank_init"):
+        resolved_settings("idfd", "cifar10", {"bank_init": "zeros"})
+
+
+# 5. PCL's cosine schedule ends at 0 (adjust_learning_rate in main_pcl.py)
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10", "imagenet10"])
+def test_pcl_cosine_ends_at_zero(dataset):
+    settings = resolved_settings("pcl", dataset)
+    assert (settings["schedule"], settings["final_lr_fraction"]) == ("cosine", 0.0)
+    assert resolved_settings("pcl", "digits")["final_lr_fraction"] == 1e-3
+
+
+def test_simclr_cosine_ends_at_scans_floor():
+    """SCAN's cosine: eta_min = lr * lr_decay_rate ** 3 = lr * 1e-3."""
+    settings = resolved_settings("simclr", "cifar10")
+    assert (settings["schedule"], settings["final_lr_fraction"]) == ("cosine", 1e-3)

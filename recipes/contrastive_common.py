@@ -30,6 +30,10 @@ class BackboneConfig(RecipeConfig):
     turns off the horizontal flips of the augmentations (for digits, letters, and other
     images a mirror turns into something else). ``crop_scale`` is the smallest area fraction
     of the random crops (None: each paper's, 0.2 for SimCLR and IDFD, 0.08 for CC).
+    ``views_in_one_batch`` runs a step's augmented views through the backbone as one
+    concatenated batch (true: BatchNorm statistics over all views) or view by view (false);
+    None: the original code's choice (SimCLR/SCAN one batch, CC one pass per view). IDFD
+    (one view) and PCL (separate query and key encoders) take only None.
     """
 
     backbone: str = "resnet18"
@@ -48,6 +52,7 @@ class BackboneConfig(RecipeConfig):
     eval_every: int = non_negative(10)
     flip: bool = True
     crop_scale: float | None = fraction(None)
+    views_in_one_batch: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,4 +110,5 @@ def embedding_method_args(
         "schedule": schedule_of(cfg),
         "num_clusters": num_clusters,
         "kmeans_restarts": cfg.kmeans_restarts,
+        "views_in_one_batch": cfg.views_in_one_batch,
     }

@@ -22,10 +22,16 @@ class CC(EmbeddingMethod):
     the entropy of each view's cluster-size distribution, which keeps every cluster in use.
     ``entropy_constant`` adds the public code's log K per view (a constant shift);
     ``entropy_weight`` scales the entropy term (1 in the paper).
+
+    The two views go through the backbone in two forward passes by default, as the public
+    code's ``Network.forward(x_i, x_j)`` (``modules/network.py``) does: each view has its
+    own BatchNorm statistics. ``views_in_one_batch=True`` runs them as one batch.
     """
 
     #: the cluster head's argmax
     clusters_by: ClassVar[str] = "head"
+
+    original_views_in_one_batch: ClassVar[bool | None] = False
 
     def __init__(
         self,
@@ -51,9 +57,16 @@ class CC(EmbeddingMethod):
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         view_a, view_b = self.augment(self.views, batch["image"])
 
-        h = self.backbone(torch.cat([view_a, view_b]))
-        z_a, z_b = self.instance_head(h).chunk(2)
-        p_a, p_b = self.cluster_head(h).chunk(2)
+        # both heads side by side, so that with views_in_one_batch they too run on the 2B
+        # rows at once (the one-batch path as it was: same sums in the heads' gradients)
+        def network(x: torch.Tensor) -> torch.Tensor:
+            h = self.backbone(x)
+            return torch.cat([self.instance_head(h), self.cluster_head(h)], dim=1)
+
+        out_a, out_b = self.encode_views(network, [view_a, view_b])
+        width = out_a.shape[1] - self.num_clusters
+        z_a, p_a = out_a.split([width, self.num_clusters], dim=1)
+        z_b, p_b = out_b.split([width, self.num_clusters], dim=1)
         instance = instance_contrastive_loss(z_a, z_b, self.instance_temperature)
         cluster, parts = cluster_contrastive_loss(
             p_a,

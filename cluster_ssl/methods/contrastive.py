@@ -4,7 +4,7 @@ schedule, and clustering by k-means on the L2-normalised embedding."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,10 +36,21 @@ class EmbeddingMethod(Method):
         optimizer, schedule: the recipe's optimiser and learning-rate schedule.
         num_clusters: K.
         kmeans_restarts: restarts of the k-means that clusters the embedding.
+        views_in_one_batch: whether :meth:`encode_views` runs the augmented views of a
+            step through a network as one concatenated batch (BatchNorm normalises over
+            all views together, one running-stat update) or view by view (each view its
+            own batch statistics and running-stat update). None: the original's choice,
+            the class's :attr:`original_views_in_one_batch`. Methods that encode no two
+            views through one network (None there) accept only None.
     """
 
     #: k-means on the embedding, unless a subclass has a cluster head
     clusters_by: ClassVar[str] = "kmeans"
+
+    #: how the method's original code runs the views of a step through the backbone: True
+    #: one concatenated batch, False one forward pass per view; None where the method
+    #: encodes no two views through one network (so the setting does not apply)
+    original_views_in_one_batch: ClassVar[bool | None] = None
 
     def __init__(
         self,
@@ -49,6 +60,7 @@ class EmbeddingMethod(Method):
         schedule: ScheduleSpec,
         num_clusters: int,
         kmeans_restarts: int = 10,
+        views_in_one_batch: bool | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -57,6 +69,14 @@ class EmbeddingMethod(Method):
         self.schedule = schedule
         self.num_clusters = num_clusters
         self.kmeans_restarts = kmeans_restarts
+        original = self.original_views_in_one_batch
+        if original is None and views_in_one_batch is not None:
+            raise ValueError(
+                f"{type(self).__name__} encodes no two views through one network; "
+                f"views_in_one_batch must be None, got {views_in_one_batch}"
+            )
+        #: plain attribute, not state: a resume rebuilds it from the settings
+        self.views_in_one_batch = original if views_in_one_batch is None else views_in_one_batch
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return self.optimizer_spec.build(p for p in self.parameters() if p.requires_grad)
@@ -78,6 +98,24 @@ class EmbeddingMethod(Method):
         """``head`` of the features ``h`` in fp32, whatever autocast surrounds the call."""
         with torch.autocast(h.device.type, enabled=False):
             return head(h.float())
+
+    def encode_views(
+        self, network: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """``network`` of each view, as one concatenated batch (``views_in_one_batch``) or one
+        forward pass per view, in order. Only BatchNorm (batch statistics, and one
+        running-stat update per pass) tells the two apart; the outputs are the views'
+        either way."""
+        if not self.views_in_one_batch:
+            return [network(view) for view in views]
+        shapes = {tuple(view.shape[1:]) for view in views}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"views_in_one_batch needs views of one shape, got {sorted(shapes)}; "
+                "set views_in_one_batch=false"
+            )
+        out = network(torch.cat(list(views)))
+        return list(out.split([view.shape[0] for view in views]))
 
     def features(self, batch: Batch) -> torch.Tensor:
         """Backbone features of the un-augmented images, L2-normalised."""

@@ -20,6 +20,9 @@ class IDFD(EmbeddingMethod):
     L_F: each feature dimension normalised over the batch, d x d similarity / tau2,
     cross-entropy with the identity. Clustering: k-means on the memory bank (``cluster_on
     = "bank"``, as the paper) or on the backbone embedding.
+
+    One view per sample, one backbone pass per step, as the public code's training loop
+    (``features = norm(net(inputs))`` in ``main.py``): ``views_in_one_batch`` does not apply.
     """
 
     #: the bank is a buffer kept identical on every rank by its own gather; DDP must not

@@ -47,7 +47,9 @@ class PCL(EmbeddingMethod):
     permutation of it, so a query and its key are normalised with different batch
     statistics; sharing them would let the network tell its key from the queue's by the
     statistics alone (MoCo's shuffling BN; its CIFAR demo's split BatchNorm does the same).
-    Under DDP on CUDA the trainer's SyncBatchNorm pools each group over the ranks.
+    Under DDP on CUDA the trainer's SyncBatchNorm pools each group over the ranks. The two
+    views never share a pass (two networks, as ``encoder_q`` and ``encoder_k`` of PCL's
+    ``pcl/builder.py``), so ``views_in_one_batch`` does not apply.
 
     Clustering: k-means with K = ``num_clusters`` on the L2-normalised backbone embedding of
     the query encoder.

@@ -70,6 +70,15 @@ def finish(argv: list[str]) -> tuple[int, str]:
     return process.returncode, err.decode()
 
 
+def the_error(err: str) -> str:
+    """The run's one error line: the last line, no traceback; progress lines may precede it."""
+    lines = err.splitlines()
+    assert "Traceback" not in err and [line for line in lines if line.startswith("error:")] == [
+        lines[-1]
+    ], err
+    return lines[-1]
+
+
 def final_state(out: Path) -> dict[str, torch.Tensor]:
     summary = json.loads((out / "summary.json").read_text())
     checkpoint = out / "stages" / Path(summary["checkpoint"]).name
@@ -163,7 +172,7 @@ def test_a_full_disk_is_one_line_keeps_the_checkpoint_and_resume_ends_identical(
     monkeypatch.setattr(files.os, "fsync", filling)
     assert main(command("dec", out)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no space left on device while writing ") and err.count("\n") == 1
+    assert the_error(err).startswith("error: no space left on device while writing ")
     kept = sorted((out / "stages").glob("*.pt"))
     assert kept  # the checkpoint written before the disk filled is intact and verifies
     monkeypatch.undo()
@@ -189,7 +198,7 @@ def test_a_real_full_disk_keeps_the_last_checkpoint(references, small_disk, tmp_
     out = small_disk / "run"
     code, err = finish(command("dec", out))  # each checkpoint is ~5 MB with Adam's state
     assert code == 2, err[-2000:]
-    assert err.startswith("error: no space left on device while writing ") and err.count("\n") == 1
+    assert the_error(err).startswith("error: no space left on device while writing ")
     moved = copy_run(out, tmp_path / "run")  # space freed: the run moves to a larger disk
     code, err = finish(command("dec", moved, "--resume"))
     assert code == 0, err[-2000:]

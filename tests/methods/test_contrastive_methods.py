@@ -50,9 +50,9 @@ def batch_of(dataset, index):
     return {"image": dataset.images[index], "index": index}
 
 
-def train_steps(recipe, seed=0):
+def train_steps(recipe, seed=0, overrides=None):
     torch.manual_seed(seed)
-    stage, dataset = build(recipe)
+    stage, dataset = build(recipe, **(overrides or {}))
     method = stage.method
     optimizer = method.configure_optimizer()
     generator = torch.Generator().manual_seed(seed)
@@ -260,3 +260,183 @@ def test_embedding_method_collapse_is_reported_with_its_hint(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "warning: collapse at epoch 1: only 1 of 10 clusters are used" in err
     assert method.collapse_hint() in err and "--set lr=" in err
+
+
+# --- how a step's views go through the backbone (BatchNorm statistics) ---------------------
+
+#: the original code's choice: SCAN's simclr_train interleaves both views into one batch, CC's
+#: Network.forward(x_i, x_j) calls the ResNet once per view, IDFD augments one view
+ORIGINAL_PASSES = {"simclr": [2 * BATCH], "cc": [BATCH, BATCH], "idfd": [BATCH]}
+
+
+def backbone_batches(method, dataset):
+    """The batch size of every backbone forward pass of one training step."""
+    sizes = []
+    handle = method.backbone.register_forward_hook(lambda m, args, out: sizes.append(len(out)))
+    try:
+        method.training_step(batch_of(dataset, torch.arange(BATCH)))
+    finally:
+        handle.remove()
+    return sizes
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_default_backbone_passes_follow_the_original(recipe):
+    torch.manual_seed(0)
+    stage, dataset = build(recipe)
+    stage.method.train()
+    assert backbone_batches(stage.method, dataset) == ORIGINAL_PASSES[recipe]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "one_batch", "passes"),
+    [
+        ("simclr", True, [2 * BATCH]),
+        ("simclr", False, [BATCH, BATCH]),
+        ("cc", True, [2 * BATCH]),
+        ("cc", False, [BATCH, BATCH]),
+    ],
+)
+def test_views_in_one_batch_switches_the_passes(recipe, one_batch, passes):
+    torch.manual_seed(0)
+    stage, dataset = build(recipe, views_in_one_batch=one_batch)
+    assert stage.method.views_in_one_batch is one_batch
+    stage.method.train()
+    assert backbone_batches(stage.method, dataset) == passes
+
+
+def batchnorm_buffers(module):
+    return {
+        name: buffer.clone()
+        for name, buffer in module.named_buffers()
+        if "running" in name or "num_batches" in name
+    }
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "cc"])
+@pytest.mark.parametrize("one_batch", [None, True, False])
+def test_batchnorm_running_stats_after_one_step(recipe, one_batch):
+    """After one step the backbone's running statistics are those of a copy of it run by
+    hand on the step's two views: one concatenated pass, or one pass per view."""
+    import copy
+
+    torch.manual_seed(0)
+    stage, dataset = build(recipe, views_in_one_batch=one_batch)
+    method = stage.method
+    method.train()
+    reference = copy.deepcopy(method.backbone)
+    views = []
+    handle = method.views.register_forward_hook(lambda m, args, out: views.extend(out))
+    method.training_step(batch_of(dataset, torch.arange(BATCH)))
+    handle.remove()
+    view_a, view_b = views
+
+    def by_hand(together):
+        copy_ = copy.deepcopy(reference)
+        with torch.no_grad():
+            if together:
+                copy_(torch.cat([view_a, view_b]))
+            else:
+                copy_(view_a)
+                copy_(view_b)
+        return batchnorm_buffers(copy_)
+
+    together = {"simclr": True, "cc": False}[recipe] if one_batch is None else one_batch
+    got, expected = batchnorm_buffers(method.backbone), by_hand(together)
+    assert got.keys() == expected.keys() and any("running_var" in name for name in got)
+    for name in got:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
+    # the other choice gives other statistics (so the check above tells them apart)
+    other = by_hand(not together)
+    assert any(
+        not torch.allclose(got[name], other[name], atol=1e-6, rtol=1e-5)
+        for name in got
+        if "running_var" in name
+    )
+
+
+@pytest.mark.parametrize(("recipe", "one_batch"), [("simclr", False), ("cc", True)])
+def test_loss_falls_with_the_other_choice(recipe, one_batch):
+    _, _, losses = train_steps(recipe, overrides={"views_in_one_batch": one_batch})
+    assert all(np.isfinite(losses))
+    early, late = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert late < 0.995 * early, (early, late)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_choice_adds_no_state(recipe):
+    """A plain attribute rebuilt from the settings: the checkpointed state is the same."""
+    keys = []
+    for one_batch in (True, False) if recipe != "idfd" else (None,):
+        torch.manual_seed(0)
+        stage, _ = build(recipe, views_in_one_batch=one_batch)
+        keys.append(sorted(stage.method.state_dict()))
+    assert all(k == keys[0] for k in keys)
+    assert not any("views_in_one_batch" in key for key in keys[0])
+
+
+@pytest.mark.parametrize(("recipe", "extra"), [("idfd", {}), ("pcl", {"queue_size": 128})])
+@pytest.mark.parametrize("one_batch", [True, False])
+def test_methods_without_two_views_through_one_network_refuse_the_choice(recipe, extra, one_batch):
+    """IDFD augments one view; PCL's query and key views go through two networks (the
+    query encoder and its momentum copy), each in its own shuffling-BN groups."""
+    from cluster_ssl.runtime.errors import UserError
+
+    with pytest.raises(UserError, match="views_in_one_batch must be None"):
+        build(recipe, views_in_one_batch=one_batch, **extra)
+    build(recipe, **extra)  # the default builds
+
+
+def test_one_batch_needs_views_of_one_shape():
+    torch.manual_seed(0)
+    stage, dataset = build("simclr", views_in_one_batch=True)
+    net, c = stage.method.backbone, dataset.image_shape[0]
+    big, small = torch.zeros(2, c, 8, 8), torch.zeros(3, c, 6, 6)
+    with pytest.raises(ValueError, match="views of one shape"):
+        stage.method.encode_views(net, [big, small])
+    stage.method.views_in_one_batch = False
+    outs = stage.method.encode_views(net, [big, small])
+    assert [len(out) for out in outs] == [2, 3]
+
+
+def test_cc_in_one_batch_is_the_step_it_was_bit_for_bit():
+    """views_in_one_batch=true is CC's step before the setting existed (backbone and both
+    heads on the 2B rows at once): same losses, weights and running statistics."""
+    from cluster_ssl.losses.cc import cluster_contrastive_loss, instance_contrastive_loss
+
+    def concatenated_step(m, batch):
+        view_a, view_b = m.augment(m.views, batch["image"])
+        h = m.backbone(torch.cat([view_a, view_b]))
+        z_a, z_b = m.instance_head(h).chunk(2)
+        p_a, p_b = m.cluster_head(h).chunk(2)
+        instance = instance_contrastive_loss(z_a, z_b, m.instance_temperature)
+        cluster, _ = cluster_contrastive_loss(
+            p_a,
+            p_b,
+            m.cluster_temperature,
+            entropy_constant=m.entropy_constant,
+            entropy_weight=m.entropy_weight,
+        )
+        return instance + cluster
+
+    runs = []
+    for step_of in (concatenated_step, lambda m, b: m.training_step(b)["loss"]):
+        torch.manual_seed(0)
+        stage, dataset = build("cc", views_in_one_batch=True)
+        method = stage.method
+        method.train()
+        optimizer = method.configure_optimizer()
+        losses = []
+        for step in range(2):
+            torch.manual_seed(100 + step)
+            loss = step_of(
+                method, batch_of(dataset, torch.arange(BATCH * step, BATCH * (step + 1)))
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        runs.append((losses, {k: v.clone() for k, v in method.state_dict().items()}))
+    (old_losses, old_state), (new_losses, new_state) = runs
+    assert old_losses == new_losses
+    assert all(torch.equal(old_state[k], new_state[k]) for k in old_state)

@@ -25,12 +25,12 @@ ImageNet subsets (imagenet10, imagenet-dogs) take SCAN's ``configs/scan/scan_ima
 and ``configs/selflabel/selflabel_imagenet_50.yml`` (it has no ImageNet-10 / Dogs config):
 clustering step SGD lr 5.0, momentum 0.9, no Nesterov, wd 0, batch 512, 100 epochs,
 constant lr, 10 heads, heads only, weak views, 50 neighbours; self-labelling SGD lr 0.03,
-momentum 0.9, wd 0, batch 512, 25 epochs, constant lr, Cutout 75. Not matched, because
-the self-labelling method has no switch for them: SCAN's ImageNet self-labelling turns
-class balancing off (``apply_class_balancing: False``; here it is always on) and keeps an
-EMA of the weights (``use_ema: True``, ``ema_alpha: 0.999``, ``utils/ema.py``: after every
-optimiser step the parameters become 0.999 * shadow + 0.001 * new and are loaded back into
-the model, BatchNorm buffers included from the shadow copy taken at the start). SCAN's
+momentum 0.9, wd 0, batch 512, 25 epochs, constant lr, Cutout 75, class balancing off
+(``selflabel.class_balancing``, SCAN's ``apply_class_balancing: False``) and an average of
+the weights (``selflabel.ema_alpha`` 0.999, SCAN's ``use_ema``/``ema_alpha`` and
+``utils/ema.py``: after every optimiser step the parameters become 0.999 * shadow + 0.001 *
+new and are loaded back, the BatchNorm buffers from the shadow copy taken at the start,
+so they stay as the stage started; ``methods/step_average.py``). SCAN's
 ImageNet backbone is a ResNet-50 from MoCo v2's ImageNet-1k weights (``moco.py``); here the
 SimCLR pretext trains the preset's ResNet-18 on the subset itself (``--set backbone=resnet50
 pretrained=FILE`` loads other weights).
@@ -100,6 +100,8 @@ class SelfLabelSettings(Settings):
     momentum: float = below_one(0.9)
     weight_decay: float = non_negative(1e-4)
     confidence_threshold: float = setting(0.99, low=0, high=1, high_open=True)
+    class_balancing: bool = True
+    ema_alpha: float = below_one(0.0)
 
 
 #: SCAN's settings before they were grouped by stage, and their names now
@@ -174,6 +176,8 @@ def build(cfg: SCANConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
         restore=clustering.restore_best,
         augmentation=make_pipeline("scan_strong", cfg, dataset, **strong),
         threshold=cfg.selflabel.confidence_threshold,
+        class_balanced=cfg.selflabel.class_balancing,
+        ema_alpha=cfg.selflabel.ema_alpha,
     )
     every = {"eval_every": cfg.eval_every}
     return [
@@ -202,6 +206,8 @@ IMAGENET = {
     "selflabel.lr": 0.03,
     "selflabel.momentum": 0.9,
     "selflabel.weight_decay": 0.0,
+    "selflabel.class_balancing": False,
+    "selflabel.ema_alpha": 0.999,
 }
 PRESETS = {
     "cifar10": {**simclr.PRESETS["cifar10"], "scan.epochs": 50, "scan.batch_size": 128},

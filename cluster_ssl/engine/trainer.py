@@ -421,6 +421,7 @@ class Trainer:
                 if run.scheduler is not None:
                     run.scheduler.step()
             ctx.step += 1
+            method.on_step_end(ctx)
             progress.update()
             if self.pace.measuring and ctx.device.type == "cuda":  # time the kernels too
                 torch.cuda.synchronize(ctx.device)

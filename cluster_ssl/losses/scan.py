@@ -111,7 +111,10 @@ def scan_loss(
 
 @full_precision
 def confident_self_label_loss(
-    weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float = 0.99
+    weak_logits: torch.Tensor,
+    strong_logits: torch.Tensor,
+    threshold: float = 0.99,
+    class_balanced: bool = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """SCAN's self-labelling loss (paper eq. 3, with class balancing as the public code).
 
@@ -123,6 +126,9 @@ def confident_self_label_loss(
 
         L = sum_{i in C} w_{y_i} * (-log softmax(f(T(x_i)))_{y_i}) / sum_{i in C} w_{y_i}
 
+    Without class balancing (SCAN's ``apply_class_balancing: False``, its ImageNet
+    configs) every w_c = 1: the plain mean over C.
+
     Under DDP the class frequencies and the normalisation are those of the confident set of
     the global batch (all ranks), so the ranks' averaged loss is the single-process loss.
 
@@ -131,6 +137,7 @@ def confident_self_label_loss(
             are taken; no gradient flows through them.
         strong_logits: (B, K) logits of the strongly augmented view of the same samples.
         threshold: a sample is confident when its largest probability exceeds this.
+        class_balanced: weight each class by the inverse of its confident frequency.
 
     Returns:
         ``(loss, confident)``: loss is the scalar loss, or None when no sample passes the
@@ -148,6 +155,8 @@ def confident_self_label_loss(
         if total == 0:
             return None, confident
         weights = torch.where(counts > 0, total / counts.clamp_min(1), 1.0)
+        if not class_balanced:
+            weights = torch.ones_like(weights)
         sample_weights = weights[targets] * confident
     per_sample = F.cross_entropy(strong_logits, targets, reduction="none")
     # this rank's share of the global weighted mean: DDP averages the ranks' losses

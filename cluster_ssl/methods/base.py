@@ -142,6 +142,10 @@ class Method(nn.Module):
     def on_step_start(self, ctx: StageContext) -> None:
         """Called before every optimisation step (``ctx.step`` steps done so far)."""
 
+    def on_step_end(self, ctx: StageContext) -> None:
+        """Called after every optimisation step, the optimiser's update applied
+        (``ctx.step`` counts it)."""
+
     def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
         """Called in eval mode before every epoch (pseudo-labels, E-steps); returns values
         to log."""

@@ -12,6 +12,7 @@ from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.losses.scan import confident_self_label_loss
 from cluster_ssl.methods.base import Batch, StageContext
 from cluster_ssl.methods.contrastive import EmbeddingMethod
+from cluster_ssl.methods.step_average import StepAverage
 from cluster_ssl.runtime.distributed import all_reduce_mean
 from cluster_ssl.runtime.errors import UserError
 
@@ -24,8 +25,11 @@ class SelfLabel(EmbeddingMethod):
     starts from ``scan_model``, the epoch with the lowest held-out SCAN loss), then the head
     becomes a copy of that epoch's kept head. Each step: pseudo-labels
     from the un-augmented images (no gradient), cross-entropy of the strongly augmented
-    view against those whose confidence exceeds ``threshold``, class-balanced (see
-    :func:`~cluster_ssl.losses.scan.confident_self_label_loss`).
+    view against those whose confidence exceeds ``threshold``, class-balanced unless
+    ``class_balanced`` is off (see
+    :func:`~cluster_ssl.losses.scan.confident_self_label_loss`); with ``ema_alpha`` each
+    optimiser step is averaged with the weights before it, as SCAN's ImageNet configs
+    (:class:`~cluster_ssl.methods.step_average.StepAverage`).
 
     Before training, the fraction of confident training images is measured; when it is
     zero the run stops with a message naming the threshold. A batch without a confident
@@ -37,6 +41,9 @@ class SelfLabel(EmbeddingMethod):
             step's kept weights back (:meth:`~cluster_ssl.methods.scan.SCAN.restore_best`).
         augmentation: the strong pipeline.
         threshold: confidence threshold (0.99 in SCAN).
+        class_balanced: weight the classes by their inverse confident frequency (SCAN's
+            ``apply_class_balancing``; off in its ImageNet configs).
+        ema_alpha: SCAN's ``ema_alpha`` (0.999 in its ImageNet configs); 0, no averaging.
     """
 
     #: the head's argmax
@@ -49,6 +56,8 @@ class SelfLabel(EmbeddingMethod):
         augmentation: nn.Module,
         threshold: float,
         restore: Callable[[], None] | None = None,
+        class_balanced: bool = True,
+        ema_alpha: float = 0.0,
         **kw,
     ) -> None:
         super().__init__(*args, **kw)
@@ -57,6 +66,8 @@ class SelfLabel(EmbeddingMethod):
         self.head = nn.Linear(self.backbone.feature_dim, self.num_clusters)
         self.augmentation = augmentation
         self.threshold = threshold
+        self.class_balanced = class_balanced
+        self.step_average = StepAverage([self.backbone, self.head], ema_alpha)
         self.confident_fraction: float | None = None
         self._confident_in_epoch = torch.zeros((), dtype=torch.long)
 
@@ -82,6 +93,12 @@ class SelfLabel(EmbeddingMethod):
         h = self.backbone(self.augment(self.eval_transform, batch["image"]))
         return self.in_fp32(lambda x: self.head(x).softmax(dim=1), h)
 
+    def on_step_start(self, ctx: StageContext) -> None:
+        self.step_average.before_step()
+
+    def on_step_end(self, ctx: StageContext) -> None:
+        self.step_average.after_step()
+
     def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
         self._confident_in_epoch = torch.zeros((), dtype=torch.long, device=ctx.device)
         return {}
@@ -91,7 +108,9 @@ class SelfLabel(EmbeddingMethod):
         with torch.no_grad():
             weak_logits = self.head(self.backbone(self.augment(self.eval_transform, images)))
         strong_logits = self.head(self.backbone(self.augment(self.augmentation, images)))
-        loss, confident = confident_self_label_loss(weak_logits, strong_logits, self.threshold)
+        loss, confident = confident_self_label_loss(
+            weak_logits, strong_logits, self.threshold, self.class_balanced
+        )
         self._confident_in_epoch = self._confident_in_epoch.to(confident.device) + confident.sum()
         if loss is None:  # keeps every rank's backward identical under DDP
             loss = strong_logits.sum() * 0.0

@@ -19,6 +19,7 @@ from cluster_ssl.methods import scan as scan_module
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.scan import SCAN
 from cluster_ssl.methods.selflabel import SelfLabel
+from cluster_ssl.methods.step_average import StepAverage
 from cluster_ssl.runtime.errors import UserError
 
 CPU = torch.device("cpu")
@@ -97,6 +98,66 @@ def test_self_label_loss_is_class_balanced_cross_entropy_on_confident_samples():
     numerator = sum(-weight[t] * log_probs[i, t].item() for i, t in enumerate(targets))
     expected = numerator / sum(weight[t] for t in targets)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_without_class_balancing_the_loss_is_the_plain_mean_over_confident_samples():
+    weak = torch.tensor([[9.0, 0, 0], [9.0, 0, 0], [9.0, 0, 0], [0, 9.0, 0], [0, 0, 0.5]])
+    strong = torch.randn(5, 3, generator=torch.Generator().manual_seed(2))
+    loss, _ = confident_self_label_loss(weak, strong, 0.99, class_balanced=False)
+    log_probs = F.log_softmax(strong, dim=1)
+    targets = [0, 0, 0, 1]
+    expected = -sum(log_probs[i, t].item() for i, t in enumerate(targets)) / len(targets)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def scans_ema_steps(model, alpha, batches, lr):
+    """SCAN's utils/ema.py as selflabel_train uses it, written out: a shadow copy of the
+    state taken at the start; after each SGD step the shadow's parameters become
+    alpha * shadow + (1 - alpha) * model, and the whole shadow is loaded into the model."""
+    shadow = {k: v.clone() for k, v in model.state_dict().items()}
+    parameter_names = [k for k, _ in model.named_parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for x in batches:
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+        state = model.state_dict()
+        for name in parameter_names:
+            shadow[name].copy_(alpha * shadow[name] + (1 - alpha) * state[name])
+        model.load_state_dict(shadow)
+    return model.state_dict()
+
+
+def ours_steps(model, alpha, batches, lr):
+    average = StepAverage([model], alpha)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for x in batches:
+        average.before_step()
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+        average.after_step()
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.999])
+def test_the_step_average_is_scans_ema_of_the_weights(alpha):
+    def network():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).train()
+
+    batches = [torch.randn(8, 4, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    start = network().state_dict()
+    ours = ours_steps(network(), alpha, batches, lr=0.5)
+    if alpha == 0:  # off: plain SGD, the running statistics move
+        assert not torch.equal(ours["1.running_mean"], start["1.running_mean"])
+        return
+    scans = scans_ema_steps(network(), alpha, batches, lr=0.5)
+    for key in scans:
+        torch.testing.assert_close(ours[key], scans[key], rtol=1e-6, atol=1e-7)
+    # the buffers stay as the stage started, the parameters moved
+    assert torch.equal(ours["1.running_mean"], start["1.running_mean"])
+    assert not torch.equal(ours["0.weight"], start["0.weight"])
 
 
 def test_self_label_loss_reports_an_empty_confident_set():
@@ -178,6 +239,12 @@ def test_the_scan_presets_follow_scans_configs():
     assert config("stl10").selflabel.epochs == 100
     assert config("cifar10").selflabel.epochs == config("cifar100-20").selflabel.epochs == 200
     assert config("imagenet10").scan.num_heads == 10
+    for preset in ("imagenet10", "imagenet-dogs"):  # selflabel_imagenet_50.yml
+        cfg = config(preset)
+        assert cfg.selflabel.class_balancing is False and cfg.selflabel.ema_alpha == 0.999
+    assert (
+        config("cifar10").selflabel.class_balancing and config("cifar10").selflabel.ema_alpha == 0
+    )
 
 
 def run_steps(method, ctx, steps, seed=0):
@@ -361,6 +428,31 @@ def test_the_three_stages_run_and_a_resume_reuses_the_mined_neighbours(tmp_path,
     assert pretext["seconds"] == 0 and pretext["seconds_before_resume"] > 0
     assert scan["seconds_before_resume"] > 0 and "seconds_before_resume" not in selflabel
     assert summary["clusters_used"] >= 1 and 0 <= summary["acc"] <= 1
+
+
+def test_the_trainer_averages_every_self_labelling_step(tmp_path, monkeypatch):
+    steps = {"before": 0, "after": 0}
+    original_before, original_after = StepAverage.before_step, StepAverage.after_step
+
+    def counting(name, original):
+        def wrapped(self):
+            if self.alpha:
+                steps[name] += 1
+            return original(self)
+
+        return wrapped
+
+    monkeypatch.setattr(StepAverage, "before_step", counting("before", original_before))
+    monkeypatch.setattr(StepAverage, "after_step", counting("after", original_after))
+    out = tmp_path / "run"
+    settings = {
+        "selflabel.confidence_threshold": 0.2,
+        "selflabel.ema_alpha": 0.9,
+        "selflabel.class_balancing": "false",
+    }
+    assert main(cli_args(out, **settings)) == 0
+    saved = torch.load(out / "stages" / "03-selflabel.pt", weights_only=False)
+    assert steps["before"] == steps["after"] == saved["step"] > 0
 
 
 def test_self_labelling_of_a_run_starts_from_the_scan_checkpoints_best_epoch(tmp_path, monkeypatch):

@@ -11,6 +11,28 @@ from cluster_ssl.commands.config_card import resolved_settings
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.runtime.errors import UserError
 from recipes import cc, idfd, simclr
+from recipes.originals import originals_of, resolved_value, same
+
+
+def matched_originals(
+    recipe: str, dataset: str, prefix: str = "", names: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """The original's values (recipes/originals) of ``recipe``'s settings on ``dataset``
+    named in ``names`` or else starting with ``prefix``, each asserted to carry no reason:
+    these are matched, not explained away."""
+    rows = originals_of(recipe).PROTOCOLS[dataset].rows
+    chosen = [
+        row for row in rows if (row.setting in names if names else row.setting.startswith(prefix))
+    ]
+    assert chosen and all(not row.reason for row in chosen)
+    assert not names or len(chosen) == len(names)
+    return {row.setting: row.value for row in chosen}
+
+
+def assert_matched(recipe: str, dataset: str, originals: dict[str, object]) -> None:
+    settings = resolved_settings(recipe, dataset)
+    for name, value in originals.items():
+        assert same(resolved_value(settings, name), value), name
 
 
 # 1. STL-10: SCAN's models/resnet_stl.py stem for SimCLR and SCAN's pretext
@@ -56,39 +78,24 @@ def test_simclr_builds_the_stl_stem():
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
 
 
-# 2. SCAN on the ImageNet subsets: scan_imagenet_50.yml / selflabel_imagenet_50.yml
+# 2. SCAN on the ImageNet subsets: scan_imagenet_50.yml / selflabel_imagenet_50.yml, every
+# setting of both steps as recorded in recipes/originals/scan.py
 @pytest.mark.parametrize("dataset", ["imagenet10", "imagenet-dogs"])
 def test_scan_imagenet_steps_are_scans_configs(dataset):
     settings = resolved_settings("scan", dataset)
-    assert settings["scan"] == {
-        **settings["scan"],  # heldout_neighbours, include_anchor: not in SCAN's configs
-        "epochs": 100,
-        "batch_size": 512,
-        "optimizer": "sgd",
-        "lr": 5.0,
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "num_neighbours": 50,
-        "num_heads": 10,
-        "entropy_weight": 5.0,
-        "update_heads_only": True,
-        "augmentation": "simclr",
-    }
-    assert settings["selflabel"] == {
-        "epochs": 25,
-        "batch_size": 512,
-        "optimizer": "sgd",
-        "lr": 0.03,
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "confidence_threshold": 0.99,
-    }
+    for step in ("scan", "selflabel"):
+        originals = matched_originals("scan", dataset, f"{step}.")
+        assert {f"{step}.{key}" for key in settings[step]} == set(originals)  # every setting
+        assert_matched("scan", dataset, originals)
+    assert settings["scan"]["optimizer"] == "sgd" and settings["scan"]["lr"] == 5.0
+    assert settings["selflabel"]["class_balancing"] is False
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10"])
 def test_scan_cifar_and_stl_steps_keep_adam(dataset):
     settings = resolved_settings("scan", dataset)
     for step in ("scan", "selflabel"):
+        assert_matched("scan", dataset, matched_originals("scan", dataset, f"{step}."))
         assert settings[step]["optimizer"] == "adam"
         assert settings[step]["lr"] == 1e-4 and settings[step]["weight_decay"] == 1e-4
 
@@ -104,12 +111,15 @@ def test_scan_step_optimiser_is_built_from_its_settings():
     assert group["nesterov"] is False
 
 
-# 3. CC on STL-10: train_STL10.py's joint pass runs on train+test
-def test_cc_stl10_trains_both_losses_on_train_and_test():
+# 3. CC on STL-10: train_STL10.py's two passes (the unlabelled images with the instance
+# loss, train+test with both), its loader, optimiser and augmentation strength
+def test_cc_stl10_trains_as_train_stl10():
+    names = ("split", "eval_split", "unlabelled_instance_only", "strength", "optimizer", "lr")
+    originals = matched_originals("cc", "stl10", names=(*names, "weight_decay"))
+    assert originals["split"] == "train+test+unlabeled"
+    assert_matched("cc", "stl10", originals)
     settings = resolved_settings("cc", "stl10")
-    assert settings["split"] == "train+test" and settings["eval_split"] is None
-    assert settings["strength"] == 1.0
-    assert (settings["optimizer"], settings["lr"], settings["weight_decay"]) == ("adam", 3e-4, 0)
+    assert settings["unlabelled_instance_only"] is True and settings["strength"] == 1.0
 
 
 # 5. CC's inputs are not normalised in its code

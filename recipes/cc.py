@@ -16,11 +16,10 @@ whose documented results were measured that way).
 
 STL-10: CC's ``train_STL10.py`` runs two loaders each epoch: first the 100,000 unlabelled
 images with the instance loss alone (lines 13-25), then train+test (13,000) with instance
-+ cluster loss (lines 26-39), batch 256, ``drop_last``. This preset trains on train+test
-with both losses, as that second pass (and clusters and reports train+test as CC's
-``cluster.py``); the instance-only pass over the unlabelled images is missing: it needs a
-train+test+unlabeled STL-10 split (the registry offers unlabeled and train+unlabeled) and
-a CC method that skips the cluster loss for unlabelled (label -1) images.
++ cluster loss (lines 26-39), batch 256, ``drop_last``. The preset trains on
+train+test+unlabeled with ``unlabelled_instance_only`` (see :class:`~cluster_ssl.methods.cc.CC`:
+each epoch the unlabelled images' batches with L_ins alone, then train+test's with both
+losses) and clusters and reports train+test, as CC's ``cluster.py``.
 
     python recipes/cc.py --dataset digits --out runs/cc-digits
 """
@@ -70,6 +69,7 @@ class CCConfig(BackboneConfig):
     strength: float = positive(0.5)
     blur: bool = False
     normalize: bool = False
+    unlabelled_instance_only: bool = False
 
 
 def pipeline_of(
@@ -105,6 +105,7 @@ def cc_method(cfg: CCConfig, dataset: ImageDataset, num_clusters: int) -> CC:
         cluster_temperature=cfg.cluster_temperature,
         entropy_constant=cfg.entropy_constant,
         entropy_weight=cfg.entropy_weight,
+        unlabelled_instance_only=cfg.unlabelled_instance_only,
     )
 
 
@@ -125,8 +126,14 @@ CPU = {
 PRESETS = {
     "cifar10": {**PAPER, "strength": 0.5},
     "cifar100-20": {**PAPER, "strength": 0.5},
-    # train_STL10.py: train+test with both losses (its unlabelled pass: see the docstring)
-    "stl10": {**PAPER, "split": "train+test", "strength": 1.0},
+    # train_STL10.py: the unlabelled images with the instance loss, train+test with both
+    "stl10": {
+        **PAPER,
+        "split": "train+test+unlabeled",
+        "eval_split": "train+test",
+        "unlabelled_instance_only": True,
+        "strength": 1.0,
+    },
     "imagenet10": {**PAPER, **IMAGENET_TRAIN_ONLY, "strength": 1.0, "blur": True},
     "imagenet-dogs": {**PAPER, **IMAGENET_TRAIN_ONLY, "strength": 1.0, "blur": True},
     "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "strength": 0.5},

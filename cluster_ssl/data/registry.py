@@ -25,7 +25,7 @@ from cluster_ssl.runtime.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-STL_SPLITS = (*SPLITS, "unlabeled", "train+unlabeled")
+STL_SPLITS = (*SPLITS, "unlabeled", "train+unlabeled", "train+test+unlabeled")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """STL-10 from its binaries in ``stl10_binary/`` (images stored column-major, 3x96x96).
 
 "train", "test" and "train+test" (5,000 / 8,000 / 13,000 images) are loaded into memory.
-"unlabeled" (100,000 images, 2.7 GB) and "train+unlabeled" (105,000) are memory-mapped and
-read per item (:class:`MemmapImageDataset`); their unlabelled images have label -1.
+"unlabeled" (100,000 images, 2.7 GB), "train+unlabeled" (105,000) and "train+test+unlabeled"
+(113,000, CC's STL-10 training set) are memory-mapped and read per item (:class:`MemmapImageDataset`); their unlabelled images have label -1.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def _labelled(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
 def build_stl10(
     root: Path | None, split: str, image_size: int | None, download: bool
 ) -> ImageDataset:
-    """STL-10 splits: train, test, train+test (in memory); unlabeled, train+unlabeled (memmap)."""
+    """STL-10 splits: train, test, train+test (in memory); unlabeled, train+unlabeled,
+    train+test+unlabeled (memmap)."""
     root = require_root(
         root, "STL-10", f"the folder that contains {FOLDER}", f"download it from {URL}"
     )

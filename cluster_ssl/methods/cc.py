@@ -10,8 +10,9 @@ from torch import nn
 from cluster_ssl.augment.pipelines import TwoViews
 from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.losses.cc import cluster_contrastive_loss, instance_contrastive_loss
-from cluster_ssl.methods.base import Batch, StageContext
+from cluster_ssl.methods.base import Batch, StageContext, epoch_seed
 from cluster_ssl.methods.contrastive import EmbeddingMethod
+from cluster_ssl.runtime.distributed import all_reduce_mean
 
 
 class CC(EmbeddingMethod):
@@ -26,6 +27,15 @@ class CC(EmbeddingMethod):
     The two views go through the backbone in two forward passes by default, as the public
     code's ``Network.forward(x_i, x_j)`` (``modules/network.py``) does: each view has its
     own BatchNorm statistics. ``views_in_one_batch=True`` runs them as one batch.
+
+    ``unlabelled_instance_only``: images without a label (-1, STL-10's unlabelled split)
+    train the instance loss alone, as CC's ``train_STL10.py``, whose epochs are first a
+    pass over the unlabelled images with L_ins, then one over train+test with L_ins +
+    L_clu. Each epoch's order is the unlabelled images shuffled, then the labelled ones
+    (seeded by seed and epoch); a batch holding any unlabelled image (on any rank) is an
+    instance-only step, which leaves the cluster head without a gradient (Adam skips it,
+    as when the original's graph never reaches it). Only the one batch where the two
+    parts meet differs from the original's two loaders (its rows train L_ins alone).
     """
 
     #: the cluster head's argmax
@@ -43,6 +53,7 @@ class CC(EmbeddingMethod):
         cluster_temperature: float,
         entropy_constant: bool = False,
         entropy_weight: float = 1.0,
+        unlabelled_instance_only: bool = False,
         **kw,
     ) -> None:
         super().__init__(*args, **kw)
@@ -53,9 +64,44 @@ class CC(EmbeddingMethod):
         self.cluster_temperature = cluster_temperature
         self.entropy_constant = entropy_constant
         self.entropy_weight = entropy_weight
+        self.unlabelled_instance_only = unlabelled_instance_only
+        #: instance-only steps leave the cluster head out of the graph
+        self.find_unused_parameters = unlabelled_instance_only
+        #: (N,) True for the training images without a label; None when all have one
+        self.unlabelled: torch.Tensor | None = None
+
+    def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
+        labels = ctx.dataset.labels
+        self.unlabelled = None
+        if self.unlabelled_instance_only and labels is not None:
+            unlabelled = torch.as_tensor(labels) < 0
+            if unlabelled.any():
+                self.unlabelled = unlabelled
+        return {}
+
+    def sample_order(self, ctx: StageContext) -> torch.Tensor | None:
+        """The unlabelled images first, then the labelled, each shuffled by (seed, epoch)."""
+        if self.unlabelled is None:
+            return None
+        generator = torch.Generator().manual_seed(epoch_seed(ctx.seed, ctx.epoch))
+        parts = [self.unlabelled.nonzero().flatten(), (~self.unlabelled).nonzero().flatten()]
+        return torch.cat([part[torch.randperm(len(part), generator=generator)] for part in parts])
+
+    def _instance_only(self, batch: Batch) -> bool:
+        """Whether this step trains L_ins alone: some rank's batch holds an unlabelled image."""
+        if self.unlabelled is None:
+            return False
+        here = self.unlabelled[batch["index"].cpu()].any().float()
+        return float(all_reduce_mean(here.to(batch["image"].device))) > 0
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         view_a, view_b = self.augment(self.views, batch["image"])
+        if self._instance_only(batch):  # the cluster head stays out of the graph
+            z_a, z_b = self.encode_views(
+                lambda x: self.instance_head(self.backbone(x)), [view_a, view_b]
+            )
+            instance = instance_contrastive_loss(z_a, z_b, self.instance_temperature)
+            return {"loss": instance, "instance": instance}
 
         # both heads side by side, so that with views_in_one_batch they too run on the 2B
         # rows at once (the one-batch path as it was: same sums in the heads' gradients)

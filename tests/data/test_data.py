@@ -303,6 +303,11 @@ def test_stl10_unlabeled_splits_are_memory_mapped(tmp_path):
     mixed = build_dataset("stl10", root=tmp_path, split="train+unlabeled", image_size=48)
     assert len(mixed) == 11 and mixed.num_classes == 10
     assert mixed.labels.tolist() == written["train"][1].tolist() + [-1] * 5
+    everything = build_dataset("stl10", root=tmp_path, split="train+test+unlabeled")
+    assert everything.labels.tolist() == (
+        written["train"][1].tolist() + written["test"][1].tolist() + [-1] * 5
+    )
+    assert np.array_equal(everything[6]["image"].numpy(), written["test"][0][0])
     copy = pickle.loads(pickle.dumps(mixed))  # what DataLoader workers receive
     assert torch.equal(copy[10]["image"], mixed[10]["image"])
     assert check_sample(copy, 10, (3, 48, 48))["label"] == -1

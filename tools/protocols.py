@@ -100,7 +100,7 @@ def protocol_table(recipe: str, dataset: str, protocol: Protocol) -> list[str]:
         f"### {recipe} on {dataset}",
         "",
         f"`cluster-ssl config {recipe} --dataset {dataset}`: {len(rows)} settings recorded, "
-        f"{differing} differ.",
+        f"{differing} {'differs' if differing == 1 else 'differ'}.",
         "",
         "| setting | ours | | original | source | reason |",
         "|---|---|---|---|---|---|",
@@ -135,6 +135,25 @@ def recipe_section(recipe: str) -> list[str]:
     return lines
 
 
+def summary() -> list[str]:
+    """One line per table: how many settings it records, differ, and are not yet matched."""
+    lines = [
+        "| recipe | dataset | settings | differ | not yet matched |",
+        "|---|---|---|---|---|",
+    ]
+    for recipe in sorted(RECIPES.names()):
+        for dataset, protocol in sorted(originals_of(recipe).PROTOCOLS.items()):
+            settings = resolved_settings(recipe, dataset)
+            rows = protocol.rows
+            differing = [
+                row for row in rows if not same(resolved_value(settings, row.setting), row.value)
+            ]
+            open_ = sum(row.reason.startswith(NOT_YET_MATCHED) for row in differing)
+            open_ += sum(gap.reason.startswith(NOT_YET_MATCHED) for gap in protocol.unmatched)
+            lines.append(f"| {recipe} | {dataset} | {len(rows)} | {len(differing)} | {open_} |")
+    return lines
+
+
 def not_yet_matched() -> list[str]:
     """Every difference recorded as not yet matched, one line each, for the summary."""
     found = []
@@ -151,7 +170,7 @@ def not_yet_matched() -> list[str]:
 
 
 def card() -> str:
-    lines = [HEADER, "## Not yet matched", ""]
+    lines = [HEADER, "## Summary", "", *summary(), "", "## Not yet matched", ""]
     lines += not_yet_matched() or ["- none"]
     lines.append("")
     for recipe in sorted(RECIPES.names()):

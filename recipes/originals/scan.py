@@ -72,6 +72,12 @@ def cifar_stl_rows(dataset: str) -> tuple[Original, ...]:
     side = 96 if dataset == "stl10" else 32
     steps = STEPS[dataset]
     return (
+        Original(
+            "pretext",
+            "simclr",
+            f"{SCAN_REPO} configs/pretext/simclr_{name}.yml",
+            note="setup: simclr",
+        ),
         *pretext_rows(dataset),
         Original("scan.num_neighbours", 20, scan, note="num_neighbors: 20"),
         Original("scan.num_heads", 1, scan),
@@ -115,6 +121,13 @@ def imagenet_rows() -> tuple[Original, ...]:
         "(--set backbone=resnet50 pretrained=FILE loads other weights)"
     )
     return (
+        Original(
+            "pretext",
+            "moco",
+            f"{SCAN_REPO} configs/pretext/moco_imagenet50.yml",
+            reason=weights,
+            note="setup: moco, MoCo v2's ImageNet-1k weights",
+        ),
         Original("backbone", "resnet50", scan, reason=weights),
         Original(
             "pretrained",

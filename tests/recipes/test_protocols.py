@@ -4,6 +4,7 @@ setting, every preset has a table or says why not, and the card is current."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,12 @@ ROWS = [
 ]
 
 
+@cache
+def settings_of(recipe: str, dataset: str) -> dict:
+    """``resolved_settings`` once per preset (read only here)."""
+    return resolved_settings(recipe, dataset)
+
+
 def test_the_card_is_current():
     """Regenerate with ``python tools/protocols.py > docs/PROTOCOLS.md``."""
     assert (REPO / "docs" / "PROTOCOLS.md").read_text() == card()
@@ -31,12 +38,12 @@ def test_the_card_is_current():
 @pytest.mark.parametrize(("recipe", "dataset", "row"), ROWS)
 def test_row_names_a_real_setting(recipe, dataset, row):
     """A renamed setting cannot leave its row behind unnoticed."""
-    resolved_value(resolved_settings(recipe, dataset), row.setting)
+    resolved_value(settings_of(recipe, dataset), row.setting)
 
 
 @pytest.mark.parametrize(("recipe", "dataset", "row"), ROWS)
 def test_preset_differs_from_the_original_only_with_a_reason(recipe, dataset, row):
-    ours = resolved_value(resolved_settings(recipe, dataset), row.setting)
+    ours = resolved_value(settings_of(recipe, dataset), row.setting)
     if same(ours, row.value):
         assert not row.reason, f"{row.setting} matches the original now: drop the reason"
     else:

@@ -83,7 +83,13 @@ def rows(dataset: str) -> tuple[Original, ...]:
             ),
             note="once per batch, from the prototypes that are no sample's positive",
         ),
-        Original("schedule", "cosine", f"{PROPOS} models/basic_template.py cosine_annealing_LR"),
+        Original(
+            "schedule",
+            "cosine",
+            f"unconfirmed: the run's record has no step_lr; without it {PROPOS} "
+            "models/basic_template.py adjust_learning_rate (lines 476-480) runs "
+            "cosine_annealing_LR",
+        ),
     )
 
 
@@ -93,7 +99,7 @@ SCHEDULE = Unmatched(
     "decays it to lr * learning_eta_min (0.01 by default; not in the run's record)",
     f"{PROPOS} models/basic_template.py lines 449-461",
     NOT_YET_MATCHED + "the preset has no lr warm-up and decays to 0 as PCL's main_pcl.py "
-    "adjust_learning_rate; whether the run used the cosine schedule is not in its record",
+    "adjust_learning_rate (--set warmup=0.05 ramps lr over the first 50 of 1000 epochs)",
 )
 SYMMETRIC = Unmatched(
     "symmetric InfoNCE",

@@ -10,6 +10,10 @@ package imports and clusters without it. The rule for ``backend="auto"`` lives i
   exact kNN and 2-3x for k-means at k = 1000 on 70,000 x 128 features, 2 cores; measured
   by ``tools/kmeans_backends.py``);
 * otherwise torch, on the CPU.
+
+The methods hand k-means (and SCAN's mining, PCL's E-step) their embedding as a tensor on
+the run's device, so on a GPU it is clustered there, and on a CPU faiss receives the same
+float32 values as from a numpy array.
 """
 
 from __future__ import annotations

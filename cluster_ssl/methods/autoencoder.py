@@ -46,9 +46,10 @@ def embed_and_cluster(
 
     Returns (embedding, centroids, labels).
     """
-    z = ctx.embed(lambda batch: encode(unit_pixels(batch["image"]))).cpu().numpy()
+    z = ctx.embed(lambda batch: encode(unit_pixels(batch["image"])))
+    # on the embedding's device: a GPU's features are clustered there (torch backend)
     result = ctx.on_main(lambda: kmeans(z, num_clusters, n_init=n_init, seed=ctx.seed))
-    return z, result.centroids, result.labels
+    return z.cpu().numpy(), result.centroids, result.labels
 
 
 class AutoencoderPretraining(Method):

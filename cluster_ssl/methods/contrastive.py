@@ -129,10 +129,13 @@ class EmbeddingMethod(Method):
     def predict(self, ctx: StageContext) -> Prediction:
         """k-means on the embedding; confidence is each sample's cosine similarity to its
         cluster's centre."""
-        z = self.embedding(ctx).cpu().numpy()
+        embedding = self.embedding(ctx)  # clustered on its device (a GPU's: torch backend)
         result = ctx.on_main(
-            lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
+            lambda: kmeans(
+                embedding, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed
+            )
         )
+        z = embedding.cpu().numpy()
         confidence = centre_similarity(z, result.centroids, result.labels)
         return Prediction(
             result.labels,
@@ -164,7 +167,7 @@ class EmbeddingMethod(Method):
 
     def training_centres(self, training: StageContext) -> np.ndarray:
         """The centres :meth:`predict` finds on the training data (its k-means, same seed)."""
-        z = self.embedding(training).cpu().numpy()
+        z = self.embedding(training)
         return training.on_main(
             lambda: (
                 kmeans(

@@ -92,7 +92,7 @@ class KLSelfTraining(Method):
 
     def on_fit_start(self, ctx: StageContext) -> None:
         """Centres from k-means (``kmeans_restarts`` restarts) on the starting embedding."""
-        z = ctx.embed(self.encode).cpu().numpy()
+        z = ctx.embed(self.encode)  # clustered on its device (a GPU's: torch backend)
         result = ctx.on_main(
             lambda: kmeans(z, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
         )

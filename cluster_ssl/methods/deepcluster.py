@@ -137,7 +137,7 @@ class DeepCluster(EmbeddingMethod):
 
     def recluster(self, features: torch.Tensor, seed: int) -> Reclustering:
         """PCA-whitening, L2-normalisation and k-means without empty clusters."""
-        whitened = pca_whiten(features, self.pca_dim).cpu().numpy()
+        whitened = pca_whiten(features, self.pca_dim)  # clustered on its device
         return kmeans_without_empty_clusters(
             whitened, self.num_pseudo_classes, seed=seed, n_iter=self.kmeans_iterations
         )

@@ -14,7 +14,12 @@ import sys
 from pathlib import Path
 
 from cluster_ssl.config import DEFAULT_DATASET, DEFAULT_RECIPE, parse_assignments
-from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES, WANDB_MODES
+from cluster_ssl.runtime.choices import (
+    DEVICE_CHOICES,
+    PRECISION_CHOICES,
+    SPEED_CHOICES,
+    WANDB_MODES,
+)
 from cluster_ssl.runtime.errors import UserError
 
 
@@ -38,6 +43,19 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a recipe setting (repeatable)",
+    )
+
+
+def add_speed_choice(parser: argparse.ArgumentParser) -> None:
+    """``--speed auto|off``: measure the settings that change speed, not the numbers."""
+    parser.add_argument(
+        "--speed",
+        choices=SPEED_CHOICES,
+        help="auto (default): at the start, time a few steps of the settings that leave the "
+        "numbers as they are (channels-last, the batch of whole-dataset passes, threads vs "
+        "DataLoader workers for image folders, torch.compile on CUDA where it pays back) "
+        "and keep the fastest; printed, recorded in run.json and kept by --resume. "
+        "off: the fixed defaults",
     )
 
 
@@ -108,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run directory; keys are checked strictly",
     )
     add_speed_options(train)
+    add_speed_choice(train)
     train.add_argument("--wandb", choices=WANDB_MODES, default="disabled")
     train.add_argument(
         "--workers",
@@ -176,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--workers", type=non_negative_int, default=2, help="image-decoding processes"
     )
+    add_speed_choice(cluster)
     cluster.add_argument("--resume", action="store_true", help="continue the run in --out")
     cluster.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -293,6 +313,7 @@ def _train(args: argparse.Namespace) -> int:
             channels_last=args.channels_last,
             compile_backend=args.compile,
             checkpoint_every=args.checkpoint_every,
+            speed=args.speed,
             wandb=args.wandb,
             resume=args.resume,
             progress=not args.no_progress,
@@ -354,6 +375,7 @@ def _cluster(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             num_workers=args.workers,
+            speed=args.speed,
             time_budget=budget,
         )
     )

@@ -34,7 +34,8 @@ def claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[
                     f"not {asked.get('recipe', stored['recipe'])} on "
                     f"{asked.get('dataset', stored['dataset'])}; use another --out"
                 )
-        before = {**RECORD_DEFAULTS, "init_from": None, **stored}  # older runs lack keys
+        # older runs lack keys; one recorded before --speed ran with today's defaults
+        before = {**RECORD_DEFAULTS, "init_from": None, "speed": "off", **stored}
 
         def meaning(key: str, value: Any) -> Any:
             if key != "precision":

@@ -11,6 +11,7 @@ from cluster_ssl.config import (
     DEFAULT_RECIPE,
 )
 from cluster_ssl.engine.recipe import Recipe
+from cluster_ssl.engine.speed_trial import SpeedTrial
 from cluster_ssl.engine.trainer import Pace
 
 
@@ -36,6 +37,12 @@ class RunRequest:
     channels_last: bool = False
     compile_backend: str | None = None
     checkpoint_every: int = 1
+    #: ``auto`` (measure the speed settings at the start) or ``off`` (today's defaults)
+    speed: str | None = None
+    #: speed settings chosen already (``cluster``'s restart at a ``--time-budget``'s length)
+    speed_choice: dict[str, Any] | None = None
+    #: times the speed settings' candidates (tests pass one on a fake clock)
+    speed_trial: SpeedTrial | None = None
     wandb: str = "disabled"
     resume: bool = False
     progress: bool = True
@@ -55,6 +62,7 @@ class RunRequest:
             "precision": self.precision,
             "accumulate": self.accumulate,
             "init_from": self.init_from,
+            "speed": self.speed,
         }
         return {key: value for key, value in asked.items() if value is not None}
 
@@ -76,6 +84,7 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "precision": "auto",
     "accumulate": 1,
+    "speed": "auto",
 }
 
 

@@ -3,7 +3,8 @@ stopped), evaluate, and write ``summary.json``.
 
 Run directory layout::
 
-    OUT/run.json              what was asked for (recipe, dataset, settings), written first
+    OUT/run.json              what was asked for (recipe, dataset, settings) and the speed
+                              settings kept (``--speed``), written first
     OUT/config.json           every resolved setting
     OUT/stages/NN-NAME.pt     one checkpoint per stage, rewritten atomically every epoch (or N)
     OUT/metrics.jsonl         one JSON line per logged event
@@ -26,6 +27,7 @@ from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.commands.claim import claim_out_dir
 from cluster_ssl.commands.prepare import prepare
 from cluster_ssl.commands.record import TRAINING_DATA, RunRequest
+from cluster_ssl.commands.speed_settings import apply_threads, settle_speed
 from cluster_ssl.config import (
     as_dict,
 )
@@ -77,6 +79,9 @@ def _train(request: RunRequest) -> dict[str, Any]:
     initialised = None  # before anything is written: a bad --init-from leaves no trace
     if record.get("init_from") and not stage_path(out, 0, prepared.stages[0]).exists():
         initialised = init_network_from(prepared.stages[0].method, Path(record["init_from"]))
+    speed = settle_speed(record, request, prepared, device, dist, precision)
+    apply_threads(speed)
+    num_workers = request.num_workers if speed.workers is None else speed.workers
     config_dict = {
         **record,
         "config": as_dict(prepared.config),
@@ -100,8 +105,8 @@ def _train(request: RunRequest) -> dict[str, Any]:
         precision=precision,
         progress=request.progress,
         accumulate=record.get("accumulate", 1),  # runs recorded before the option: 1
-        channels_last=request.channels_last,
-        compile_backend=request.compile_backend,
+        channels_last=request.channels_last or speed.channels_last,
+        compile_backend=request.compile_backend or speed.compile_backend,
         checkpoint_every=request.checkpoint_every,
     )
     trainer = Trainer(settings, logger, pace=request.pace)
@@ -111,7 +116,8 @@ def _train(request: RunRequest) -> dict[str, Any]:
         device,
         record["seed"],
         dist,
-        num_workers=request.num_workers,
+        pass_batch_size=speed.pass_batch_size,
+        num_workers=num_workers,
         heldout=heldout,
     )
 
@@ -126,7 +132,8 @@ def _train(request: RunRequest) -> dict[str, Any]:
         dist,
         record["seed"],
         training_data=trained_on_eval_data,
-        num_workers=request.num_workers,
+        num_workers=num_workers,
+        pass_batch_size=speed.pass_batch_size,
     )
     if dist.is_main and trained_on_eval_data:
         keep_centres(final.method, prediction, final_path)
@@ -183,11 +190,13 @@ def predict_method(
     *,
     training_data: bool,
     num_workers: int = 2,
+    pass_batch_size: int | None = None,
 ) -> Prediction:
     """A stage's method's clustering of ``dataset`` (labels, confidence, embedding).
 
     ``training_data`` says whether ``dataset`` is the split the stage trained on (a method
     may then use state it holds per training sample, such as IDFD's memory bank).
+    ``pass_batch_size`` is the batch of its passes (None: the device's default).
     """
     method = stage.method.to(device).eval()
     ctx = StageContext(
@@ -198,6 +207,7 @@ def predict_method(
         num_workers=num_workers,
         training_data=training_data,
         network=method.network(),
+        pass_batch_size=pass_batch_size,
     )
     with torch.no_grad():
         return method.predict(ctx)

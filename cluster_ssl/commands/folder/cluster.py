@@ -121,11 +121,12 @@ def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
         print("--resume: the run keeps the epochs its --time-budget chose", flush=True)
     if request.resume:  # the options given again must match the run's (it refuses others)
         overrides = {key: overrides[key] for key in _given_keys(request)}
-    estimated = None
+    estimated, speed_choice = None, None
     if budget is not None:  # measure the first steps, then start again at the length that fits
         pace = plan_pace(plan, Pace(clock=request.clock, on_measured=_stop))
         with contextlib.suppress(BudgetMeasured):
             _train(request, method, folder, out, overrides, pace)
+        speed_choice = read_json(request.out / "run.json", ("recipe",), "").get("speed_choice")
         chosen = budget_settings(method, overrides, len(readable), pace, budget)
         overrides.update(chosen)  # recorded in run.json: --resume continues with them
         plan = stage_plan(method, overrides, len(readable))
@@ -138,7 +139,7 @@ def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
             flush=True,
         )
     pace = plan_pace(plan, Pace(clock=request.clock))
-    summary = _train(request, method, folder, out, overrides, pace)
+    summary = _train(request, method, folder, out, overrides, pace, speed_choice)
     if estimated is None:
         estimated = pace.estimate()
     summary["estimated_seconds"] = None if estimated is None else round(estimated, 2)
@@ -168,7 +169,10 @@ def _train(
     out: Path,
     overrides: dict[str, Any],
     pace: Pace,
+    speed_choice: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``train`` on the folder; ``speed_choice``: the speed settings the run measured
+    already (before a ``--time-budget`` restart), kept instead of measured again."""
     return train(
         RunRequest(
             recipe=method,
@@ -183,6 +187,9 @@ def _train(
             num_workers=request.num_workers,
             dataset_options={"skip_unreadable": True, "exclude": str(out)},
             pace=pace,
+            speed=request.speed,
+            speed_choice=speed_choice,
+            speed_trial=request.speed_trial,
         )
     )
 

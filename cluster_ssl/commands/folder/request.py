@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster_ssl.engine.speed_trial import SpeedTrial
+
 
 @dataclass
 class FolderRequest:
@@ -25,5 +27,7 @@ class FolderRequest:
     resume: bool = False
     progress: bool = True
     num_workers: int = 2
+    speed: str | None = None  # --speed: auto (None) or off
     time_budget: float | None = None  # seconds of training to size the run for
     clock: Callable[[], float] = time.perf_counter  # times the first steps (tests: fake)
+    speed_trial: SpeedTrial | None = None  # times the speed settings (tests: a fake clock)

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster_ssl.runtime.threads import process_wait_policy
+
+# before anything of ours imports torch or faiss: their OpenMP threads then sleep, not
+# spin, while they wait (cluster_ssl/runtime/threads.py says why)
+process_wait_policy()
+
 
 def __getattr__(name: str) -> Any:
     if name[:1].isupper():  # an estimator's class name (cluster_ssl.estimators.NAMES)

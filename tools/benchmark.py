@@ -35,6 +35,26 @@ memory, and the bare backbone's forward + backward on the same inputs with the r
 two (see tools/step_profile.py). ``--epochs`` measures whole epochs and so the share of
 the per-epoch refreshes (k-means, P, E-step) in an epoch.
 
+    python tools/benchmark.py simclr|cc|scan --reference lightly [--steps 10] [--rounds 5]
+                                             [--peer-workers 2] [--dataset ...] [--set K=V]
+
+``--reference lightly``: rounds of our step (SCAN: its SimCLR pretext), alternating with
+rounds of lightly's way of training a copy of the same network on the same images
+(``SimCLRTransform`` at our augmentation's strengths in ``--peer-workers`` DataLoader
+workers, one forward pass per view, ``NTXentLoss``, our optimiser; see
+tools/lightly_peer.py), ending in ``ratio ours/lightly: X.XX (images/s, median of N
+rounds)``. Without ``--dataset``: the recipe's CPU preset (its Fashion-MNIST settings:
+quarter-width ResNet-18, batch 256, Adam) on 32 px RGB synthetic images. lightly is an
+optional extra: ``pip install -e '.[bench]'``.
+
+    python tools/benchmark.py METHOD --contention [--steps 10] [--rounds 5] [--load-threads 2]
+
+``--contention``: rounds of a step alone, alternating with rounds beside a competing job
+(another process's torch matrix products on ``--load-threads`` threads, torch's defaults;
+tools/contention.py), ending in ``slowdown beside a 2-thread job: X.XXx``. To time
+libgomp's default spinning instead of cluster-ssl's wait policy, run it with
+``GOMP_SPINCOUNT=300000`` (cluster_ssl/runtime/threads.py).
+
     python tools/benchmark.py pass-batch [--widths 0.25,1.0] [--side 28] [--batches 16,...,1024]
                                          [--timm vit_tiny_patch16_224 --timm-images 512]
 
@@ -73,26 +93,35 @@ To add a measurement: write ``bench_<name>(args) -> None`` and register its argu
 
 from __future__ import annotations
 
-import argparse
-import functools
-import os
-import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# before torch: importing cluster_ssl sets how OpenMP threads wait, which torch's OpenMP
+# reads once, as it loads (cluster_ssl/runtime/threads.py)
+import cluster_ssl  # noqa: E402
+
+# isort: split
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
 from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
 from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES  # noqa: E402
 from cluster_ssl.runtime.device import resolve_device  # noqa: E402
 from cluster_ssl.runtime.errors import UserError  # noqa: E402
+from cluster_ssl.runtime.threads import process_wait_policy  # noqa: E402
+from tools.lightly_peer import INSTALL_HINT  # noqa: E402
 from tools.machine import cpu_model  # noqa: E402
 
 
@@ -105,7 +134,8 @@ def machine_summary() -> str:
     return (
         f"cpu: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
         f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}, kornia {kornia.__version__}"
+        f"torchvision {torchvision.__version__}, kornia {kornia.__version__}; "
+        f"{process_wait_policy().describe()}"
     )
 
 
@@ -365,7 +395,6 @@ def bench_bank_loss(args: argparse.Namespace) -> None:
     """IDFD's instance discrimination loss, its backward and the bank update, one step."""
     import torch.nn.functional as F
 
-    import cluster_ssl
     from cluster_ssl.losses import idfd
     from cluster_ssl.losses.idfd import instance_discrimination_loss
     from cluster_ssl.models.memory_bank import MemoryBank
@@ -404,17 +433,15 @@ def bench_estimator(args: argparse.Namespace) -> None:
 
     from sklearn.datasets import load_digits
 
-    import cluster_ssl
+    from cluster_ssl.estimators import NAMES
     from cluster_ssl.eval.metrics import evaluate_clustering
 
     try:
         seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError:
         raise UserError(f"--seeds {args.seeds!r}: give comma-separated ints, e.g. 0,1,2") from None
-    if args.name not in cluster_ssl.__all__:
-        raise UserError(
-            f"no estimator {args.name!r}; use one of {', '.join(sorted(cluster_ssl.__all__))}"
-        )
+    if args.name not in NAMES:
+        raise UserError(f"no estimator {args.name!r}; use one of {', '.join(sorted(NAMES))}")
     contenders = [("cluster-ssl", getattr(cluster_ssl, args.name))]
     if args.reference:
         try:
@@ -511,11 +538,166 @@ def bench_folder_memory(args: argparse.Namespace) -> None:
     )
 
 
+#: the settings of a CPU preset that fit its data, left out on other images
+DATA_SETTINGS = ("image_size", "epochs", "eval_every")
+#: the stage ``--reference`` compares where it is not the recipe's own method
+PEER_STAGES = {"scan": "pretext"}
+
+
+def cpu_preset_settings(recipe: str, side: int, preset: str = "fashion-mnist") -> dict[str, Any]:
+    """A recipe's CPU preset (its ``preset`` settings: quarter-width ResNet-18, batch 256,
+    Adam) on images of ``side`` pixels: without its :data:`DATA_SETTINGS`."""
+    from recipes import RECIPES
+
+    settings = RECIPES.get(recipe).preset(preset)
+    kept = {key: value for key, value in settings.items() if key not in DATA_SETTINGS}
+    return {**kept, "image_size": side}
+
+
+def _recipe_step(
+    args: argparse.Namespace, dataset: str, overrides: dict[str, Any], stage: str | None
+) -> Any:
+    from tools.recipe_step import RecipeStep
+
+    return RecipeStep(
+        args.command,
+        dataset,
+        overrides=overrides,
+        stage_name=stage,
+        batch_size=args.batch,
+        data_root=args.data_root,
+        device_spec=args.device,
+        precision_spec=args.precision,
+        num_workers=args.workers,
+        channels_last=args.channels_last,
+        compile_backend=args.compile,
+    )
+
+
+def _rounds_header(args: argparse.Namespace, step: Any) -> None:
+    print(machine_summary())
+    print("command: python tools/benchmark.py " + " ".join(sys.argv[1:]))
+    print(
+        f"stage {step.stage.name!r} of {args.command}, batch {step.batch_size}, "
+        f"{args.steps} steps a round after {args.warmup} warm-up steps, device {step.device}, "
+        f"{args.rounds} round(s) in alternating order"
+    )
+
+
+def bench_peer(args: argparse.Namespace) -> None:
+    """Our step against lightly's way of training the same network on the same images."""
+    from cluster_ssl.config import parse_assignments
+    from tools.lightly_peer import LightlyStep, import_lightly
+
+    import_lightly()  # before anything is built: a missing package is one line at once
+    overrides = parse_assignments(args.assignments)
+    dataset = args.dataset
+    if dataset is None:  # the CPU preset on 32 px RGB images
+        dataset, overrides = "synthetic", {**cpu_preset_settings(args.command, 32), **overrides}
+    stage = args.stage or PEER_STAGES.get(args.command)
+    with _recipe_step(args, dataset, overrides, stage) as ours:
+        peer = LightlyStep(
+            ours.stage.method,
+            ours.prepared.dataset,
+            batch_size=ours.batch_size,
+            steps=args.steps,
+            workers=args.peer_workers,
+            device=ours.device,
+        )
+        _rounds_header(args, ours)
+        cfg, method = ours.prepared.config, ours.stage.method
+        print(
+            f"network {cfg.backbone} width {cfg.width:g}, {cfg.optimizer} lr {cfg.lr:g}; our "
+            f"views in one batch: {method.views_in_one_batch}"
+        )
+        print(
+            f"{dataset}: {len(ours.prepared.dataset):,} images {ours.prepared.dataset.image_shape}"
+            f"; lightly: SimCLRTransform in {args.peer_workers} DataLoader workers, one forward "
+            "pass per view, NTXentLoss, the same network and optimiser"
+        )
+        ours.run(args.warmup)
+        peer.run()
+        rates: dict[str, list[float]] = {"ours": [], "lightly": []}
+        for index in range(args.rounds):
+            runs = [("ours", lambda: ours.run(args.steps)), ("lightly", peer.run)]
+            for name, run in runs[:: 1 if index % 2 == 0 else -1]:
+                rates[name].append(ours.batch_size / run())
+            print(
+                f"round {index + 1}/{args.rounds}: ours {rates['ours'][-1]:,.1f} images/s, "
+                f"lightly {rates['lightly'][-1]:,.1f} images/s",
+                flush=True,
+            )
+    ratios = [a / b for a, b in zip(rates["ours"], rates["lightly"], strict=True)]
+    print(
+        f"median: ours {statistics.median(rates['ours']):,.1f} images/s, lightly "
+        f"{statistics.median(rates['lightly']):,.1f} images/s"
+    )
+    print(
+        f"ratio ours/lightly: {statistics.median(ratios):.2f} (images/s, median of "
+        f"{args.rounds} rounds)"
+    )
+
+
+def bench_contention(args: argparse.Namespace) -> None:
+    """A step of the recipe alone and beside a competing job, in alternating rounds."""
+    from cluster_ssl.config import parse_assignments
+    from tools.contention import competing_load
+
+    dataset = args.dataset or "digits"
+    with _recipe_step(args, dataset, parse_assignments(args.assignments), args.stage) as step:
+        _rounds_header(args, step)
+        print(
+            f"{dataset}; the competing job: torch matrix products on {args.load_threads} "
+            "threads in another process, with torch's defaults"
+        )
+        step.run(args.warmup)
+        seconds: dict[str, list[float]] = {"alone": [], "loaded": []}
+
+        def loaded() -> float:
+            with competing_load(args.load_threads):
+                return step.run(args.steps)
+
+        for index in range(args.rounds):
+            runs = [("alone", lambda: step.run(args.steps)), ("loaded", loaded)]
+            for name, run in runs[:: 1 if index % 2 == 0 else -1]:
+                seconds[name].append(run())
+            print(
+                f"round {index + 1}/{args.rounds}: alone {seconds['alone'][-1] * 1e3:,.1f} ms "
+                f"a step, beside the job {seconds['loaded'][-1] * 1e3:,.1f} ms",
+                flush=True,
+            )
+    slowdowns = [b / a for a, b in zip(seconds["alone"], seconds["loaded"], strict=True)]
+    print(
+        f"median: alone {statistics.median(seconds['alone']) * 1e3:,.1f} ms a step, beside "
+        f"the job {statistics.median(seconds['loaded']) * 1e3:,.1f} ms"
+    )
+    print(
+        f"slowdown beside a {args.load_threads}-thread job: {statistics.median(slowdowns):.2f}x "
+        f"(step time, median of {args.rounds} rounds)"
+    )
+
+
+def _bench_rounds(args: argparse.Namespace) -> None:
+    """``--reference`` or ``--contention``, after checking the options they take."""
+    if args.reference and args.contention:
+        raise UserError("--reference and --contention are separate measurements; pick one")
+    profile_only = {"--epochs": args.epochs, "--accumulate": args.accumulate}
+    given = [flag for flag, value in profile_only.items() if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)}: not with --reference or --contention")
+    for flag, value in (("--rounds", args.rounds), ("--steps", args.steps)):
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    (bench_peer if args.reference else bench_contention)(args)
+
+
 def bench_method(args: argparse.Namespace) -> None:
     """Time one stage of a recipe, section by section, against its bare backbone."""
     from cluster_ssl.config import parse_assignments
     from tools.step_profile import profile_stage, report
 
+    if args.reference or args.contention:
+        return _bench_rounds(args)
     if args.accumulate is not None and args.accumulate < 1:
         raise SystemExit(f"--accumulate must be at least 1, got {args.accumulate}")
     if args.checkpoint_every < 1:
@@ -528,7 +710,7 @@ def bench_method(args: argparse.Namespace) -> None:
         print("command: python tools/benchmark.py " + " ".join(sys.argv[1:]))
     profile = profile_stage(
         args.command,
-        args.dataset,
+        args.dataset or "digits",
         data_root=args.data_root,
         overrides=parse_assignments(args.assignments),
         stage_name=args.stage,
@@ -679,7 +861,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in RECIPES.names():
         method = commands.add_parser(name, help=f"time a step of the {name} recipe")
-        method.add_argument("--dataset", default="digits")
+        method.add_argument(
+            "--dataset",
+            help="default: digits; with --reference, synthetic 32 px RGB images and the "
+            "recipe's CPU preset",
+        )
         method.add_argument("--data-root")
         method.add_argument("--stage", help="stage to time (default: the recipe's own method)")
         method.add_argument("--batch", type=int, help="batch size (default: the preset's)")
@@ -693,6 +879,26 @@ def build_parser() -> argparse.ArgumentParser:
             "--pass-batch",
             type=int,
             help="batch of the passes over the dataset (default: by device and network)",
+        )
+        method.add_argument(
+            "--reference",
+            choices=("lightly",),
+            help="alternate rounds of our step with this library's way of training the "
+            f"same network ({INSTALL_HINT}); prints 'ratio ours/lightly'",
+        )
+        method.add_argument(
+            "--contention",
+            action="store_true",
+            help="alternate rounds alone and beside a competing job; prints the slowdown",
+        )
+        method.add_argument(
+            "--rounds", type=int, default=5, help="rounds of each (--reference, --contention)"
+        )
+        method.add_argument(
+            "--peer-workers", type=int, default=2, help="lightly's DataLoader workers"
+        )
+        method.add_argument(
+            "--load-threads", type=int, default=2, help="threads of the competing job"
         )
         add_set_option(method)
         add_speed_options(method)

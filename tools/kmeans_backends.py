@@ -19,6 +19,28 @@ kNN: the exact ``--knn-k`` nearest neighbours (cosine) of ``--knn-n`` such featu
 themselves, :func:`cluster_ssl.cluster.knn.knn` with each backend, with the share of
 neighbour lists on which the two agree.
 
+``--grid``: our k-means and kNN against scikit-learn's at equal work, over ``--grid-n``
+(10,000, 70,000, 500,000 samples) x ``--grid-k`` (10, 100, 1,000 clusters)::
+
+    OMP_NUM_THREADS=1 python tools/kmeans_backends.py --grid [--iterations 20]
+        [--repeats 3] [--big-n 500000] [--big-iterations 5] [--big-repeats 3]
+
+Per cell: ``kmeans(backend="auto")`` (what the package runs; the backend it chose is
+named), ``backend="faiss"`` where auto chose another, and scikit-learn's ``KMeans`` started
+from the same initial centres as faiss (the rows faiss's seed draws,
+:func:`cluster_ssl.cluster.sklearn_backend.faiss_initial_rows`, drawn outside its timing),
+``algorithm="lloyd"``, ``tol=0``: the same restarts (``--n-init``, each from faiss's
+centres for that restart) and at most ``--iterations`` Lloyd iterations for all, so each
+does the same iterations from the same start and reaches the same inertia up to float
+rounding. The iterations each ran are printed beside time and inertia. Cells with at least
+``--big-n`` samples run ``--big-iterations`` iterations and ``--big-repeats`` repeats. Each
+repeat runs every backend once, in turn (interleaved), so a load that comes and goes hits
+all of them alike; times are medians. The last column is scikit-learn's time over ours
+(>= 1.00: ours is as fast or faster). kNN: the exact ``--knn-k`` nearest neighbours
+(cosine) of every row, :func:`cluster_ssl.cluster.knn.knn` against scikit-learn's
+``NearestNeighbors(algorithm="brute", metric="cosine")``, at the ``--grid-n`` sizes up to
+``--grid-knn-max-n`` (an exact search of 500,000 rows is 25x the work of 70,000's).
+
 Times are the median of ``--repeats`` runs, interleaved. ``--device cuda`` runs the torch
 backend on the GPU (the features copied there once, outside the timing; faiss and
 scikit-learn stay on the CPU). The command line, the machine and the load average are
@@ -84,13 +106,14 @@ def timed(run: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, An
 
 
 class Recorder:
-    """Records, during one call of our ``kmeans``, the iterations each backend ran and the
-    time the torch backend spent seeding."""
+    """Records, during one call of our ``kmeans``, the iterations each backend ran (the
+    most of its restarts) and the time the torch backend spent seeding."""
 
     def __init__(self) -> None:
         # the module, not the function of the same name the package exports
         kmeans_module = importlib.import_module("cluster_ssl.cluster.kmeans")
         torch_backend = importlib.import_module("cluster_ssl.cluster.torch_backend")
+        sklearn_backend = importlib.import_module("cluster_ssl.cluster.sklearn_backend")
 
         self.iterations: list[int] = []
         self.seeding = 0.0
@@ -98,6 +121,13 @@ class Recorder:
         original_faiss = kmeans_module._faiss_kmeans
         original_lloyd = torch_backend.lloyd
         original_seeds = torch_backend._draw_seeds
+        recorder = self
+
+        class RecordingKMeans(sklearn_backend.KMeans):  # type: ignore[misc, name-defined]
+            def fit(self, *fargs: Any, **fkwargs: Any) -> Any:
+                fitted = super().fit(*fargs, **fkwargs)
+                recorder.iterations.append(int(self.n_iter_))
+                return fitted
 
         def faiss_kmeans(*args: Any, **kwargs: Any) -> Any:
             km = original_faiss(*args, **kwargs)
@@ -128,6 +158,7 @@ class Recorder:
             (kmeans_module, "_faiss_kmeans", faiss_kmeans),
             (torch_backend, "lloyd", lloyd),
             (torch_backend, "_draw_seeds", draw_seeds),
+            (sklearn_backend, "KMeans", RecordingKMeans),
         ):
             self._patched.append((module, name, getattr(module, name)))
             setattr(module, name, replacement)
@@ -212,6 +243,177 @@ def bench_kmeans(args: argparse.Namespace, x: np.ndarray, device: torch.device) 
         print(f"\ntorch / faiss time: {torch_s / faiss_s:.2f}x")
 
 
+def sklearn_from_faiss_start(
+    x: np.ndarray, k: int, n_init: int, n_iter: int, seed: int
+) -> tuple[float, float, int]:
+    """scikit-learn's Lloyd k-means from faiss's initial centres: (seconds, inertia,
+    iterations).
+
+    Restart r starts from the rows faiss's restart r starts from (drawn before the clock
+    starts); the lowest inertia is kept; iterations are the most any restart ran.
+    """
+    from sklearn.cluster import KMeans
+
+    from cluster_ssl.cluster.sklearn_backend import faiss_initial_rows
+
+    starts = [x[faiss_initial_rows(len(x), k, seed, r)] for r in range(n_init)]
+    started = time.perf_counter()
+    fits = [
+        KMeans(k, init=start, n_init=1, max_iter=n_iter, tol=0.0, algorithm="lloyd").fit(x)
+        for start in starts
+    ]
+    seconds = time.perf_counter() - started
+    inertia = min(float(fit.inertia_) for fit in fits)
+    return seconds, inertia, max(int(fit.n_iter_) for fit in fits)
+
+
+def ours(x: np.ndarray, k: int, backend: str, **common: int) -> tuple[float, float, int]:
+    """Our ``kmeans`` with ``backend``: (seconds, inertia, iterations)."""
+    from cluster_ssl.cluster.kmeans import kmeans
+
+    recorder = Recorder()
+    try:
+        seconds, result = timed(kmeans, x, k, backend=backend, **common)
+    finally:
+        recorder.close()
+    return seconds, result.inertia, max(recorder.iterations, default=0)
+
+
+def grid_kmeans_run(
+    name: str, x: np.ndarray, k: int, n_init: int, n_iter: int, seed: int
+) -> tuple[float, float, int]:
+    """One grid k-means run of ``name`` (``"scikit-learn"``, ``"faiss"`` or ours, auto)."""
+    if name == "scikit-learn":
+        return sklearn_from_faiss_start(x, k, n_init, n_iter, seed)
+    backend = "faiss" if name == "faiss" else "auto"
+    return ours(x, k, backend, n_init=n_init, n_iter=n_iter, seed=seed)
+
+
+def grid_knn_run(name: str, x: np.ndarray, k: int) -> np.ndarray:
+    """One grid kNN run of ``name`` (``"scikit-learn"`` or ours, auto): (N, k) indices."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from cluster_ssl.cluster.knn import knn
+
+    if name != "scikit-learn":
+        return knn(x, k)[1]
+    reference = NearestNeighbors(n_neighbors=k, algorithm="brute", metric="cosine")
+    # kneighbors() without queries leaves each sample out of its own list, as ours
+    return reference.fit(x).kneighbors(return_distance=False)
+
+
+def bench_grid_kmeans(args: argparse.Namespace) -> None:
+    from cluster_ssl.cluster.backend import resolve_backend
+
+    summary = []
+    for n in args.grid_n:
+        x = clustered_features(n, args.dim, seed=args.seed)
+        big = n >= args.big_n
+        n_iter = args.big_iterations if big else args.iterations
+        repeats = args.big_repeats if big else args.repeats
+        for k in args.grid_k:
+            chosen = resolve_backend("auto", x, clusters=k)
+            print(
+                f"\n## k-means, {n:,} x {args.dim}, k = {k}: {args.n_init} restart(s) of at "
+                f"most {n_iter} iterations, median of {repeats} (auto chose {chosen})\n",
+                flush=True,
+            )
+            names = [f"ours ({chosen})", *(["faiss"] if chosen != "faiss" else [])]
+            names.append("scikit-learn")
+            rows: dict[str, list[tuple[float, float, int]]] = {name: [] for name in names}
+            for repeat in range(repeats):
+                # each repeat in another order, so no backend always runs first
+                turn = repeat % len(names)
+                for name in names[turn:] + names[:turn]:
+                    rows[name].append(
+                        grid_kmeans_run(name, x, k, args.n_init, n_iter, args.seed + repeat)
+                    )
+                print(
+                    f"repeat {repeat + 1}: "
+                    + ", ".join(f"{name} {rows[name][-1][0]:.2f} s" for name in names),
+                    flush=True,
+                )
+            print("\n| method | time (s) | inertia | iterations |")
+            print("|---|---:|---:|---:|")
+            medians = {}
+            for name in names:
+                runs = rows[name]
+                medians[name] = (
+                    statistics.median(run[0] for run in runs),
+                    statistics.median(run[1] for run in runs),
+                )
+                print(
+                    f"| {name} | {medians[name][0]:.3f} | {medians[name][1]:,.1f} | "
+                    f"{'/'.join(str(run[2]) for run in runs)} |"
+                )
+            ours_s, ours_inertia = medians[names[0]]
+            sk_s, sk_inertia = medians["scikit-learn"]
+            summary.append(
+                f"| {n:,} | {k:,} | {n_iter} x {repeats} | {chosen} | {ours_s:.3f} | "
+                f"{sk_s:.3f} | {ours_inertia:,.1f} | {sk_inertia:,.1f} | {sk_s / ours_s:.2f}x |"
+            )
+    print(
+        f"\n## k-means grid: {args.n_init} restart(s), at most the iterations shown, "
+        "median time of the repeats\n"
+    )
+    print(
+        "| n | k | iterations x repeats | ours (backend) | ours (s) | scikit-learn (s) | "
+        "inertia ours | inertia scikit-learn | scikit-learn time / ours |"
+    )
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|")
+    print("\n".join(summary))
+
+
+def bench_grid_knn(args: argparse.Namespace) -> None:
+    from cluster_ssl.cluster.backend import resolve_backend
+
+    summary = []
+    for n in args.grid_n:
+        if n > args.grid_knn_max_n:
+            print(f"\nkNN at n = {n:,} skipped (above --grid-knn-max-n {args.grid_knn_max_n:,})")
+            continue
+        x = clustered_features(n, args.dim, seed=args.seed + 1)
+        chosen = resolve_backend("auto", x)
+        print(
+            f"\n## exact {args.knn_k}-NN (cosine), {n:,} x {args.dim}, median of "
+            f"{args.grid_knn_repeats}\n",
+            flush=True,
+        )
+        names = [f"ours ({chosen})", "scikit-learn"]
+        times: dict[str, list[float]] = {name: [] for name in names}
+        found: dict[str, np.ndarray] = {}
+        for repeat in range(args.grid_knn_repeats):
+            turn = repeat % len(names)
+            for name in names[turn:] + names[:turn]:
+                seconds, found[name] = timed(grid_knn_run, name, x, args.knn_k)
+                times[name].append(seconds)
+            print(
+                f"repeat {repeat + 1}: "
+                + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in names),
+                flush=True,
+            )
+        ours_s = statistics.median(times[names[0]])
+        sk_s = statistics.median(times["scikit-learn"])
+        same = float(
+            np.mean(
+                [
+                    set(a) == set(b)
+                    for a, b in zip(found[names[0]], found["scikit-learn"], strict=True)
+                ]
+            )
+        )
+        summary.append(
+            f"| {n:,} | {chosen} | {ours_s:.2f} | {sk_s:.2f} | {same:.2%} | {sk_s / ours_s:.2f}x |"
+        )
+    print(f"\n## exact {args.knn_k}-NN grid\n")
+    print(
+        "| n | ours (backend) | ours (s) | scikit-learn (s) | same neighbour sets | "
+        "scikit-learn time / ours |"
+    )
+    print("|---:|---|---:|---:|---:|---:|")
+    print("\n".join(summary))
+
+
 def bench_knn(args: argparse.Namespace, device: torch.device) -> None:
     from cluster_ssl.cluster.knn import knn
 
@@ -269,6 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--skip-knn", action="store_true")
     parser.add_argument("--skip-kmeans", action="store_true")
+    sizes = lambda text: [int(part) for part in text.split(",")]  # noqa: E731
+    parser.add_argument("--grid", action="store_true", help="ours against scikit-learn")
+    parser.add_argument("--grid-n", type=sizes, default=[10_000, 70_000, 500_000])
+    parser.add_argument("--grid-k", type=sizes, default=[10, 100, 1000])
+    parser.add_argument("--big-n", type=int, default=500_000, help="grid cells this large...")
+    parser.add_argument("--big-iterations", type=int, default=5, help="... run this many")
+    parser.add_argument("--big-repeats", type=int, default=3, help="... this many times")
+    parser.add_argument("--grid-knn-max-n", type=int, default=70_000, help="largest kNN n")
+    parser.add_argument("--grid-knn-repeats", type=int, default=3)
     return parser
 
 
@@ -281,6 +492,13 @@ def main(argv: list[str] | None = None) -> None:
     print(machine())
     print(f"load average before: {load()}")
     device = torch.device(args.device)
+    if args.grid:
+        if not args.skip_kmeans:
+            bench_grid_kmeans(args)
+        if not args.skip_knn:
+            bench_grid_knn(args)
+        print(f"\nload average after: {load()}")
+        return
     if not args.skip_kmeans:
         bench_kmeans(args, clustered_features(args.n, args.dim, seed=args.seed), device)
     if not args.skip_knn:

@@ -1,4 +1,4 @@
-"""Which implementation runs k-means and kNN: faiss or torch.
+"""Which implementation runs k-means and kNN: faiss, scikit-learn's k-means kernel or torch.
 
 faiss is optional. It is imported here, lazily, and only by the faiss code paths, so the
 package imports and clusters without it. The rule for ``backend="auto"`` lives in
@@ -6,9 +6,19 @@ package imports and clusters without it. The rule for ``backend="auto"`` lives i
 
 * features in a tensor on an accelerator (CUDA, ...) -> torch, on that device (faiss-cpu
   cannot use it, and faiss-gpu is not installed on the GPU machines);
-* otherwise faiss when it is importable: on the CPU the torch backend is slower (1.7x for
-  exact kNN and 2-3x for k-means at k = 1000 on 70,000 x 128 features, 2 cores; measured
-  by ``tools/kmeans_backends.py``);
+* otherwise, when faiss is importable, plain (not spherical) k-means of at least
+  :data:`SKLEARN_MIN_SAMPLES` (10,000) samples into at most :data:`SKLEARN_MAX_CLUSTERS`
+  (100) clusters, where faiss has no GPU -> ``"sklearn"``: scikit-learn's Lloyd kernel
+  started from faiss's own initial centres (:mod:`cluster_ssl.cluster.sklearn_backend`).
+  With few clusters an iteration is bound by reading the features, which faiss does three
+  times and scikit-learn once; on 70,000 x 128 features, k = 10, one thread, faiss took
+  1.3-1.9x scikit-learn's time (``tools/kmeans_backends.py --grid``, docs/BENCHMARKS.md).
+  Fewer samples stay on faiss, whose fixed cost is lower there, so the digits-sized runs
+  of the DEC family keep their numbers;
+* otherwise faiss (k-means with more clusters, kNN, assignment): on the CPU the torch
+  backend is slower (1.7x for exact kNN and 2-3x for k-means at k = 1000 on 70,000 x 128
+  features, 2 cores; measured by ``tools/kmeans_backends.py``), and faiss's k-means is as
+  fast as scikit-learn's or faster from k = 1000;
 * otherwise torch, on the CPU.
 
 The methods hand k-means (and SCAN's mining, PCL's E-step) their embedding as a tensor on
@@ -26,8 +36,13 @@ import torch
 from cluster_ssl.cluster.features import Features
 from cluster_ssl.runtime.errors import UserError
 
-Backend = Literal["auto", "faiss", "torch"]
-BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
+Backend = Literal["auto", "faiss", "torch", "sklearn"]
+BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch", "sklearn")
+#: k-means on at least this many samples may run scikit-learn's kernel (below it stays on
+#: faiss, so the DEC family's digits runs keep their numbers)
+SKLEARN_MIN_SAMPLES = 10_000
+#: ... and at most this many clusters (above it faiss's kernel is as fast or faster)
+SKLEARN_MAX_CLUSTERS = 100
 
 
 def import_faiss() -> ModuleType | None:
@@ -73,34 +88,59 @@ def on_accelerator(x: Features) -> bool:
     return isinstance(x, torch.Tensor) and x.device.type != "cpu"
 
 
-def resolve_backend(backend: str, x: Features, use_gpu: bool | None = None) -> str:
-    """The implementation that runs on ``x``: ``"faiss"`` or ``"torch"``.
+def resolve_backend(
+    backend: str,
+    x: Features,
+    use_gpu: bool | None = None,
+    clusters: int | None = None,
+    spherical: bool = False,
+) -> str:
+    """The implementation that runs on ``x``: ``"faiss"``, ``"torch"`` or ``"sklearn"``.
 
     Args:
-        backend: ``"auto"``, ``"faiss"`` or ``"torch"``.
+        backend: one of :data:`BACKENDS`.
         x: the features (numpy or torch) the call works on.
         use_gpu: the caller's GPU request. ``False`` keeps the work on the CPU, so
             ``"auto"`` then prefers faiss even for a CUDA tensor (copied to the CPU).
+        clusters: k for a k-means call, None for anything else (kNN, assignment): only
+            k-means has a ``"sklearn"`` implementation.
+        spherical: a spherical k-means (scikit-learn has none).
 
     Returns:
-        ``"faiss"`` or ``"torch"``; ``"auto"`` as the module docstring says.
+        The implementation; for ``"auto"`` as the module docstring says.
 
     Raises:
-        ValueError: ``backend`` is not one of :data:`BACKENDS`.
-        UserError: ``"faiss"`` requested but faiss is not importable.
+        ValueError: ``backend`` is not one of :data:`BACKENDS`, or ``"sklearn"`` for
+            something other than a plain k-means.
+        UserError: ``"faiss"`` or ``"sklearn"`` (whose initial centres are faiss's)
+            requested but faiss is not importable.
     """
     if backend not in BACKENDS:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
         )
-    if backend == "faiss":
+    if backend == "sklearn" and (clusters is None or spherical):
+        raise ValueError("backend='sklearn' runs plain (not spherical) k-means only")
+    if backend in ("faiss", "sklearn"):
         require_faiss()
-        return "faiss"
+        return backend
     if backend == "torch":
         return "torch"
     if on_accelerator(x) and use_gpu is not False:
         return "torch"
-    return "faiss" if import_faiss() is not None else "torch"
+    faiss = import_faiss()
+    if faiss is None:
+        return "torch"
+    faiss_gpus = use_gpu is not False and getattr(faiss, "get_num_gpus", lambda: 0)() > 0
+    if (
+        clusters is not None
+        and not spherical
+        and not faiss_gpus
+        and clusters <= SKLEARN_MAX_CLUSTERS
+        and len(x) >= SKLEARN_MIN_SAMPLES
+    ):
+        return "sklearn"
+    return "faiss"
 
 
 def torch_device(x: Features, use_gpu: bool | None) -> torch.device:

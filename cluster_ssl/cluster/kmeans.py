@@ -1,4 +1,5 @@
-"""k-means with faiss (CPU, or all GPUs faiss sees) or torch (the features' device).
+"""k-means with faiss (CPU, or all GPUs faiss sees), scikit-learn's kernel (CPU) or torch
+(the features' device).
 
 Minimises the within-cluster sum of squares
 
@@ -7,10 +8,12 @@ Minimises the within-cluster sum of squares
 by Lloyd iterations, keeping the best of ``n_init`` seeded restarts. Used to initialise the DEC
 family's centres (20 restarts), for DeepCluster's pseudo-labels and to evaluate embeddings.
 
-The implementation is chosen by :func:`cluster_ssl.cluster.backend.resolve_backend`: faiss
-for features on the CPU when faiss is installed, torch
-(:mod:`cluster_ssl.cluster.torch_backend`) for tensors on a GPU or without faiss. The two
-differ in their initial centres (faiss: k distinct random samples; torch: greedy
+The implementation is chosen by :func:`cluster_ssl.cluster.backend.resolve_backend`: on
+the CPU with faiss installed, scikit-learn's Lloyd kernel
+(:mod:`cluster_ssl.cluster.sklearn_backend`, started from faiss's initial centres) for
+many samples and few clusters (the sizes are the rule's), faiss otherwise; torch
+(:mod:`cluster_ssl.cluster.torch_backend`) for tensors on a GPU or without faiss. faiss and
+torch differ in their initial centres (faiss: k distinct random samples; torch: greedy
 k-means++) and so in which local minimum a restart reaches; on well-separated clusters
 they agree.
 """
@@ -32,6 +35,7 @@ from cluster_ssl.cluster.features import (
     l2_normalise,
 )
 from cluster_ssl.cluster.knn import flat_index, resolve_use_gpu
+from cluster_ssl.cluster.sklearn_backend import kmeans_sklearn
 from cluster_ssl.cluster.torch_backend import kmeans_torch, nearest_centroids
 from cluster_ssl.runtime.errors import UserError
 
@@ -143,19 +147,20 @@ def kmeans(
         k: number of clusters, 1 <= k <= N.
         n_init: restarts from different seeded initialisations; the one with the lowest
             objective is kept (faiss ``nredo``). faiss starts each from k distinct random
-            samples, torch from greedy k-means++ seeding.
+            samples (scikit-learn from the same ones), torch from greedy k-means++ seeding.
         n_iter: maximum Lloyd iterations (centre updates) per restart (faiss ``niter``).
             faiss (>= 1.14) stops a restart early once its objective no longer changes,
-            torch once an assignment repeats the previous one, where further iterations
-            would change nothing.
+            torch and scikit-learn once an assignment repeats the previous one, where
+            further iterations would change nothing.
         seed: the random seed; the same seed and input give the same result. faiss takes a
-            C int, so any seed is folded into [0, 2**31) first (for both backends).
+            C int, so any seed is folded into [0, 2**31) first (for every backend).
         use_gpu: faiss: None = use the GPUs when faiss sees any. torch: None = the device
             ``x`` is on, False = the CPU, True = ``x`` must be on a GPU.
         spherical: spherical k-means: samples are L2-normalised first and the centroids
             re-normalised after every iteration, so assignments follow cosine similarity.
-        backend: ``"auto"`` (torch for a tensor on a GPU, else faiss when installed, else
-            torch), ``"faiss"`` or ``"torch"``; see :mod:`cluster_ssl.cluster.backend`.
+        backend: ``"auto"`` (torch for a tensor on a GPU, else, when faiss is installed,
+            ``"sklearn"`` or faiss by size, else torch), ``"faiss"``, ``"torch"`` or
+            ``"sklearn"`` (not spherical); see :mod:`cluster_ssl.cluster.backend`.
 
     Returns:
         The centroids, each sample's nearest centroid and the inertia.
@@ -165,7 +170,7 @@ def kmeans(
             none, or ``backend="faiss"`` without faiss.
         ValueError: unknown ``backend``.
     """
-    chosen = resolve_backend(backend, x, use_gpu)
+    chosen = resolve_backend(backend, x, use_gpu, clusters=k, spherical=spherical)
     if chosen == "torch":
         tensor = as_float32_tensor(x, device=torch_device(x, use_gpu))
         _check_k(k, tensor.shape[0])
@@ -181,6 +186,9 @@ def kmeans(
     feats = as_float32_matrix(x)
     n, d = feats.shape
     _check_k(k, n)
+    if chosen == "sklearn":
+        centroids, labels, inertia = kmeans_sklearn(feats, k, n_init, n_iter, seed % 2**31)
+        return KMeansResult(centroids=centroids, labels=labels, inertia=inertia)
     if spherical:
         feats = l2_normalise(feats)
     gpu = resolve_use_gpu(use_gpu)

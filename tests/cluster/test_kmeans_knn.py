@@ -1,5 +1,5 @@
-"""k-means and kNN, on both backends (faiss, torch), against brute force numpy and on
-well-separated blobs."""
+"""k-means and kNN, on every backend (faiss, torch; scikit-learn's kernel for k-means),
+against brute force numpy and on well-separated blobs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cluster_ssl.eval.metrics import cluster_accuracy
 from cluster_ssl.runtime.errors import UserError
 
 both_backends = pytest.mark.parametrize("backend", ["faiss", "torch"])
+kmeans_backends = pytest.mark.parametrize("backend", ["faiss", "torch", "sklearn"])
 
 
 def blobs(
@@ -30,7 +31,7 @@ def blobs(
 # ---------------------------------------------------------------- k-means
 
 
-@both_backends
+@kmeans_backends
 def test_kmeans_recovers_blobs(backend: str) -> None:
     x, y = blobs()
     result = kmeans(x, 4, n_init=5, seed=0, backend=backend)
@@ -43,7 +44,7 @@ def test_kmeans_recovers_blobs(backend: str) -> None:
     assert result.inertia == pytest.approx(dist2.min(1).sum(), rel=1e-4)
 
 
-@both_backends
+@kmeans_backends
 def test_kmeans_same_seed_identical_result_and_torch_input(backend: str) -> None:
     x, _ = blobs(n_per=40, k=6, d=5, spread=3.0, seed=1)  # overlapping: init matters
     first = kmeans(x, 6, n_init=3, seed=7, backend=backend)
@@ -53,7 +54,7 @@ def test_kmeans_same_seed_identical_result_and_torch_input(backend: str) -> None
     assert first.inertia == second.inertia
 
 
-@both_backends
+@kmeans_backends
 def test_kmeans_takes_seeds_beyond_a_c_int(backend: str) -> None:
     """faiss's seed is a C int; larger seeds (numpy allows up to 2**32 - 1) are folded."""
     x, _ = blobs(n_per=40, k=6, d=5, spread=3.0, seed=1)
@@ -62,7 +63,7 @@ def test_kmeans_takes_seeds_beyond_a_c_int(backend: str) -> None:
     np.testing.assert_array_equal(folded.labels, expected.labels)
 
 
-@both_backends
+@kmeans_backends
 def test_kmeans_k_equals_n_and_one_cluster(backend: str) -> None:
     x, _ = blobs(n_per=3, k=2, d=3)
     assert kmeans(x, 6, n_init=1, backend=backend).inertia == pytest.approx(0.0, abs=1e-4)
@@ -79,7 +80,7 @@ def test_kmeans_spherical_unit_centroids(backend: str) -> None:
     assert cluster_accuracy(y, result.labels) == 1.0
 
 
-@both_backends
+@kmeans_backends
 def test_kmeans_user_errors(backend: str) -> None:
     x, _ = blobs(n_per=2, k=2)
     with pytest.raises(UserError, match=r"k=5 is larger than the number of samples \(4\)"):

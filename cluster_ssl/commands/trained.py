@@ -40,7 +40,14 @@ class TrainedStage:
             self.record["seed"],
             training_data=self.prepared.eval_dataset is self.prepared.dataset,
             num_workers=num_workers,
+            pass_batch_size=self.pass_batch_size,
         )
+
+    @property
+    def pass_batch_size(self) -> int | None:
+        """The batch of whole-dataset passes the run's ``--speed`` trial kept (None: the
+        device's default): the run's own final clustering's, so the same rows."""
+        return (self.record.get("speed_choice") or {}).get("pass_batch_size")
 
 
 def load_trained_stage(

@@ -186,6 +186,8 @@ class SpeedTrial:
             except (MemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error) or size == default:
                     raise
+                if run.device.type == "cuda":  # what the failed pass held, for the run
+                    torch.cuda.empty_cache()
                 continue  # too large for this device: not a candidate
             per_image[size] = seconds / size
             measured[f"pass {size}"] = per_image[size]

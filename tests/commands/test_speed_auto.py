@@ -95,7 +95,7 @@ def test_a_trial_that_keeps_the_defaults_ends_with_the_weights_of_speed_off(tmp_
     assert off["speed"] == "off" and off["speed_choice"]["mode"] == "off"
 
 
-def test_the_settings_kept_are_the_ones_the_run_trains_with(tmp_path, monkeypatch):
+def test_the_settings_kept_are_the_ones_the_run_trains_with(tmp_path, monkeypatch, capsys):
     batches = []
     real_embed = methods_base.embed
 
@@ -108,6 +108,9 @@ def test_the_settings_kept_are_the_ones_the_run_trains_with(tmp_path, monkeypatc
     choice = json.loads((tmp_path / "fast" / "run.json").read_text())["speed_choice"]
     assert choice["channels_last"] and choice["pass_batch_size"] == 128
     assert batches and set(batches) == {128}  # every whole-dataset pass, the final one too
+    batches.clear()
+    assert main(["eval", str(tmp_path / "fast"), "--device", "cpu", "--workers", "0"]) == 0
+    assert batches and set(batches) == {128}  # eval (and cluster's outputs) use it too
     checkpoint = torch.load(tmp_path / "fast" / "stages" / "01-cc.pt", weights_only=False)
     assert checkpoint["run"]["speed_choice"] == choice  # a lost run.json is rebuilt with it
     convolutions = [value for value in checkpoint["method"].values() if value.ndim == 4]

@@ -26,7 +26,12 @@ def choose_run_k(
     dataset = trained.prepared.eval_dataset
     method = trained.stage.method.to(device).eval()
     ctx = StageContext(
-        dataset, device, trained.record["seed"], num_workers=num_workers, network=method.network()
+        dataset,
+        device,
+        trained.record["seed"],
+        num_workers=num_workers,
+        network=method.network(),
+        pass_batch_size=trained.pass_batch_size,
     )
     with torch.no_grad():
         embedding = method.embedding(ctx).cpu().numpy()

@@ -30,6 +30,44 @@ def test_mixed_flag_follows_silhouette_and_low_confidence_share():
     assert not quality[3].mixed and quality[3].mean_confidence is None
 
 
+def test_clusters_are_also_judged_against_the_runs_own():
+    """The ten clusters of 3,000 Fashion-MNIST PNGs clustered by CC (docs/RESULTS.md):
+    (share below 0.5 confidence, silhouette, majority-class share from the labels)."""
+    clusters = [
+        (0.08, 0.284, 0.59),
+        (0.01, 0.664, 0.85),
+        (0.10, 0.377, 0.33),
+        (0.00, 0.805, 0.97),
+        (0.06, 0.629, 0.39),
+        (0.02, 0.591, 0.69),
+        (0.12, 0.309, 0.53),
+        (0.06, 0.751, 0.87),
+        (0.11, 0.499, 0.30),
+        (0.03, 0.512, 0.96),
+    ]
+    labels = np.repeat(np.arange(10), 100)
+    confidence = np.concatenate(
+        [
+            np.r_[np.full(round(low * 100), 0.3), np.full(100 - round(low * 100), 0.9)]
+            for low, _, _ in clusters
+        ]
+    )
+    quality = cluster_quality(labels, confidence, 10, [sil for _, sil, _ in clusters])
+    flagged = {c for c, q in enumerate(quality) if q.mixed}
+    mixed = {c for c, (_, _, majority) in enumerate(clusters) if majority < 0.6}
+    assert flagged == {0, 2, 6, 8} and flagged <= mixed  # cluster 4 looks as tight as a pure one
+    assert "median" in quality[8].why and "median" in quality[0].why
+
+
+def test_a_run_of_clean_clusters_gets_no_relative_flags():
+    labels = np.repeat(np.arange(4), 50)
+    confidence = np.concatenate(
+        [np.r_[np.full(k, 0.3), np.full(50 - k, 0.95)] for k in (0, 0, 1, 2)]
+    )
+    quality = cluster_quality(labels, confidence, 4, [0.9, 0.85, 0.6, 0.55])
+    assert not any(q.mixed for q in quality)  # 4% below 0.5 and silhouettes above 0.5
+
+
 def test_silhouettes_separate_tight_clusters_from_overlapping_ones():
     rng = np.random.default_rng(0)
     apart = np.concatenate([rng.normal([5, 0], 0.1, (50, 2)), rng.normal([0, 5], 0.1, (50, 2))])

@@ -38,10 +38,11 @@ def test_the_grid_times_every_size_with_its_inertia_and_ratio(capsys) -> None:
         (f"{big:,}", "150", "2 x 1", "faiss"),
     ]
     for row in rows:
-        ours, reference = float(row[6].replace(",", "")), float(row[7].replace(",", ""))
+        ours, reference = float(row[7].replace(",", "")), float(row[8].replace(",", ""))
         if row[1] == "3":  # same start, same Lloyd steps, no empty cluster: same objective
             assert abs(ours - reference) <= 1e-3 * reference
-        assert float(row[8].rstrip("x")) > 0
+        assert float(row[9].rstrip("x")) > 0 and float(row[10].rstrip("x")) > 0
+        assert (row[5] == "(ours)") == (row[3] == "faiss")
     # where auto chose scikit-learn's kernel, faiss is timed beside it
     assert "| faiss |" in out.split(f"{big:,} x 4, k = 3")[1].split("##")[0]
     knn_rows = table(out, "| n | ours (backend) | ours (s) |")

@@ -17,6 +17,7 @@ not measured at all, its trial would cost more than it could save.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -80,10 +81,10 @@ class SpeedTrial:
     #: a full trial times about 25 steps' worth of work (a warm-up and ``steps`` calls of
     #: the step in two formats and under bf16, and of five pass batches): 5% of 500 steps
     min_run_steps: int = 500
-    #: the candidate being timed ("step nchw", "pass 64", "loader 2x1"...)
+    #: the candidate being timed ("step nchw", "pass 64", "loader 2x1"...; "" between)
     timing: str = ""
     _started: float = 0.0
-    _budget: float = 0.0
+    _budget: float = math.inf  # until the first step is timed
     _skipped: list[str] = field(default_factory=list)
 
     def choose(self, run: TrialRun) -> SpeedChoice:
@@ -106,7 +107,7 @@ class SpeedTrial:
             torch.set_num_threads(threads)
 
     def _choose(self, run: TrialRun) -> SpeedChoice:
-        self._started, self._skipped = self.clock(), []
+        self._started, self._budget, self._skipped = self.clock(), math.inf, []
         network = copy.deepcopy(run.network).to(run.device)
         images = _proxy_input(network, run.micro_batch, run.input_side, run.device)
         measured: dict[str, float] = {}
@@ -117,7 +118,7 @@ class SpeedTrial:
                 "" if dtype == run.precision else " bf16"
             )
             seconds = self._seconds(label, lambda: _train_step(network, images, run, dtype))
-            measured[label] = seconds
+            _note(measured, label, seconds)
             return seconds
 
         channels_last = bool(run.channels_last)
@@ -133,7 +134,8 @@ class SpeedTrial:
         bf16_speedup = None
         measurable = run.device.type == "cpu" and run.precision is None and _cpu_has_bf16()
         if measurable and self._affords(self._timing_cost(eager_step), "bf16"):
-            bf16_speedup = eager_step / step(channels_last, torch.bfloat16)
+            bf16_step = step(channels_last, torch.bfloat16)
+            bf16_speedup = None if math.isinf(bf16_step) else eager_step / bf16_step
 
         _memory_format(network, channels_last)
         pass_batch = self._pass_batch(network, run, eager_step, measured)
@@ -190,7 +192,7 @@ class SpeedTrial:
                     torch.cuda.empty_cache()
                 continue  # too large for this device: not a candidate
             per_image[size] = seconds / size
-            measured[f"pass {size}"] = per_image[size]
+            _note(measured, f"pass {size}", per_image[size])
         network.train()
         best = fastest(per_image, default=default)
         return None if best == default else best
@@ -217,10 +219,12 @@ class SpeedTrial:
         started = self.clock()
         _train_step(compiled, images, run, run.precision)  # compiles
         compile_seconds = self.clock() - started
+        self.timing = ""
         compiled_step = self._seconds(
             "step compiled", lambda: _train_step(compiled, images, run, run.precision)
         )
-        measured["compile"], measured["step compiled"] = compile_seconds, compiled_step
+        _note(measured, "compile", compile_seconds)
+        _note(measured, "step compiled", compiled_step)
         if compile_pays_back(eager_step, compiled_step, compile_seconds, run.total_steps):
             return "inductor"
         return None
@@ -247,7 +251,7 @@ class SpeedTrial:
             if not seconds:  # fills the page cache, which would favour later candidates
                 self._time_loader(default, run, images, network, loader_steps)
             seconds[pair] = self._time_loader(pair, run, images, network, loader_steps)
-            measured[f"loader {pair[0]}x{pair[1]}"] = seconds[pair]
+            _note(measured, f"loader {pair[0]}x{pair[1]}", seconds[pair])
         if default not in seconds:
             return None, None
         return fastest(seconds, default=default)
@@ -281,19 +285,28 @@ class SpeedTrial:
             _train_step(network, images, run, run.precision)
         _synchronize(run.device)
         seconds = (self.clock() - started) / max(count, 1)
+        self.timing = ""
         del loaded  # ends the workers
         return seconds
 
     def _seconds(self, label: str, fn: Callable[[], None]) -> float:
-        """Seconds of one call of ``fn``: the mean of ``steps`` calls after a warm-up."""
-        self.timing = label
-        fn()
-        _synchronize_all()
-        started = self.clock()
-        for _ in range(self.steps):
-            fn()
-        _synchronize_all()
-        return (self.clock() - started) / self.steps
+        """Seconds of one call of ``fn``: the mean of ``steps`` calls after a warm-up;
+        infinite (the candidate loses) when a call ends beyond the trial's share of the run,
+        as a candidate far slower than foreseen does (bf16 on a CPU without fast kernels)."""
+        self.timing, started = label, None
+        try:
+            for call in range(self.steps + 1):
+                fn()
+                _synchronize_all()
+                now = self.clock()
+                if now - self._started > self._budget:
+                    self._skipped.append(f"{label} (stopped)")
+                    return math.inf
+                if call == 0:
+                    started = now
+            return (now - started) / self.steps
+        finally:
+            self.timing = ""
 
     def _timing_cost(self, seconds_a_call: float) -> float:
         """The cost of timing a candidate: a warm-up and ``steps`` calls."""
@@ -321,6 +334,12 @@ def loader_candidates(
         options = {threads} if threads_fixed else {threads, max(1, cores - count)}
         pairs += [(t, count) for t in sorted(options) if (t, count) not in pairs]
     return pairs
+
+
+def _note(measured: dict[str, float], label: str, seconds: float) -> None:
+    """Keep a candidate's time for the record (not one stopped, whose time is infinite)."""
+    if math.isfinite(seconds):
+        measured[label] = seconds
 
 
 def _cores() -> int:

@@ -146,6 +146,14 @@ def test_the_trial_keeps_to_its_share_of_the_run():
     assert set(choice.measured) == {"step nchw"}
 
 
+def test_a_candidate_far_slower_than_foreseen_is_stopped_at_the_trials_share():
+    trial, clock = fake_trial({"step nhwc": 1000.0, **pass_costs()}, fraction=0.2)
+    choice = trial.choose(trial_run(total_steps=100))  # a step costs 1: a share of 20
+    assert not choice.channels_last
+    assert "step nhwc (stopped)" in choice.note and "step nhwc" not in choice.measured
+    assert clock.now < 1000 + 2 * 20  # stopped after its first call, nothing timed after it
+
+
 def test_a_run_too_short_to_pay_for_the_trial_is_not_measured():
     trial, clock = fake_trial()
     trial.min_run_steps = 500

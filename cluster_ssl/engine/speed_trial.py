@@ -131,16 +131,17 @@ class SpeedTrial:
             channels_last = fastest(steps, default=False)
         eager_step = steps[channels_last]
 
+        _memory_format(network, channels_last)
+        pass_batch = self._pass_batch(network, run, eager_step, measured)
+        compile_backend = self._compile(network, images, run, eager_step, measured)
+        threads, workers = self._loader(run, eager_step, images, network, measured)
+
+        # last: only said, never chosen, so it takes what the choices left of the share
         bf16_speedup = None
         measurable = run.device.type == "cpu" and run.precision is None and _cpu_has_bf16()
         if measurable and self._affords(self._timing_cost(eager_step), "bf16"):
             bf16_step = step(channels_last, torch.bfloat16)
             bf16_speedup = None if math.isinf(bf16_step) else eager_step / bf16_step
-
-        _memory_format(network, channels_last)
-        pass_batch = self._pass_batch(network, run, eager_step, measured)
-        compile_backend = self._compile(network, images, run, eager_step, measured)
-        threads, workers = self._loader(run, eager_step, images, network, measured)
         note = ""
         if self._skipped:
             kinds = dict.fromkeys(self._skipped)  # in order, once each
@@ -252,9 +253,12 @@ class SpeedTrial:
                 self._time_loader(default, run, images, network, loader_steps)
             seconds[pair] = self._time_loader(pair, run, images, network, loader_steps)
             _note(measured, f"loader {pair[0]}x{pair[1]}", seconds[pair])
+        torch.set_num_threads(default[0])
         if default not in seconds:
             return None, None
-        return fastest(seconds, default=default)
+        chosen = fastest(seconds, default=default)
+        torch.set_num_threads(chosen[0])  # what the rest of the trial runs with
+        return chosen
 
     def _time_loader(
         self,

@@ -11,19 +11,20 @@ package imports and clusters without it. The rule for ``backend="auto"`` lives i
   (100) clusters, where faiss has no GPU -> ``"sklearn"``: scikit-learn's Lloyd kernel
   started from faiss's own initial centres (:mod:`cluster_ssl.cluster.sklearn_backend`).
   With few clusters an iteration is bound by reading the features, which faiss does three
-  times and scikit-learn once; on 70,000 x 128 features, k = 10, one thread, faiss took
-  1.3-1.9x scikit-learn's time (``tools/kmeans_backends.py --grid``, docs/BENCHMARKS.md).
-  Fewer samples stay on faiss, whose fixed cost is lower there, so the digits-sized runs
-  of the DEC family keep their numbers;
+  times and scikit-learn once; on 10,000 and 70,000 x 128 features, k = 10, one thread,
+  a faiss iteration took 1.2-1.5x scikit-learn's (``tools/kmeans_backends.py --grid``,
+  docs/BENCHMARKS.md; at k = 100 the two are level). Fewer samples stay on faiss, whose
+  fixed cost is lower there, so the digits-sized runs of the DEC family keep their
+  numbers;
 * otherwise faiss (k-means with more clusters, kNN, assignment): on the CPU the torch
   backend is slower (1.7x for exact kNN and 2-3x for k-means at k = 1000 on 70,000 x 128
-  features, 2 cores; measured by ``tools/kmeans_backends.py``), and faiss's k-means is as
-  fast as scikit-learn's or faster from k = 1000;
+  features, 2 cores; measured by ``tools/kmeans_backends.py``), and faiss's k-means is
+  1.0-1.2x faster than scikit-learn's at k = 1,000;
 * otherwise torch, on the CPU.
 
 The methods hand k-means (and SCAN's mining, PCL's E-step) their embedding as a tensor on
-the run's device, so on a GPU it is clustered there, and on a CPU faiss receives the same
-float32 values as from a numpy array.
+the run's device, so on a GPU it is clustered there, and on a CPU faiss (or scikit-learn's
+kernel) receives the same float32 values as from a numpy array.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ from cluster_ssl.cluster.backend import (
     SKLEARN_MIN_SAMPLES,
     resolve_backend,
 )
+from cluster_ssl.cluster.features import as_float32_matrix
 from cluster_ssl.cluster.kmeans import kmeans
 from cluster_ssl.cluster.sklearn_backend import faiss_initial_rows
+from cluster_ssl.runtime.errors import UserError
 
 
 def overlapping(n: int = 600, k: int = 8, d: int = 6, seed: int = 0) -> np.ndarray:
@@ -36,6 +38,16 @@ def test_the_initial_rows_are_the_ones_faiss_starts_from(seed: int) -> None:
     rows = faiss_initial_rows(len(x), 8, seed, restart=0)
     assert len(set(rows.tolist())) == 8
     np.testing.assert_array_equal(start, x[rows])
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "seed"), [(1, 1, 0), (2, 2, 3), (10, 3, 5), (1000, 1000, 7), (70_000, 100, 2**31)]
+)
+def test_the_first_steps_of_faiss_s_shuffle_give_its_first_rows(n: int, k: int, seed: int) -> None:
+    faiss = backend_module.require_faiss()
+    perm = np.empty(n, dtype=np.int32)
+    faiss.rand_perm(faiss.swig_ptr(perm), n, seed)
+    np.testing.assert_array_equal(faiss_initial_rows(n, k, seed - 1, restart=0), perm[:k])
 
 
 def test_no_iterations_keep_faiss_s_start_and_assignment() -> None:
@@ -65,6 +77,17 @@ def test_its_inertia_is_the_sum_of_squared_distances() -> None:
     dist2 = ((x[:, None, :] - result.centroids[None]) ** 2).sum(-1)
     np.testing.assert_array_equal(result.labels, dist2.argmin(1))
     assert result.inertia == pytest.approx(float(dist2.min(1).sum()), rel=1e-4)
+
+
+def test_the_finite_check_passes_finite_values_whose_sum_overflows() -> None:
+    """The check reads one float32 sum first (cheaper than a mask): an overflow of
+    finite values to inf must not read as a non-finite feature."""
+    x = overlapping()
+    x[:2] = np.finfo(np.float32).max / 2
+    assert as_float32_matrix(x) is x
+    x[5, 1] = np.nan
+    with pytest.raises(UserError, match="NaN or inf in 1 of 600 rows"):
+        as_float32_matrix(x)
 
 
 def test_sklearn_is_refused_for_spherical_k_means_and_for_knn() -> None:
@@ -106,8 +129,6 @@ def test_auto_keeps_faiss_where_faiss_has_a_gpu(monkeypatch) -> None:
 
 
 def test_without_faiss_auto_is_torch_and_sklearn_is_a_user_error(monkeypatch) -> None:
-    from cluster_ssl.runtime.errors import UserError
-
     monkeypatch.setitem(sys.modules, "faiss", None)
     big = features(SKLEARN_MIN_SAMPLES)
     assert resolve_backend("auto", big, clusters=10) == "torch"

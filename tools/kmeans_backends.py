@@ -22,7 +22,7 @@ neighbour lists on which the two agree.
 ``--grid``: our k-means and kNN against scikit-learn's at equal work, over ``--grid-n``
 (10,000, 70,000, 500,000 samples) x ``--grid-k`` (10, 100, 1,000 clusters)::
 
-    OMP_NUM_THREADS=1 python tools/kmeans_backends.py --grid [--iterations 20]
+    OMP_NUM_THREADS=1 python tools/kmeans_backends.py --grid [--iterations 50]
         [--repeats 3] [--big-n 500000] [--big-iterations 5] [--big-repeats 3]
 
 Per cell: ``kmeans(backend="auto")`` (what the package runs; the backend it chose is

@@ -397,9 +397,12 @@ def _cluster(args: argparse.Namespace) -> int:
         print(f"{len(skipped)} files skipped, listed in {args.out / 'skipped.txt'}")
     print(f"time: {summary.get('seconds', 0):.0f} s", end="")
     if summary.get("estimated_seconds") is not None:
+        later = summary.get("estimated_seconds_after_first_minute")
         print(
             f" (training {summary['training_seconds']:.0f} s, estimated "
-            f"{summary['estimated_seconds']:.0f} s)",
+            f"{summary['estimated_seconds']:.0f} s"
+            + ("" if later is None else f", {later:.0f} s after the first minute")
+            + ")",
             end="",
         )
     print()

@@ -121,6 +121,14 @@ class Pace:
     reached yet), plus epochs x refresh time where that was measured. ``on_measured`` is
     called once, when the first stage measured has its step time (it may raise to stop the
     run before anything is checkpointed). ``clock`` is injectable for tests.
+
+    A few steps can misjudge a run (on a busy machine, or where data loading between steps
+    and epoch ends weigh), so once ``refine_after`` seconds of steps have run, and every
+    ``refine_after`` after that, :meth:`refine` re-estimates from the pace the run has
+    actually kept: the time so far, plus the stage's steps left at its observed seconds a
+    step (epoch refreshes, evaluations and checkpoints included), plus the later stages'
+    estimate scaled by how much slower (or faster) the stage runs than measured.
+    ``first_refined`` keeps the first such figure (the "after one minute" estimate).
     """
 
     clock: Callable[[], float] = time.perf_counter
@@ -131,23 +139,42 @@ class Pace:
     step_seconds: dict[int, float] = field(default_factory=dict)
     refresh_seconds: dict[int, float] = field(default_factory=dict)
     on_measured: Callable[[Pace], None] | None = None
+    refine_after: float = 60.0
+    first_refined: float | None = None
     _marks: list[float] = field(default_factory=list)
     _measuring: int | None = None
+    _run_started: float | None = None
+    _stage_started: float | None = None
+    _stage_steps: int = 0
+    _next_refine: float | None = None
+    _now: float = 0.0
 
     def start_stage(self, index: int, steps: int, epochs: int) -> None:
         self.plan[index], self.epochs[index] = steps, epochs
         self._marks, self._measuring = [], (None if index in self.step_seconds else index)
+        self._stage_started, self._stage_steps = None, 0
 
     def step_starts(self) -> None:
-        """Before the stage's first timed step: the start of the warm-up step."""
+        """Before the stage's first step: the start of the warm-up step and of the stage's
+        observed pace."""
+        if self._stage_started is not None and (self._measuring is None or self._marks):
+            return
+        now = self.clock()
+        if self._stage_started is None:
+            self._stage_started = now
+        if self._run_started is None:
+            self._run_started = now
+            self._next_refine = now + self.refine_after
         if self._measuring is not None and not self._marks:
-            self._marks.append(self.clock())
+            self._marks.append(now)
 
     def step_done(self) -> bool:
         """After a step; True when this step completed the stage's measurement."""
+        self._stage_steps += 1
+        self._now = self.clock()
         if self._measuring is None:
             return False
-        self._marks.append(self.clock())
+        self._marks.append(self._now)
         if len(self._marks) - 1 < self.warmup_steps + self.measured_steps:
             return False
         return self._measure()
@@ -176,6 +203,34 @@ class Pace:
         """The stage's measured step time, else that of the closest stage measured before it."""
         known = [i for i in self.step_seconds if i <= index] or list(self.step_seconds)
         return self.step_seconds[max(known)] if known else None
+
+    def refine(self, index: int, steps_left: int) -> float | None:
+        """The run's estimate from its observed pace, when ``refine_after`` seconds have
+        passed since the last one (else None): see the class docstring.
+
+        Args:
+            index: the stage running.
+            steps_left: its optimiser steps still to run.
+        """
+        now = self._now  # read by step_done: no extra reading of the clock
+        measured = self.step_time(index)
+        if (
+            self._next_refine is None
+            or now < self._next_refine
+            or not self._stage_steps
+            or self._stage_started is None
+            or measured is None
+        ):
+            return None
+        self._next_refine = now + self.refine_after
+        observed = (now - self._stage_started) / self._stage_steps
+        later = {i: steps for i, steps in self.plan.items() if i > index}
+        total = now - self._run_started + steps_left * observed
+        if later:
+            total += (self.estimate(later) or 0.0) * observed / measured
+        if self.first_refined is None:
+            self.first_refined = total
+        return total
 
     def estimate(self, plan: dict[int, int] | None = None) -> float | None:
         """Estimated training seconds of every stage of ``plan`` (default: this pace's)."""
@@ -427,6 +482,7 @@ class Trainer:
                 torch.cuda.synchronize(ctx.device)
             if self.pace.step_done():
                 self._show_estimate(run, progress)
+            self._refine_estimate(run, progress)
             if ctx.step % self.settings.log_every == 0 or ctx.step == run.total_steps:
                 self._check_finite(nonfinite, run)
                 logs = self._step_logs(step_scalars, run.optimizer)
@@ -436,6 +492,19 @@ class Trainer:
                 break
         self._check_finite(nonfinite, run)  # before anything is checkpointed
         return reason
+
+    def _refine_estimate(self, run: _StageRun, progress: tqdm) -> None:
+        """The estimate from the pace kept so far, each minute; echoed after the first."""
+        first = self.pace.first_refined is None
+        total = self.pace.refine(run.stage_index, run.total_steps - run.ctx.step)
+        if total is None:
+            return
+        progress.set_description(f"{run.stage.name} (run ~{format_duration(total)})")
+        if first:
+            self.logger.echo(
+                f"estimated training time after the first minute: ~{format_duration(total)} "
+                "(at the pace kept so far)"
+            )
 
     def _show_estimate(self, run: _StageRun, progress: tqdm) -> None:
         """The run's estimated training time on the progress bar; echoed the first time."""

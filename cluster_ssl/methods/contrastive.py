@@ -131,9 +131,7 @@ class EmbeddingMethod(Method):
         cluster's centre."""
         embedding = self.embedding(ctx)  # clustered on its device (a GPU's: torch backend)
         result = ctx.on_main(
-            lambda: kmeans(
-                embedding, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed
-            )
+            lambda: kmeans(embedding, self.num_clusters, n_init=self.kmeans_restarts, seed=ctx.seed)
         )
         z = embedding.cpu().numpy()
         confidence = centre_similarity(z, result.centroids, result.labels)

@@ -32,6 +32,27 @@ def test_pace_times_after_the_warm_up_and_estimates_steps_times_step_time():
     assert pace.estimate() == 150 * 2.0 + 10 * 1.0
 
 
+def test_after_a_minute_the_estimate_follows_the_pace_the_run_keeps():
+    now = [0.0]
+    pace = Pace(clock=lambda: now[0], warmup_steps=1, measured_steps=5)
+    pace.start_stage(0, 100, 1)
+    pace.plan[1], pace.epochs[1] = 50, 1  # a later stage, not measured yet
+    refined = []
+    pace.step_starts()
+    for step in range(1, 101):
+        now[0] += 1.0 if step <= 6 else 3.0  # the machine gets busy after the measured steps
+        pace.step_done()
+        refined.append(pace.refine(0, 100 - step))
+    assert pace.estimate() == 150 * 1.0  # what the first steps foresaw
+    first = next(i for i, total in enumerate(refined) if total is not None)
+    assert first == 23 and now[0] >= 60  # step 24, one minute in: 6 x 1 s + 18 x 3 s
+    # 60 s so far, 76 steps left at the 2.5 s a step kept, the later stage 2.5x its estimate
+    assert refined[first] == pytest.approx(60 + 76 * 2.5 + 50 * 1.0 * 2.5)
+    assert pace.first_refined == refined[first]
+    again = [i for i, total in enumerate(refined) if total is not None]
+    assert again[1] == first + 20  # the next a minute later (20 steps of 3 s)
+
+
 def test_a_short_first_epoch_measures_on_what_ran():
     pace = Pace(clock=ticking(1.0), measured_steps=5)
     pace.start_stage(0, 6, 3)
@@ -69,6 +90,16 @@ def test_the_block_lists_everything_and_the_estimate_is_steps_times_step_time(tm
     written = json.loads((out / "summary.json").read_text())
     assert written["estimated_seconds"] == summary["estimated_seconds"]
     assert "seconds" in written
+
+
+def test_the_summary_and_the_end_line_give_the_estimate_after_a_minute(tmp_path, capsys):
+    folder = write_few_images(tmp_path / "images", count=8)
+    request = FolderRequest(
+        folder, 2, tmp_path / "out", epochs=3, progress=False, num_workers=0, clock=ticking(7.0)
+    )
+    summary = cluster_folder(request)
+    assert "estimated training time after the first minute: ~" in capsys.readouterr().err
+    assert summary["estimated_seconds_after_first_minute"] > 0
 
 
 def test_the_budget_picks_epochs_that_fit_and_resume_keeps_them(tmp_path, capsys):

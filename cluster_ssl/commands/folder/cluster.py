@@ -143,6 +143,8 @@ def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
     if estimated is None:
         estimated = pace.estimate()
     summary["estimated_seconds"] = None if estimated is None else round(estimated, 2)
+    if pace.first_refined is not None:
+        summary["estimated_seconds_after_first_minute"] = round(pace.first_refined, 2)
     summary["training_seconds"] = round(sum(s.get("seconds", 0.0) for s in summary["stages"]), 2)
     if budget is not None:
         summary["time_budget_seconds"] = budget

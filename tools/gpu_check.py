@@ -341,6 +341,9 @@ def train_run(out: Path, device: str, **request: Any) -> dict[str, Any]:
         "device": device,
         "progress": False,
         "num_workers": 0,
+        # fixed settings: a fresh reference and a killed run must not measure their way to
+        # different ones (the speed checks set channels-last and compile themselves)
+        "speed": "off",
         **request,
     }
     return train(RunRequest(**options))

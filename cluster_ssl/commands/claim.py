@@ -46,7 +46,7 @@ def claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[
                 return value
 
         changed = [
-            key
+            f"{key} (was {before[key]}, now {value})"
             for key, value in asked.items()
             if key != "overrides" and meaning(key, value) != meaning(key, before[key])
         ]
@@ -55,7 +55,8 @@ def claim_out_dir(out: Path, request: RunRequest, device: torch.device) -> dict[
         if changed:
             raise UserError(
                 f"--resume continues {out} with the settings it started with; it cannot "
-                f"change {', '.join(changed)} (drop those options, or start a new --out)"
+                f"change {'; '.join(changed)} (give the run's values or leave optional ones out, "
+                "or start a new --out)"
             )
         if request.data_root is not None:  # the dataset moved: read it from its new place
             stored["data_root"] = request.data_root

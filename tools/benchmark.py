@@ -617,16 +617,14 @@ def bench_peer(args: argparse.Namespace) -> None:
         )
         ours.run(args.warmup)
         peer.run()
-        rates: dict[str, list[float]] = {"ours": [], "lightly": []}
-        for index in range(args.rounds):
-            runs = [("ours", lambda: ours.run(args.steps)), ("lightly", peer.run)]
-            for name, run in runs[:: 1 if index % 2 == 0 else -1]:
-                rates[name].append(ours.batch_size / run())
-            print(
-                f"round {index + 1}/{args.rounds}: ours {rates['ours'][-1]:,.1f} images/s, "
-                f"lightly {rates['lightly'][-1]:,.1f} images/s",
-                flush=True,
-            )
+        rates = alternating_rounds(
+            args.rounds,
+            {
+                "ours": lambda: ours.batch_size / ours.run(args.steps),
+                "lightly": lambda: ours.batch_size / peer.run(),
+            },
+            lambda r: f"ours {r['ours']:,.1f} images/s, lightly {r['lightly']:,.1f} images/s",
+        )
     ratios = [a / b for a, b in zip(rates["ours"], rates["lightly"], strict=True)]
     print(
         f"median: ours {statistics.median(rates['ours']):,.1f} images/s, lightly "
@@ -636,6 +634,21 @@ def bench_peer(args: argparse.Namespace) -> None:
         f"ratio ours/lightly: {statistics.median(ratios):.2f} (images/s, median of "
         f"{args.rounds} rounds)"
     )
+
+
+def alternating_rounds(
+    rounds: int, runs: dict[str, Callable[[], float]], describe: Callable[[dict[str, float]], str]
+) -> dict[str, list[float]]:
+    """Each of ``runs`` once a round, their order reversed every other round so that a
+    machine's drift hits all alike; prints each round's figures (``describe``)."""
+    figures: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for index in range(rounds):
+        for name in order[:: 1 if index % 2 == 0 else -1]:
+            figures[name].append(runs[name]())
+        latest = {name: values[-1] for name, values in figures.items()}
+        print(f"round {index + 1}/{rounds}: {describe(latest)}", flush=True)
+    return figures
 
 
 def bench_contention(args: argparse.Namespace) -> None:
@@ -651,21 +664,19 @@ def bench_contention(args: argparse.Namespace) -> None:
             "threads in another process, with torch's defaults"
         )
         step.run(args.warmup)
-        seconds: dict[str, list[float]] = {"alone": [], "loaded": []}
 
         def loaded() -> float:
             with competing_load(args.load_threads):
                 return step.run(args.steps)
 
-        for index in range(args.rounds):
-            runs = [("alone", lambda: step.run(args.steps)), ("loaded", loaded)]
-            for name, run in runs[:: 1 if index % 2 == 0 else -1]:
-                seconds[name].append(run())
-            print(
-                f"round {index + 1}/{args.rounds}: alone {seconds['alone'][-1] * 1e3:,.1f} ms "
-                f"a step, beside the job {seconds['loaded'][-1] * 1e3:,.1f} ms",
-                flush=True,
-            )
+        seconds = alternating_rounds(
+            args.rounds,
+            {"alone": lambda: step.run(args.steps), "loaded": loaded},
+            lambda r: (
+                f"alone {r['alone'] * 1e3:,.1f} ms a step, beside the job "
+                f"{r['loaded'] * 1e3:,.1f} ms"
+            ),
+        )
     slowdowns = [b / a for a, b in zip(seconds["alone"], seconds["loaded"], strict=True)]
     print(
         f"median: alone {statistics.median(seconds['alone']) * 1e3:,.1f} ms a step, beside "

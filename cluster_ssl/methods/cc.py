@@ -84,15 +84,19 @@ class CC(EmbeddingMethod):
         if self.unlabelled is None:
             return None
         generator = torch.Generator().manual_seed(epoch_seed(ctx.seed, ctx.epoch))
-        parts = [self.unlabelled.nonzero().flatten(), (~self.unlabelled).nonzero().flatten()]
+        unlabelled = self.unlabelled.cpu()
+        parts = [unlabelled.nonzero().flatten(), (~unlabelled).nonzero().flatten()]
         return torch.cat([part[torch.randperm(len(part), generator=generator)] for part in parts])
 
     def _instance_only(self, batch: Batch) -> bool:
         """Whether this step trains L_ins alone: some rank's batch holds an unlabelled image."""
         if self.unlabelled is None:
             return False
-        here = self.unlabelled[batch["index"].cpu()].any().float()
-        return float(all_reduce_mean(here.to(batch["image"].device))) > 0
+        index = batch["index"]
+        if self.unlabelled.device != index.device:  # once: the mask follows the batches
+            self.unlabelled = self.unlabelled.to(index.device)
+        here = self.unlabelled[index].any().float().to(batch["image"].device)
+        return float(all_reduce_mean(here)) > 0  # one scalar read a step, STL-10's preset only
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         view_a, view_b = self.augment(self.views, batch["image"])

@@ -31,7 +31,8 @@ class StepAverage:
     def __init__(self, modules: list[nn.Module], alpha: float) -> None:
         self.modules = modules
         self.alpha = alpha
-        self._before: list[tuple[torch.Tensor, torch.Tensor]] = []
+        #: (tensor, its value before the step, whether it is a parameter)
+        self._before: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
 
     def _tensors(self) -> list[tuple[torch.Tensor, bool]]:
         """Every parameter (True) and buffer (False) of the modules, each once."""
@@ -50,17 +51,13 @@ class StepAverage:
         """Remember the weights and buffers the step starts from."""
         if self.alpha == 0:
             return
-        self._before = [(t, t.detach().clone()) for t, _ in self._tensors()]
+        self._before = [(t, t.detach().clone(), is_p) for t, is_p in self._tensors()]
 
     @torch.no_grad()
     def after_step(self) -> None:
         """Average the stepped parameters with their values before; restore the buffers."""
-        if self.alpha == 0:
-            return
-        parameters = {id(t) for t, is_parameter in self._tensors() if is_parameter}
-        for tensor, before in self._before:
-            if id(tensor) in parameters:
-                tensor.copy_(self.alpha * before + (1 - self.alpha) * tensor)
-            else:
-                tensor.copy_(before)
+        for tensor, before, is_parameter in self._before:
+            tensor.copy_(
+                self.alpha * before + (1 - self.alpha) * tensor if is_parameter else before
+            )
         self._before = []

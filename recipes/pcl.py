@@ -4,23 +4,28 @@ Hoi, ICLR 2021), clustered by k-means.
 MoCo v2 (query encoder = ResNet + MLP head to 128, L2-normalised; momentum encoder; queue of
 keys) trained with L = InfoNCE + the mean ProtoNCE over M k-means clusterings of the
 momentum encoder's features, recomputed every epoch after an InfoNCE-only warm-up.
-Concentration phi with alpha = 10, clipped to its 10th-90th percentile, mean = tau = 0.2.
+Concentration phi with alpha = 10, clipped to its 10th-90th percentile, mean = tau.
 Paper (ImageNet): k = 25000, 50000, 100000; momentum 0.999, queue 16384, lr 0.03, batch
-256, 200 epochs, 20 warm-up epochs. The presets follow the public CIFAR clustering
-reproduction: CIFAR ResNet-18, k = 250, 500, 1000, queue 4096, momentum 0.99, SGD lr 0.1
-(momentum 0.9, weight decay 1e-4) at batch 256 (it scaled lr 0.1 linearly per 256 images
-on 4 x 128), cosine schedule down to 0 (``final_lr_fraction=0``: ``adjust_learning_rate``
-in PCL's ``main_pcl.py``, lr * 0.5 * (1 + cos(pi * epoch / epochs)), set once per epoch;
-here it is set every batch, the same curve in finer steps), 1000 epochs, 50 warm-up
-epochs, no blur; the ImageNet subsets at 224 px (ImageNet stem) with MoCo v2's blur.
+256, 200 epochs, 20 warm-up epochs. PCL published no CIFAR run; the CIFAR numbers quoted are
+ProPos's reproduction, and the presets run as its published PCL run
+(Hzzone/ProPos ``config/pcl_cifar20_r18_config.json``): CIFAR ResNet-18, k = 250, 500, 1000,
+queue 4096, momentum 0.99, SGD lr 0.1 (momentum 0.9, weight decay 1e-4) at batch 256 (lr 0.1
+per 256 images, ProPos's linear rule), 1000 epochs, 50 of them InfoNCE alone, no blur,
+temperature 1 (``moco_temp``, also the concentrations' mean), ProtoNCE weighted 0.01
+(``cls_loss_weight``), the loss symmetric (each view once the query), and the learning rate
+raised linearly over the first 50 epochs, then a cosine down to lr * 0.01 (ProPos's
+``cosine_annealing_LR``, set every batch as here). The ImageNet subsets at 224 px (ImageNet
+stem) with MoCo v2's blur.
 MoCo's shuffling BatchNorm is done within each process: 8 groups of the batch (MoCo's 8
 GPUs), the key views' groups drawn from a permutation.
-Augmentation: MoCo v2's (RandomResizedCrop 0.2-1, flip, colour jitter p 0.8, grayscale
-p 0.2). Negative prototypes are drawn per sample from every prototype but its positive
-(the paper); ``negative_sampling=batch`` draws them once per batch from those that are no
+Augmentation: MoCo v2's (RandomResizedCrop, flip, colour jitter p 0.8, grayscale p 0.2),
+crops from 8% of the area up (ProPos's default; MoCo v2's 20% on the CPU presets).
+Negative prototypes are drawn per sample from every prototype but its positive (the
+paper); ``negative_sampling=batch`` draws them once per batch from those that are no
 sample's positive (the public code). Protocol: train+test merged, as that reproduction
 (train only on the ImageNet subsets and Tiny-ImageNet).
-Evaluation: k-means on the backbone embedding.
+Evaluation: k-means on the momentum encoder's projection, as ProPos scores PCL
+(``score_embedding``); the CPU presets cluster the backbone embedding.
 
     python recipes/pcl.py --dataset digits --out runs/pcl-digits
 """
@@ -65,6 +70,8 @@ class PCLConfig(BackboneConfig):
     negative_sampling: str = "per_sample"
     prototype_weight: float = non_negative(1.0)
     bn_groups: int = positive(8)
+    symmetric: bool = False
+    score_embedding: str = "backbone"
     optimizer: str = "sgd"
     lr: float = positive(0.1)
     weight_decay: float = non_negative(1e-4)
@@ -106,6 +113,8 @@ def pcl_method(cfg: PCLConfig, dataset: ImageDataset, num_clusters: int) -> PCL:
         negative_sampling=cfg.negative_sampling,
         prototype_weight=cfg.prototype_weight,
         bn_groups=cfg.bn_groups,
+        symmetric=cfg.symmetric,
+        score_embedding=cfg.score_embedding,
     )
 
 
@@ -114,7 +123,18 @@ def build(cfg: PCLConfig, dataset: ImageDataset, num_clusters: int) -> list[Stag
     return [Stage("pcl", method, cfg.epochs, cfg.batch_size, eval_every=cfg.eval_every)]
 
 
-PAPER = {"epochs": 1000, "warmup_epochs": 50, "eval_every": 50}
+PAPER = {
+    "epochs": 1000,
+    "warmup_epochs": 50,
+    "eval_every": 50,
+    "temperature": 1.0,
+    "prototype_weight": 0.01,
+    "symmetric": True,
+    "warmup": 0.05,
+    "final_lr_fraction": 0.01,
+    "crop_scale": 0.08,
+    "score_embedding": "key_projection",
+}
 IMAGENET = {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 224, "cifar_stem": False, "blur": True}
 # CPU presets keep the cosine floor of lr * 1e-3 their documented results were measured with
 CPU = {

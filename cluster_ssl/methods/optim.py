@@ -48,7 +48,15 @@ class ScheduleSpec:
     * ``step``: multiplied by ``gamma`` at each milestone, given as fractions of the stage
       (IDFD: steps at 600/950/1300/1650 of 2000 epochs -> 0.3, 0.475, 0.65, 0.825).
 
-    ``warmup`` is a fraction of the stage with a linear ramp from 0.
+    ``warmup`` is a fraction of the stage with a linear ramp from 0 to 1. After it a cosine
+    runs on the time since the warm-up ended, measured in whole stages, so it restarts from
+    1 and ends above ``final`` by the warm-up's share (step milestones stay where they are):
+    with w the warm-up and p the progress through the stage,
+
+        factor = final + (1 - final) * 0.5 * (1 + cos(pi * (p - w)))
+
+    as ProPos's ``cosine_annealing_LR`` (the only original here with a warm-up; its PCL
+    run: w = 50 of 1000 epochs, final = 0.01). Without a warm-up it is the plain cosine.
     """
 
     name: str = "constant"
@@ -64,7 +72,8 @@ class ScheduleSpec:
         if self.name == "constant":
             return 1.0
         if self.name == "cosine":
-            return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
+            since_warmup = progress - self.warmup
+            return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * since_warmup))
         if self.name == "step":
             return self.gamma ** sum(progress >= m for m in self.milestones)
         raise UserError(f"unknown schedule {self.name!r}; use one of {', '.join(SCHEDULES)}")

@@ -23,6 +23,9 @@ from cluster_ssl.methods.base import Batch, StageContext
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.models.momentum import KeyQueue, MomentumEncoder
 
+#: the embeddings PCL's clusters can be read from (see :class:`PCL`)
+SCORE_EMBEDDINGS = ("backbone", "key_projection")
+
 
 class PCL(EmbeddingMethod):
     """MoCo with prototypes, trained by expectation-maximisation.
@@ -35,6 +38,14 @@ class PCL(EmbeddingMethod):
     (:func:`~cluster_ssl.losses.pcl.info_nce_with_queue`), and each of the M clusterings
     adds its ProtoNCE term (:func:`~cluster_ssl.losses.pcl.proto_nce`) over the sample's
     prototype and r sampled negative prototypes. The keys then enter the queue.
+
+    Symmetric (ProPos's PCL, ``symmetric: true``): L is also computed with the views'
+    roles swapped and the two are summed,
+
+        L_sym = L(q(x1), k(x2)) + L(q(x2), k(x1)),
+
+    both against the queue as the step found it; then both halves' keys enter it (first
+    the keys of x2, then those of x1, as ``PCLWrapper.forward`` concatenates them).
 
     E-step (:meth:`on_epoch_start`, every epoch from ``warmup_epochs`` on; before that the
     loss is L_InfoNCE alone): momentum-encoder embeddings of the un-augmented training
@@ -52,7 +63,9 @@ class PCL(EmbeddingMethod):
     ``pcl/builder.py``), so ``views_in_one_batch`` does not apply.
 
     Clustering: k-means with K = ``num_clusters`` on the L2-normalised backbone embedding of
-    the query encoder.
+    the query encoder (``score_embedding="backbone"``), or on the momentum encoder's
+    L2-normalised projection (``"key_projection"``: the space of the E-step, where ProPos's
+    reproduction clusters and scores PCL).
 
     Args:
         head: projection head on the backbone's features (MoCo v2's MLP, or v1's Linear),
@@ -72,6 +85,8 @@ class PCL(EmbeddingMethod):
         concentration_alpha: alpha of the concentration estimate (10 in PCL).
         bn_groups: groups of the shuffling BN (8, as MoCo's 8 GPUs; 1 turns it off); at
             most half the batch, so every group holds two samples.
+        symmetric: also swap the views' roles and sum the two losses (ProPos's PCL).
+        score_embedding: the embedding k-means clusters, one of :data:`SCORE_EMBEDDINGS`.
     """
 
     #: the queue is a buffer kept identical on every rank by its own gather and replaced
@@ -95,6 +110,8 @@ class PCL(EmbeddingMethod):
         estep_iterations: int = 20,
         concentration_alpha: float = 10.0,
         bn_groups: int = 8,
+        symmetric: bool = False,
+        score_embedding: str = "backbone",
         **kw,
     ) -> None:
         super().__init__(*args, **kw)
@@ -102,6 +119,11 @@ class PCL(EmbeddingMethod):
             raise ValueError(
                 f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, "
                 f"got {negative_sampling!r}"
+            )
+        if score_embedding not in SCORE_EMBEDDINGS:
+            raise ValueError(
+                f"score_embedding must be one of {', '.join(SCORE_EMBEDDINGS)}, "
+                f"got {score_embedding!r}"
             )
         if not num_prototypes or min(num_prototypes) < 2:
             raise ValueError(
@@ -129,6 +151,8 @@ class PCL(EmbeddingMethod):
         self.estep_iterations = estep_iterations
         self.concentration_alpha = concentration_alpha
         self.bn_groups = bn_groups
+        self.symmetric = symmetric
+        self.score_embedding = score_embedding
         # the latest E-step, one entry per clustering (empty during the warm-up)
         self.assignments: list[torch.Tensor] = []
         self.prototypes: list[torch.Tensor] = []
@@ -142,6 +166,12 @@ class PCL(EmbeddingMethod):
         """The momentum encoder's L2-normalised embedding of the un-augmented images."""
         images = self.augment(self.eval_transform, batch["image"])
         return F.normalize(self.key_encoder(images), dim=1)
+
+    def features(self, batch: Batch) -> torch.Tensor:
+        """The embedding clustered and scored: ``score_embedding``'s."""
+        if self.score_embedding == "key_projection":
+            return self.key_features(batch)
+        return super().features(batch)
 
     def on_epoch_start(self, ctx: StageContext) -> dict[str, float]:
         """The E-step, from epoch ``warmup_epochs`` on; logs how many prototypes of each
@@ -170,23 +200,33 @@ class PCL(EmbeddingMethod):
         }
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        view_q, view_k = self.augment(self.views, batch["image"])
+        view_1, view_2 = self.augment(self.views, batch["image"])
         self.key_encoder.update(self.backbone, self.head)
-        q = self.in_groups(lambda x: self.head(self.backbone(x)), view_q)
-        order = torch.randperm(view_k.shape[0], device=view_k.device)
-        shuffled = self.in_groups(self.key_encoder, view_k[order])
-        k = torch.empty_like(shuffled).index_copy_(0, order, shuffled)  # k[order] = shuffled
-
-        instance = info_nce_with_queue(q, k, self.queue.keys, self.temperature)
-        self.queue.enqueue(k)
+        pairs = [(view_1, view_2), (view_2, view_1)] if self.symmetric else [(view_1, view_2)]
+        queries, keys = [], []
+        for view_q, view_k in pairs:
+            queries.append(self.in_groups(lambda x: self.head(self.backbone(x)), view_q))
+            keys.append(self.shuffled_keys(view_k))
+        instance = sum(
+            info_nce_with_queue(q, k, self.queue.keys, self.temperature)
+            for q, k in zip(queries, keys, strict=True)
+        )
+        self.queue.enqueue(torch.cat(keys))
         if not self.assignments:
             return {"loss": instance, "instance": instance}
-        prototype = self.prototype_loss(q, batch["index"])
+        prototype = sum(self.prototype_loss(q, batch["index"]) for q in queries)
         return {
             "loss": instance + self.prototype_weight * prototype,
             "instance": instance,
             "prototype": prototype,
         }
+
+    def shuffled_keys(self, view_k: torch.Tensor) -> torch.Tensor:
+        """The momentum encoder's keys of ``view_k``, its BatchNorm groups drawn from a
+        random permutation of the batch (the shuffling BN), returned in the batch's order."""
+        order = torch.randperm(view_k.shape[0], device=view_k.device)
+        shuffled = self.in_groups(self.key_encoder, view_k[order])
+        return torch.empty_like(shuffled).index_copy_(0, order, shuffled)  # k[order] = shuffled
 
     def in_groups(
         self, encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor

@@ -54,18 +54,38 @@ def rows(dataset: str) -> tuple[Original, ...]:
             "temperature",
             1.0,
             run,
-            reason=NOT_YET_MATCHED + "the run records moco_temp 1; the preset keeps PCL's 0.2 "
-            f"({PCL_REPO} main_pcl.py --temperature); which one produced the quoted numbers "
-            "is unconfirmed",
             note="moco_temp: 1 (InfoNCE temperature and mean concentration)",
         ),
+        Original("prototype_weight", 0.01, run, note="cls_loss_weight: 0.01"),
         Original(
-            "prototype_weight",
+            "symmetric",
+            True,
+            f"{run}; {PROPOS} models/pcl/pcl_wrapper.py lines 105-131",
+            note="InfoNCE and ProtoNCE with each view as the query, summed",
+        ),
+        Original(
+            "warmup",
+            0.05,
+            f"{run}; {PROPOS} models/basic_template.py lines 449-461",
+            note="warmup_epochs 50 of 1000: cosine_annealing_LR's linear ramp",
+        ),
+        Original(
+            "final_lr_fraction",
             0.01,
-            run,
-            reason=NOT_YET_MATCHED + "the run weighs ProtoNCE by cls_loss_weight 0.01; the "
-            "preset keeps the paper's 1 (PCL's loss is InfoNCE + the mean ProtoNCE)",
-            note="cls_loss_weight: 0.01",
+            f"{PROPOS} models/basic_template.py line 79",
+            note="learning_eta_min's default 0.01 (not in the run's record)",
+        ),
+        Original(
+            "score_embedding",
+            "key_projection",
+            f"{PROPOS} models/pcl/pcl.py set_model and psedo_labeling",
+            note="k-means on feature_extractor = encoder_k (backbone + head), L2-normalised",
+        ),
+        Original(
+            "crop_scale",
+            0.08,
+            f"{PROPOS} models/basic_template.py lines 99 and 251",
+            note="resized_crop_scale's default (not in the run's record)",
         ),
         Original(
             "negative_prototypes",
@@ -93,27 +113,16 @@ def rows(dataset: str) -> tuple[Original, ...]:
     )
 
 
-SCHEDULE = Unmatched(
-    "learning-rate warm-up and floor",
-    "ProPos's cosine_annealing_LR raises lr linearly over warmup_epochs (50 here) and "
-    "decays it to lr * learning_eta_min (0.01 by default; not in the run's record)",
-    f"{PROPOS} models/basic_template.py lines 449-461",
-    NOT_YET_MATCHED + "the preset has no lr warm-up and decays to 0 as PCL's main_pcl.py "
-    "adjust_learning_rate (--set warmup=0.05 ramps lr over the first 50 of 1000 epochs)",
+ESTEP = Unmatched(
+    "E-step k-means",
+    "torch_clustering's PyTorchKMeans: 10 k-means++ initialisations, up to 300 iterations "
+    "(stopping at tol 1e-4), cosine assignment, centroids the plain means (not normalised)",
+    f"{PROPOS} models/basic_template.py lines 486-500; Hzzone/torch_clustering "
+    "torch_clustering/kmeans/kmeans.py",
+    NOT_YET_MATCHED + "the E-step is PCL's own (main_pcl.py run_kmeans: 5 restarts of 20 "
+    "iterations, centroids L2-normalised), cluster/prototypes.py; no setting",
 )
-SYMMETRIC = Unmatched(
-    "symmetric InfoNCE",
-    "symmetric: true: InfoNCE and ProtoNCE computed with each view as the query and summed; "
-    "both views' keys enter the queue",
-    f"{RUN}; {PROPOS} models/pcl/pcl_wrapper.py lines 105-131",
-    NOT_YET_MATCHED + "the PCL method here takes one query view per pair, as PCL's "
-    "main_pcl.py; no setting",
-)
-
-PROTOCOLS = {
-    dataset: Protocol(rows(dataset), (SCHEDULE, SYMMETRIC))
-    for dataset in ("cifar10", "cifar100-20")
-}
+PROTOCOLS = {dataset: Protocol(rows(dataset), (ESTEP,)) for dataset in ("cifar10", "cifar100-20")}
 
 _NO_RUN = "no published PCL run on it; the preset extends the CIFAR settings"
 WITHOUT_ORIGINAL = {

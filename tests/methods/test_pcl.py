@@ -472,3 +472,54 @@ def test_settings_the_data_cannot_hold_are_clear_errors() -> None:
         build(num_prototypes=(1,))
     with pytest.raises(UserError, match=r"encoder_momentum=1.0: must be below 1"):
         build(encoder_momentum=1.0)
+
+
+def test_symmetric_loss_sums_both_directions_then_queues_both_keys(monkeypatch) -> None:
+    """ProPos's PCLWrapper.forward: L(q(x1), k(x2)) + L(q(x2), k(x1)) against the queue as
+    the step found it, then the keys of x2 and of x1 enter the queue in that order."""
+    torch.manual_seed(0)
+    stage, dataset = build(symmetric=True, negative_prototypes=512)
+    method = stage.method
+    estep(method, dataset, epoch=1)
+    method.eval()  # running statistics: the BatchNorm grouping changes nothing
+    x1 = method.eval_transform(dataset.images[:BATCH])
+    x2 = x1.flip(3)
+    monkeypatch.setattr(method, "augment", lambda pipeline, batch: (x1, x2))
+    queue = method.queue.keys.clone()
+    index = torch.arange(BATCH)
+    with torch.no_grad():
+        # at step 0 the key encoder equals the query encoder (the update keeps the copy)
+        e1, e2 = (F.normalize(method.head(method.backbone(x)), dim=1) for x in (x1, x2))
+        out = method.training_step({"image": dataset.images[:BATCH], "index": index})
+        tau = method.temperature
+        instance = info_nce_with_queue(e1, e2, queue, tau) + info_nce_with_queue(e2, e1, queue, tau)
+        # r = 512 covers every other prototype, so the negatives are drawn deterministically
+        prototype = method.prototype_loss(e1, index) + method.prototype_loss(e2, index)
+    torch.testing.assert_close(out["instance"], instance, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["prototype"], prototype, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["loss"], instance + method.prototype_weight * prototype)
+    torch.testing.assert_close(method.queue.keys, torch.cat([e2, e1]), atol=1e-5, rtol=1e-5)
+
+
+def test_asymmetric_step_queues_one_batch_of_keys() -> None:
+    torch.manual_seed(0)
+    stage, dataset = build()
+    method = stage.method
+    method.training_step({"image": dataset.images[:BATCH], "index": torch.arange(BATCH)})
+    assert int(method.queue.pointer) == BATCH
+
+
+def test_key_projection_scores_the_momentum_encoders_embedding(trained) -> None:
+    method, dataset, _, _ = trained
+    method.score_embedding = "key_projection"
+    try:
+        method.eval()
+        prediction = method.predict(context(dataset))
+        keys = context(dataset).embed(method.key_features).numpy()
+    finally:
+        method.score_embedding = "backbone"
+        method.train()
+    np.testing.assert_allclose(prediction.embedding, keys, atol=1e-6)
+    assert prediction.embedding.shape == (len(dataset), method.queue.keys.shape[1])
+    with pytest.raises(UserError, match="score_embedding"):
+        build(score_embedding="projection")

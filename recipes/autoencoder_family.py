@@ -11,7 +11,7 @@ from torch import nn
 from cluster_ssl.config import RecipeConfig, Settings, below_one, group, non_negative, positive
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.trainer import Stage
-from cluster_ssl.methods.autoencoder import AutoencoderPretraining
+from cluster_ssl.methods.autoencoder import UNIT_RANGE, AutoencoderPretraining
 from cluster_ssl.methods.dec import DEC
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.autoencoders import MLP_WEIGHT_INITS, MLPAutoencoder
@@ -30,8 +30,13 @@ KERAS_DEC_MNIST_PRETRAINING = {
     "pretrain.momentum": 0.9,
 }
 
-#: ... and on USPS: 50 epochs of Adam lr 0.001 from Glorot-uniform weights
-KERAS_DEC_USPS_PRETRAINING = {"epochs": 50, "weight_init": "glorot_uniform"}
+#: ... and on USPS: 50 epochs of Adam lr 0.001 from Glorot-uniform weights, on the files'
+#: [-1, 1] pixel values halved (its datasets.py; DCEC's loader halves them too)
+KERAS_DEC_USPS_PRETRAINING = {
+    "epochs": 50,
+    "weight_init": "glorot_uniform",
+    "pixel_range": (-0.5, 0.5),
+}
 
 
 @dataclass
@@ -53,7 +58,8 @@ class AutoencoderClusteringConfig(RecipeConfig):
     """Settings of the two stages: ``epochs`` and ``pretrain.*`` for autoencoder
     pretraining, the rest for clustering, which runs until fewer than ``tol`` of the labels
     change between two refreshes of P (every ``update_interval`` steps), or for ``maxiter``
-    steps.
+    steps. ``pixel_range`` (low, high) is where the pixels 0..255 are mapped before the
+    autoencoder sees them (both stages).
     """
 
     renamed: ClassVar[dict[str, str]] = {
@@ -73,6 +79,16 @@ class AutoencoderClusteringConfig(RecipeConfig):
     maxiter: int = positive(20000)
     kmeans_restarts: int = positive(20)
     alpha: float = positive(1.0)
+    pixel_range: tuple[float, float] = UNIT_RANGE
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.pixel_range) != 2 or not self.pixel_range[0] < self.pixel_range[1]:
+            shown = ",".join(map(str, self.pixel_range))
+            raise UserError(
+                f"--set pixel_range={shown}: need two numbers, low below high "
+                "(e.g. --set pixel_range=-0.5,0.5)"
+            )
 
 
 @dataclass
@@ -113,6 +129,7 @@ def autoencoder_stages(
         num_clusters,
         kmeans_restarts=cfg.kmeans_restarts,
         dropout=cfg.pretrain.dropout,
+        pixel_range=cfg.pixel_range,
     )
     cluster = DEC(
         autoencoder,
@@ -122,6 +139,7 @@ def autoencoder_stages(
         update_interval=cfg.update_interval,
         tol=cfg.tol,
         kmeans_restarts=cfg.kmeans_restarts,
+        pixel_range=cfg.pixel_range,
     )
     return [
         Stage(

@@ -3,7 +3,8 @@
 Convolutional autoencoder conv32(5x5 s2) - conv64(5x5 s2) - conv128(3x3 s2) - dense 10,
 mirrored decoder; pretrain 200 epochs with Adam, batch 256; then clustering with the
 reconstruction kept, L = L_r + gamma * KL(P || Q), gamma = 0.1, Adam, update interval 140,
-tol 0.001. Protocol: train+test merged. Images must be square with a side that is a
+tol 0.001. Pixels in [0, 1], USPS's in [-0.5, 0.5] as its loader gives them
+(``pixel_range``). Protocol: train+test merged. Images must be square with a side that is a
 multiple of 4 (28 and 32 as in the paper; 8x8 digits work too).
 
     python recipes/dcec.py --dataset digits --out runs/dcec-digits
@@ -45,7 +46,8 @@ PRESETS = {
     # 30 for USPS is DEC's and IDEC's code); 200 pretraining epochs (the class default).
     "mnist": {"update_interval": 140},
     "fashion-mnist": {"update_interval": 140},
-    "usps": {"update_interval": 140},
+    # USPS in [-0.5, 0.5], as its datasets.py halves the files' [-1, 1] values
+    "usps": {"update_interval": 140, "pixel_range": (-0.5, 0.5)},
     # digits: 1,797 images, 8 batches an epoch; P every 30 steps (about 4 epochs).
     "digits": {"update_interval": 30},
 }

@@ -7,7 +7,8 @@ lr 0.01 momentum 0.9, batch 256, P refreshed every ``update_interval`` steps, st
 reimplementation (XifengGuo/DEC-keras) does; it scores higher than the paper's greedy
 layer-wise pretraining. Its settings, which the presets keep: on MNIST and Fashion-MNIST
 300 epochs of SGD lr 1, momentum 0.9 (on the pixel-averaged MSE) from U(+-1/sqrt(fan_in))
-weights; on USPS 50 epochs of Adam lr 0.001 from Glorot-uniform weights.
+weights, pixels in [0, 1]; on USPS 50 epochs of Adam lr 0.001 from Glorot-uniform weights,
+pixels in [-0.5, 0.5] (its loader halves the files' [-1, 1] values; ``pixel_range``).
 Protocol: train+test merged, as in the paper.
 
     python recipes/dec.py --dataset digits --out runs/dec-digits

@@ -15,13 +15,29 @@ from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.methods.base import Batch, Method, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec
 
+#: the pixel range of every dataset's loader: uint8 0..255 -> [0, 1]
+UNIT_RANGE = (0.0, 1.0)
 
-def unit_pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [0, 1], the input scale of the DEC family; float feature
-    vectors (the scikit-learn estimators' arrays) are used as given."""
+
+def input_pixels(
+    images: torch.Tensor, pixel_range: tuple[float, float] = UNIT_RANGE
+) -> torch.Tensor:
+    """uint8 images -> float, 0..255 mapped linearly onto ``pixel_range`` (low, high):
+
+        x = low + (high - low) * u / 255
+
+    The DEC family's originals scale their inputs per dataset (the Keras DEC's USPS in
+    [-0.5, 0.5], IDEC's MNIST as pixels / 50, i.e. [0, 5.1]), and the pretraining's learning
+    rate is tuned to that scale. Float feature vectors (the scikit-learn estimators'
+    arrays) are used as given.
+    """
     if images.is_floating_point():
         return images.float()
-    return images.float().div_(255.0)
+    x = images.float().div_(255.0)
+    low, high = pixel_range
+    if (low, high) == UNIT_RANGE:
+        return x
+    return x.mul_(high - low).add_(low)
 
 
 def reconstruction_loss(
@@ -41,12 +57,14 @@ def embed_and_cluster(
     ctx: StageContext,
     num_clusters: int,
     n_init: int,
+    pixel_range: tuple[float, float] = UNIT_RANGE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Embed the dataset with ``encode`` and run k-means on it (on rank 0, shared to all).
+    """Embed the dataset with ``encode`` (its pixels in ``pixel_range``) and run k-means on
+    it (on rank 0, shared to all).
 
     Returns (embedding, centroids, labels).
     """
-    z = ctx.embed(lambda batch: encode(unit_pixels(batch["image"])))
+    z = ctx.embed(lambda batch: encode(input_pixels(batch["image"], pixel_range)))
     # on the embedding's device: a GPU's features are clustered there (torch backend)
     result = ctx.on_main(lambda: kmeans(z, num_clusters, n_init=n_init, seed=ctx.seed))
     return z.cpu().numpy(), result.centroids, result.labels
@@ -57,6 +75,7 @@ class AutoencoderPretraining(Method):
 
     ``dropout`` > 0 makes it a denoising autoencoder: input pixels are dropped with that
     probability and the clean image is the target (the DEC paper pretrains with 0.2).
+    ``pixel_range`` is the range the pixels enter in (:func:`input_pixels`).
     """
 
     #: k-means on the autoencoder's embedding
@@ -69,16 +88,18 @@ class AutoencoderPretraining(Method):
         num_clusters: int,
         kmeans_restarts: int = 20,
         dropout: float = 0.0,
+        pixel_range: tuple[float, float] = UNIT_RANGE,
     ) -> None:
         super().__init__()
         self.autoencoder = autoencoder
+        self.pixel_range = pixel_range
         self.optimizer_spec = optimizer
         self.num_clusters = num_clusters
         self.kmeans_restarts = kmeans_restarts
         self.dropout = dropout
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x = unit_pixels(batch["image"])
+        x = input_pixels(batch["image"], self.pixel_range)
         corrupted = F.dropout(x, self.dropout) if self.dropout > 0 else None
         loss, _ = reconstruction_loss(self.autoencoder, x, corrupted)
         return {"loss": loss}
@@ -88,6 +109,6 @@ class AutoencoderPretraining(Method):
 
     def predict(self, ctx: StageContext) -> Prediction:
         z, centroids, labels = embed_and_cluster(
-            self.autoencoder.encode, ctx, self.num_clusters, self.kmeans_restarts
+            self.autoencoder.encode, ctx, self.num_clusters, self.kmeans_restarts, self.pixel_range
         )
         return Prediction(labels, self.num_clusters, embedding=z, centres=centroids)

@@ -25,7 +25,7 @@ from cluster_ssl.cluster.kmeans import kmeans
 from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.cluster.student_t import target_distribution
 from cluster_ssl.losses.dec import dec_clustering_loss
-from cluster_ssl.methods.autoencoder import reconstruction_loss, unit_pixels
+from cluster_ssl.methods.autoencoder import UNIT_RANGE, input_pixels, reconstruction_loss
 from cluster_ssl.methods.base import Batch, Method, StageContext
 from cluster_ssl.methods.optim import OptimizerSpec
 from cluster_ssl.models.clustering_layer import ClusteringLayer
@@ -181,14 +181,23 @@ class DEC(KLSelfTraining):
     Args:
         autoencoder: module with ``encode(x)`` and ``forward(x) -> (z, reconstruction)``.
         gamma: ``None`` drops the decoder (DEC); else L = L_r + gamma * KL.
+        pixel_range: the range the pixels enter in (see
+            :func:`~cluster_ssl.methods.autoencoder.input_pixels`).
         Others: see :class:`KLSelfTraining`.
     """
 
     auxiliary_name = "reconstruction"
 
-    def __init__(self, autoencoder: nn.Module, *args: Any, **settings: Any) -> None:
+    def __init__(
+        self,
+        autoencoder: nn.Module,
+        *args: Any,
+        pixel_range: tuple[float, float] = UNIT_RANGE,
+        **settings: Any,
+    ) -> None:
         super().__init__(*args, **settings)
         self.autoencoder = autoencoder
+        self.pixel_range = pixel_range
         self.find_unused_parameters = self.gamma is None  # no gradient reaches the decoder
 
     def trainable(self) -> list[nn.Parameter]:
@@ -197,8 +206,8 @@ class DEC(KLSelfTraining):
         return [*encoder.parameters(), *self.clustering.parameters()]
 
     def encode(self, batch: Batch) -> torch.Tensor:
-        return self.autoencoder.encode(unit_pixels(batch["image"]))
+        return self.autoencoder.encode(input_pixels(batch["image"], self.pixel_range))
 
     def auxiliary_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """IDEC's reconstruction error, with the embedding it computed on the way."""
-        return reconstruction_loss(self.autoencoder, unit_pixels(batch["image"]))
+        return reconstruction_loss(self.autoencoder, input_pixels(batch["image"], self.pixel_range))

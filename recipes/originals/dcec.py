@@ -4,7 +4,7 @@ MNIST's values (unconfirmed)."""
 
 from __future__ import annotations
 
-from recipes.originals import NOT_YET_MATCHED, Original, Protocol, Unmatched
+from recipes.originals import Original, Protocol
 
 DCEC_REPO = "XifengGuo/DCEC"
 MAIN = f"{DCEC_REPO} DCEC.py"
@@ -39,20 +39,19 @@ def rows(dataset: str) -> tuple[Original, ...]:
         Original("maxiter", 20000, source("--maxiter"), note="2e4"),
         Original("tol", 0.001, source("--tol")),
         Original("kmeans_restarts", 20, f"{MAIN} line 150", note="KMeans(n_init=20)"),
+        Original(
+            "pixel_range",
+            (-0.5, 0.5) if dataset == "usps" else (0.0, 1.0),
+            f"{DCEC_REPO} datasets.py " + ("lines 40-41" if dataset == "usps" else "line 12"),
+            note="the files' [-1, 1] values / 2" if dataset == "usps" else "pixels / 255",
+        ),
     )
 
-
-USPS_RANGE = Unmatched(
-    "USPS pixel range",
-    "[-0.5, 0.5]: the files' [-1, 1] values halved",
-    f"{DCEC_REPO} datasets.py lines 40-41",
-    NOT_YET_MATCHED + "pixels enter in [0, 1] here (uint8 / 255, as every dataset); no setting",
-)
 
 PROTOCOLS = {
     "mnist": Protocol(rows("mnist")),
     "fashion-mnist": Protocol(rows("fashion-mnist")),
-    "usps": Protocol(rows("usps"), (USPS_RANGE,)),
+    "usps": Protocol(rows("usps")),
 }
 
 WITHOUT_ORIGINAL = {"digits": "a CPU preset of ours (docs/RESULTS.md), no paper ran it"}

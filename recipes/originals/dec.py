@@ -4,7 +4,7 @@ layer-wise pretraining (recipes/dec.py); Fashion-MNIST is its ``fmnist``."""
 
 from __future__ import annotations
 
-from recipes.originals import NOT_YET_MATCHED, Original, Protocol, Unmatched
+from recipes.originals import Original, Protocol
 
 KERAS_DEC = "XifengGuo/DEC-keras"
 MAIN = f"{KERAS_DEC} DEC.py"
@@ -46,7 +46,14 @@ def pretraining_rows(dataset: str, source: str = MAIN) -> tuple[Original, ...]:
     )
     if sgd:
         rows += (Original("pretrain.momentum", 0.9, lines),)
-    return rows
+    return rows + (
+        Original(
+            "pixel_range",
+            (0.0, 1.0) if sgd else (-0.5, 0.5),
+            f"{KERAS_DEC} datasets.py line {101 if dataset == 'mnist' else 112 if sgd else 170}",
+            note="pixels / 255" if sgd else "the files' [-1, 1] values / 2",
+        ),
+    )
 
 
 def clustering_rows(dataset: str, source: str = MAIN) -> tuple[Original, ...]:
@@ -79,17 +86,10 @@ def rows(dataset: str) -> tuple[Original, ...]:
     )
 
 
-USPS_RANGE = Unmatched(
-    "USPS pixel range",
-    "[-0.5, 0.5]: the files' [-1, 1] values halved",
-    f"{KERAS_DEC} datasets.py line 170",
-    NOT_YET_MATCHED + "pixels enter in [0, 1] here (uint8 / 255, as every dataset); no setting",
-)
-
 PROTOCOLS = {
     "mnist": Protocol(rows("mnist")),
     "fashion-mnist": Protocol(rows("fashion-mnist")),
-    "usps": Protocol(rows("usps"), (USPS_RANGE,)),
+    "usps": Protocol(rows("usps")),
 }
 
 WITHOUT_ORIGINAL = {"digits": "a CPU preset of ours (docs/RESULTS.md), no paper ran it"}

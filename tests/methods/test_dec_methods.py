@@ -11,7 +11,7 @@ from cluster_ssl.commands.train import predict_method
 from cluster_ssl.data.registry import build_dataset
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
-from cluster_ssl.methods.autoencoder import AutoencoderPretraining, unit_pixels
+from cluster_ssl.methods.autoencoder import AutoencoderPretraining, input_pixels
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.dec import DEC
 from cluster_ssl.methods.optim import OptimizerSpec
@@ -35,7 +35,7 @@ def fit(stage, dataset, tmp_path):
 
 
 def reconstruction_error(autoencoder, dataset):
-    x = unit_pixels(dataset.images)
+    x = input_pixels(dataset.images)
     with torch.no_grad():
         _, r = autoencoder(x)
     return torch.nn.functional.mse_loss(r, x.reshape(r.shape)).item()
@@ -164,7 +164,68 @@ def test_centres_start_from_kmeans_on_the_embedding(digits, tmp_path):
     fit(Stage("cluster", method, epochs=1, batch_size=32, max_steps=1), digits, tmp_path)
     centres = method.clustering.centres.detach().numpy()
     with torch.no_grad():
-        z = method.autoencoder.encode(unit_pixels(digits.images)).numpy()
+        z = method.autoencoder.encode(input_pixels(digits.images)).numpy()
     # every centre lies inside the cloud of embeddings (k-means means, not random init)
     lo, hi = z.min(axis=0) - 1e-3, z.max(axis=0) + 1e-3
     assert np.all((centres >= lo) & (centres <= hi))
+
+
+# --- the pixel range the autoencoder sees -------------------------------------------------
+
+
+@pytest.mark.parametrize("pixel_range", [(0.0, 1.0), (-0.5, 0.5), (-1.0, 1.0), (0.0, 5.1)])
+def test_input_pixels_map_0_255_linearly_onto_the_range(pixel_range):
+    images = torch.tensor([[0, 51, 128, 255]], dtype=torch.uint8)
+    low, high = pixel_range
+    expected = torch.tensor([[low + (high - low) * v / 255 for v in (0, 51, 128, 255)]])
+    torch.testing.assert_close(input_pixels(images, pixel_range), expected)
+    features = torch.tensor([[3.0, -7.0]], dtype=torch.float64)  # estimator arrays: as given
+    assert torch.equal(input_pixels(features, pixel_range), features.float())
+
+
+def test_unit_range_is_a_plain_division():
+    """The default keeps every recorded run's inputs bit for bit."""
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    assert torch.equal(input_pixels(images), images.float() / 255.0)
+
+
+class Recorder(torch.nn.Module):
+    """An autoencoder that keeps the inputs it is given."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def encode(self, x):
+        self.seen.append(x.detach().clone())
+        return self.inner.encode(x)
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.inner(x)
+
+
+def test_both_stages_feed_the_autoencoder_the_range(digits, tmp_path):
+    ae = Recorder(MLPAutoencoder(64, (16,), 4))
+    pixel_range = (-0.5, 0.5)
+    pretrain = AutoencoderPretraining(
+        ae, OptimizerSpec("adam", 1e-3), 10, 1, pixel_range=pixel_range
+    )
+    ctx = StageContext(digits, torch.device("cpu"), seed=0)
+    batch = {"image": digits.images[:8], "index": torch.arange(8)}
+    pretrain.training_step(batch)
+    pretrain.predict(ctx)
+    cluster = DEC(
+        ae,
+        ClusteringLayer(10, 4),
+        OptimizerSpec("sgd", 0.01),
+        gamma=0.1,
+        update_interval=10,
+        tol=0.0,
+        pixel_range=pixel_range,
+    )
+    cluster.encode(batch)
+    cluster.auxiliary_loss(batch)
+    seen = torch.cat([x.flatten() for x in ae.seen])
+    assert seen.min() >= -0.5 and seen.max() <= 0.5 and seen.min() < 0 < seen.max()
+    torch.testing.assert_close(ae.seen[0], input_pixels(digits.images[:8]) - 0.5)

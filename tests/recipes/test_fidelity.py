@@ -209,3 +209,20 @@ def test_simclr_cosine_ends_at_scans_floor():
     """SCAN's cosine: eta_min = lr * lr_decay_rate ** 3 = lr * 1e-3."""
     settings = resolved_settings("simclr", "cifar10")
     assert (settings["schedule"], settings["final_lr_fraction"]) == ("cosine", 1e-3)
+
+
+# 10. USPS enters the DEC family in [-0.5, 0.5]: the Keras DEC's and DCEC's loaders halve the
+# files' [-1, 1] values (DEC-keras datasets.py line 170, DCEC datasets.py lines 40-41); IDEC
+# pretrains as the Keras DEC here, so it takes that scale too
+@pytest.mark.parametrize("recipe", ["dec", "idec", "dcec"])
+def test_usps_pixels_enter_as_the_keras_loaders_give_them(recipe):
+    assert resolved_settings(recipe, "usps")["pixel_range"] == (-0.5, 0.5)
+    for dataset in ("mnist", "fashion-mnist", "digits"):
+        assert resolved_settings(recipe, dataset)["pixel_range"] == (0.0, 1.0)
+    assert resolved_settings(recipe, "mnist", {"pixel_range": "0,5.1"})["pixel_range"] == (0, 5.1)
+
+
+@pytest.mark.parametrize("bad", ["1,0", "0.5,0.5", "0,1,2", "0"])
+def test_a_pixel_range_that_is_no_range_is_a_clear_error(bad):
+    with pytest.raises(UserError, match=r"pixel_range=.*low below high"):
+        resolved_settings("dec", "mnist", {"pixel_range": bad})

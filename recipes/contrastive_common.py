@@ -34,6 +34,8 @@ class BackboneConfig(RecipeConfig):
     concatenated batch (true: BatchNorm statistics over all views) or view by view (false);
     None: the original code's choice (SimCLR/SCAN one batch, CC one pass per view). IDFD
     (one view) and PCL (separate query and key encoders) take only None.
+    ``schedule_per_epoch`` sets the learning rate once an epoch, as originals that step
+    their schedule per epoch do, instead of every step.
     """
 
     backbone: str = "resnet18"
@@ -48,6 +50,7 @@ class BackboneConfig(RecipeConfig):
     final_lr_fraction: float = fraction(1e-3)
     milestones: tuple[float, ...] = ()
     warmup: float = non_negative(0.0)
+    schedule_per_epoch: bool = False
     kmeans_restarts: int = positive(10)
     eval_every: int = non_negative(10)
     flip: bool = True
@@ -96,7 +99,13 @@ def optimizer_of(cfg: BackboneConfig) -> OptimizerSpec:
 
 
 def schedule_of(cfg: BackboneConfig) -> ScheduleSpec:
-    return ScheduleSpec(cfg.schedule, cfg.final_lr_fraction, cfg.milestones, warmup=cfg.warmup)
+    return ScheduleSpec(
+        cfg.schedule,
+        cfg.final_lr_fraction,
+        cfg.milestones,
+        warmup=cfg.warmup,
+        per_epoch=cfg.schedule_per_epoch,
+    )
 
 
 def embedding_method_args(

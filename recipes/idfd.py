@@ -123,7 +123,7 @@ def build(cfg: IDFDConfig, dataset: ImageDataset, num_clusters: int) -> list[Sta
     return [Stage("idfd", method, cfg.epochs, cfg.batch_size, eval_every=cfg.eval_every)]
 
 
-PAPER = {"epochs": 2000, "eval_every": 100}
+PAPER = {"epochs": 2000, "eval_every": 100, "schedule_per_epoch": True}
 CPU = {
     "width": 0.25,
     "batch_size": 256,

@@ -104,6 +104,7 @@ PAPER = {
     "lr": 0.4,
     "weight_decay": 1e-4,
     "schedule": "cosine",
+    "schedule_per_epoch": True,
     "temperature": 0.1,
     "eval_every": 50,
 }

@@ -37,7 +37,7 @@ def build_stages(
             f"feature_dim, image_size...)"
         ) from None
     for stage in stages:
-        stage.method.configure_scheduler(stage.method.configure_optimizer(), 1)
+        stage.method.configure_scheduler(stage.method.configure_optimizer(), 1, 1)
     return stages
 
 

@@ -375,7 +375,8 @@ class Trainer:
                 f"stage {stage.name!r}: --accumulate {self.settings.accumulate} needs that many "
                 f"batches an epoch, but its data make {len(batches)}; accumulate less"
             )
-        total_steps = stage.epochs * (len(batches) // self.settings.accumulate)
+        steps_per_epoch = len(batches) // self.settings.accumulate
+        total_steps = stage.epochs * steps_per_epoch
         if stage.max_steps is not None:
             total_steps = min(total_steps, stage.max_steps)
         optimizer = method.configure_optimizer()
@@ -387,7 +388,7 @@ class Trainer:
             model=method,
             batches=batches,
             optimizer=optimizer,
-            scheduler=method.configure_scheduler(optimizer, total_steps),
+            scheduler=method.configure_scheduler(optimizer, total_steps, steps_per_epoch),
             scaler=grad_scaler(ctx.device, self.settings.precision),
             total_steps=total_steps,
             checkpoint_path=checkpoint_path,

@@ -127,8 +127,10 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def configure_scheduler(
-        self, optimizer: torch.optim.Optimizer, total_steps: int
+        self, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
     ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The learning-rate schedule over the stage's ``total_steps`` optimiser steps,
+        ``steps_per_epoch`` of them an epoch; None keeps the rate constant."""
         return None
 
     def on_fit_start(self, ctx: StageContext) -> None:

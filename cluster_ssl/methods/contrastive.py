@@ -81,8 +81,8 @@ class EmbeddingMethod(Method):
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return self.optimizer_spec.build(p for p in self.parameters() if p.requires_grad)
 
-    def configure_scheduler(self, optimizer, total_steps):
-        return self.schedule.build(optimizer, total_steps)
+    def configure_scheduler(self, optimizer, total_steps, steps_per_epoch):
+        return self.schedule.build(optimizer, total_steps, steps_per_epoch)
 
     @staticmethod
     def augment(pipeline: nn.Module, images: torch.Tensor) -> Any:

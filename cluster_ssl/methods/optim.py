@@ -57,6 +57,10 @@ class ScheduleSpec:
 
     as ProPos's ``cosine_annealing_LR`` (the only original here with a warm-up; its PCL
     run: w = 50 of 1000 epochs, final = 0.01). Without a warm-up it is the plain cosine.
+
+    ``per_epoch`` holds each epoch at the rate of its first step, as originals that set
+    the rate once an epoch do (SCAN's ``adjust_learning_rate``, IDFD's ``MultiStepLR``):
+    the factor of epoch e of E is that of progress e / E. Otherwise it moves every step.
     """
 
     name: str = "constant"
@@ -64,8 +68,11 @@ class ScheduleSpec:
     milestones: tuple[float, ...] = ()
     gamma: float = 0.1
     warmup: float = 0.0
+    per_epoch: bool = False
 
-    def factor(self, step: int, total: int) -> float:
+    def factor(self, step: int, total: int, steps_per_epoch: int = 1) -> float:
+        if self.per_epoch:
+            step -= step % max(steps_per_epoch, 1)
         progress = step / max(total, 1)
         if progress < self.warmup:
             return (step + 1) / max(self.warmup * total, 1)
@@ -79,11 +86,11 @@ class ScheduleSpec:
         raise UserError(f"unknown schedule {self.name!r}; use one of {', '.join(SCHEDULES)}")
 
     def build(
-        self, optimizer: torch.optim.Optimizer, total_steps: int
+        self, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int = 1
     ) -> torch.optim.lr_scheduler.LRScheduler | None:
         if self.name == "constant" and self.warmup == 0:
             return None
         self.factor(0, total_steps)  # validates the name before training starts
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: self.factor(step, total_steps)
+            optimizer, lambda step: self.factor(step, total_steps, steps_per_epoch)
         )

@@ -6,7 +6,7 @@ ImageNet-10 or ImageNet-Dogs) over MoCo v2's weights."""
 from __future__ import annotations
 
 from recipes.originals import Original, Protocol, Unmatched
-from recipes.originals.simclr import CONFIG_NAME, PER_EPOCH_COSINE, SCAN_REPO, pretext_rows
+from recipes.originals.simclr import CONFIG_NAME, SCAN_REPO, pretext_rows
 
 #: SCAN's scan and self-label epochs and batches on CIFAR-10, CIFAR-100-20, STL-10
 STEPS = {
@@ -181,9 +181,9 @@ IMAGENET_SUBSET = Unmatched(
 )
 
 PROTOCOLS = {
-    "cifar10": Protocol(cifar_stl_rows("cifar10"), (PER_EPOCH_COSINE,)),
-    "cifar100-20": Protocol(cifar_stl_rows("cifar100-20"), (PER_EPOCH_COSINE,)),
-    "stl10": Protocol(cifar_stl_rows("stl10"), (PER_EPOCH_COSINE, STL_LATER_STEPS)),
+    "cifar10": Protocol(cifar_stl_rows("cifar10")),
+    "cifar100-20": Protocol(cifar_stl_rows("cifar100-20")),
+    "stl10": Protocol(cifar_stl_rows("stl10"), (STL_LATER_STEPS,)),
     "imagenet10": Protocol(imagenet_rows(), (IMAGENET_SUBSET,)),
     "imagenet-dogs": Protocol(imagenet_rows(), (IMAGENET_SUBSET,)),
 }

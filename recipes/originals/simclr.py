@@ -3,7 +3,7 @@ Classification), ``configs/pretext/simclr_*.yml`` and the ``simclr.py`` that run
 
 from __future__ import annotations
 
-from recipes.originals import Original, Protocol, Unmatched
+from recipes.originals import Original, Protocol
 
 SCAN_REPO = "wvangansbeke/Unsupervised-Classification"
 #: SCAN's name of each dataset's config
@@ -67,6 +67,12 @@ def pretext_rows(dataset: str) -> tuple[Original, ...]:
             note="eta_min = lr * lr_decay_rate ** 3, lr_decay_rate 0.1",
         ),
         Original("warmup", 0.0, f"{SCAN_REPO} utils/common_config.py adjust_learning_rate"),
+        Original(
+            "schedule_per_epoch",
+            True,
+            f"{SCAN_REPO} utils/common_config.py adjust_learning_rate",
+            note="lr set once per epoch, before its first batch",
+        ),
         Original("temperature", 0.1, config),
         Original(
             "head_hidden",
@@ -91,17 +97,7 @@ def pretext_rows(dataset: str) -> tuple[Original, ...]:
     )
 
 
-#: what no setting reaches, on every dataset with a table
-PER_EPOCH_COSINE = Unmatched(
-    "cosine schedule granularity",
-    "lr set once per epoch",
-    f"{SCAN_REPO} utils/common_config.py adjust_learning_rate",
-    "set every batch here: the same curve in finer steps",
-)
-
-PROTOCOLS = {
-    dataset: Protocol(pretext_rows(dataset), (PER_EPOCH_COSINE,)) for dataset in CONFIG_NAME
-}
+PROTOCOLS = {dataset: Protocol(pretext_rows(dataset)) for dataset in CONFIG_NAME}
 
 WITHOUT_ORIGINAL = {
     "imagenet10": (

@@ -226,3 +226,21 @@ def test_usps_pixels_enter_as_the_keras_loaders_give_them(recipe):
 def test_a_pixel_range_that_is_no_range_is_a_clear_error(bad):
     with pytest.raises(UserError, match=r"pixel_range=.*low below high"):
         resolved_settings("dec", "mnist", {"pixel_range": bad})
+
+
+# Schedules stepped once an epoch where the original does: SCAN's adjust_learning_rate
+# (SimCLR pretext) and IDFD's MultiStepLR; ProPos's PCL sets its rate every iteration
+@pytest.mark.parametrize(
+    ("recipe", "dataset", "per_epoch"),
+    [
+        ("simclr", "cifar10", True),
+        ("scan", "stl10", True),
+        ("idfd", "cifar10", True),
+        ("idfd", "imagenet10", True),
+        ("pcl", "cifar10", False),
+        ("simclr", "digits", False),
+        ("idfd", "fashion-mnist", False),
+    ],
+)
+def test_schedules_step_once_an_epoch_where_the_original_does(recipe, dataset, per_epoch):
+    assert resolved_settings(recipe, dataset)["schedule_per_epoch"] is per_epoch

@@ -257,8 +257,11 @@ def build_folder(
     channels: int = 3,
     skip_unreadable: bool = False,
     exclude: str | None = None,
+    labels: str | None = None,
 ) -> FileImageDataset:
-    """Every image under ``root`` (recursively, sorted paths), unlabelled, decoded lazily.
+    """Every image under ``root`` (recursively, sorted paths), decoded lazily; unlabelled
+    unless ``labels`` names a CSV of ``name,label`` rows (:func:`read_folder_labels`),
+    which lets training score the folder (tools/folder_length.py measures that way).
 
     By default an unreadable file stops training when it is reached, naming the file;
     ``skip_unreadable=True`` decodes every file once first and leaves out the ones that fail
@@ -283,4 +286,37 @@ def build_folder(
             f"{', '.join(IMAGE_EXTENSIONS)}, recursively{unreadable})"
         )
     size = image_size or DEFAULT_FOLDER_SIZE
-    return FileImageDataset("folder", paths, size, channels, skipped=skipped)
+    if labels is None:
+        return FileImageDataset("folder", paths, size, channels, skipped=skipped)
+    label_ids, class_names = read_folder_labels(Path(labels), root, paths)
+    return FileImageDataset(
+        "folder", paths, size, channels, label_ids, class_names, skipped=skipped
+    )
+
+
+def read_folder_labels(path: Path, root: Path, paths: list[Path]) -> tuple[np.ndarray, list[str]]:
+    """The label of each of ``paths`` from a CSV of ``name,label`` rows, ``name`` relative to
+    ``root`` (the layout tools/image_folder.py writes). Classes are the sorted label values,
+    numerically when all are whole numbers.
+
+    Raises:
+        UserError: the file is missing or unreadable, a row is not ``name,label``, or an
+            image has no row.
+    """
+    try:
+        rows = [line.rstrip("\n").rsplit(",", 1) for line in path.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the labels file {path}: {describe(error)}") from None
+    bad = [i + 1 for i, row in enumerate(rows) if len(row) != 2 or not row[0] or not row[1]]
+    if bad:
+        raise UserError(f"{path} line {bad[0]}: expected 'name,label'")
+    by_name = {name: label for name, label in rows}
+    names = [p.relative_to(root).as_posix() for p in paths]
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise UserError(f"{path} has no label for {missing[0]} ({len(missing)} images lack one)")
+    values = sorted(set(by_name[name] for name in names))
+    if all(v.lstrip("-").isdigit() for v in values):
+        values = sorted(values, key=int)
+    index = {value: i for i, value in enumerate(values)}
+    return np.array([index[by_name[name]] for name in names], dtype=np.int64), values

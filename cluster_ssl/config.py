@@ -7,6 +7,7 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -67,10 +68,13 @@ class Settings:
 
     ``renamed`` maps keys of earlier versions to their names now (``scan_lr`` ->
     ``scan.lr``), so ``--set`` of an old key names the new one and runs written before a
-    rename still resume.
+    rename still resume. ``replaced`` does the same for a setting whose values changed form
+    too: it maps the old key to a function from an old value to the new key and value
+    (``cifar_stem=true`` -> ``stem="cifar"``).
     """
 
     renamed: ClassVar[dict[str, str]] = {}
+    replaced: ClassVar[dict[str, Callable[[Any], tuple[str, Any]]]] = {}
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -92,7 +96,7 @@ class Settings:
         recipe has no such setting."""
         name, _, rest = key.partition(".")
         hints = typing.get_type_hints(cls)
-        if name not in hints or name == "renamed":
+        if name not in hints or name in ("renamed", "replaced"):
             return None
         if rest:
             inner = _group_class(cls, name)
@@ -162,18 +166,22 @@ def build_config(cls: type[C], preset: dict[str, Any], overrides: dict[str, Any]
     for key, raw in preset.items():
         _assign(cls, values, key, raw)
     for key, raw in overrides.items():
-        if key in cls.renamed and key not in setting_keys(cls):
-            raise UserError(
-                f"--set {key}: this setting is now {cls.renamed[key]}; "
-                f"write --set {cls.renamed[key]}=..."
-            )
+        if key not in setting_keys(cls) and (key in cls.renamed or key in cls.replaced):
+            new = cls.renamed[key] if key in cls.renamed else cls.replaced[key](raw)[0]
+            raise UserError(f"--set {key}: this setting is now {new}; write --set {new}=...")
         _assign(cls, values, key, raw)
     return _construct(cls, values)
 
 
 def overrides_in_current_names(cls: type[Settings], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A stored run's overrides with keys renamed since it was written in their new names."""
-    return {current_key(cls, key): value for key, value in overrides.items()}
+    """A stored run's overrides in this version's names: keys renamed since it was written
+    under their new names, replaced settings as their replacements."""
+    current = {}
+    for key, value in overrides.items():
+        if key in cls.replaced and key not in setting_keys(cls):
+            key, value = cls.replaced[key](value)
+        current[current_key(cls, key)] = value
+    return current
 
 
 def _assign(cls: type[Settings], values: dict[str, Any], key: str, raw: Any) -> None:
@@ -311,6 +319,13 @@ def _describe(annotation: Any) -> str:
     return {float: "a finite number", int: "a whole number", bool: "true or false"}.get(
         annotation, "a string"
     )
+
+
+def is_true(value: Any) -> bool:
+    """A boolean setting as a run's record may hold it: a bool, or the text ``--set`` took."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _convert(text: str, annotation: Any) -> Any:

@@ -56,7 +56,7 @@ from recipes.contrastive_common import (
 class CCConfig(BackboneConfig):
     split: str = "train+test"
     backbone: str = "resnet34"
-    cifar_stem: bool = False
+    stem: str = "imagenet"
     image_size: int | None = positive(224)
     epochs: int = positive(1000)
     batch_size: int = positive(256)
@@ -118,7 +118,7 @@ PAPER = {"epochs": 1000, "eval_every": 50}
 CPU = {
     "backbone": "resnet18",
     "width": 0.25,
-    "cifar_stem": True,
+    "stem": "cifar",
     "lr": 1e-3,
     "strength": 0.5,
     "normalize": True,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cluster_ssl.augment.pipelines import DEFAULT_CROP_SCALE, FLIPPING, Pipeline, build_pipeline
 from cluster_ssl.augment.stats import dataset_stats
@@ -12,12 +13,13 @@ from cluster_ssl.config import (
     below_one,
     check_milestones,
     fraction,
+    is_true,
     non_negative,
     positive,
 )
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.methods.optim import OptimizerSpec, ScheduleSpec
-from cluster_ssl.models.backbones import Backbone, build_backbone
+from cluster_ssl.models.backbones import Backbone, build_backbone, check_stem
 
 
 @dataclass
@@ -25,8 +27,10 @@ class BackboneConfig(RecipeConfig):
     """A ResNet (or ``timm:NAME``) backbone and its optimiser.
 
     ``image_size`` (None: the dataset's own size) is the side the augmentations produce.
-    ``width`` scales the ResNet's channels (0.25 trains on a CPU); ``cifar_stem`` uses the
-    3x3 stride-1 first convolution without max-pool that small images need. ``flip=False``
+    ``width`` scales the ResNet's channels (0.25 trains on a CPU); ``stem`` is the ResNet's
+    first layers: ``cifar`` (the 3x3 stride-1 convolution without max-pool that small images
+    need), ``imagenet`` (torchvision's, the only one timm models take) or ``stl`` (SCAN's
+    STL-10 ResNet). ``flip=False``
     turns off the horizontal flips of the augmentations (for digits, letters, and other
     images a mirror turns into something else). ``crop_scale`` is the smallest area fraction
     of the random crops (None: each paper's, 0.2 for SimCLR and IDFD, 0.08 for CC).
@@ -40,7 +44,7 @@ class BackboneConfig(RecipeConfig):
 
     backbone: str = "resnet18"
     width: float = positive(1.0)
-    cifar_stem: bool = True
+    stem: str = "cifar"
     pretrained: str | None = None
     optimizer: str = "adam"
     lr: float = positive(1e-3)
@@ -57,16 +61,22 @@ class BackboneConfig(RecipeConfig):
     crop_scale: float | None = fraction(None)
     views_in_one_batch: bool | None = None
 
+    #: until 2026-12 the stem was a switch, ``cifar_stem`` (true: the CIFAR stem)
+    replaced: ClassVar[dict[str, Callable[[Any], tuple[str, Any]]]] = {
+        "cifar_stem": lambda value: ("stem", "cifar" if is_true(value) else "imagenet")
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_milestones(self.milestones)
+        check_stem(self.stem)
 
 
 def make_backbone(cfg: BackboneConfig, dataset: ImageDataset) -> Backbone:
     return build_backbone(
         cfg.backbone,
         in_channels=dataset.image_shape[0],
-        cifar_stem=cfg.cifar_stem,
+        stem=cfg.stem,
         width=cfg.width,
         pretrained_path=cfg.pretrained,
         pretrained_ignore=("fc.",),

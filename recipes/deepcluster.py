@@ -77,7 +77,7 @@ def deepcluster_backbone(cfg: DeepClusterConfig, dataset: ImageDataset) -> Backb
     return build_backbone(
         cfg.backbone,
         in_channels=SOBEL_CHANNELS,
-        cifar_stem=cfg.cifar_stem,
+        stem=cfg.stem,
         width=cfg.width,
         pretrained_path=cfg.pretrained,
         pretrained_ignore=("fc.",),
@@ -148,20 +148,20 @@ CPU = {
 PRESETS = {
     "cifar10": {**PAPER, "num_pseudo_classes": 100},
     "cifar100-20": {**PAPER, "num_pseudo_classes": 200},
-    "stl10": {**PAPER, "num_pseudo_classes": 100, "cifar_stem": False},
+    "stl10": {**PAPER, "num_pseudo_classes": 100, "stem": "imagenet"},
     "imagenet10": {
         **PAPER,
         **IMAGENET_TRAIN_ONLY,
         "num_pseudo_classes": 100,
         "image_size": 224,
-        "cifar_stem": False,
+        "stem": "imagenet",
     },
     "imagenet-dogs": {
         **PAPER,
         **IMAGENET_TRAIN_ONLY,
         "num_pseudo_classes": 150,
         "image_size": 224,
-        "cifar_stem": False,
+        "stem": "imagenet",
     },
     "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "num_pseudo_classes": 2000, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18 (128 features), batch 64 so that the head,

@@ -137,9 +137,9 @@ PRESETS = {
     # main.py lines 40-41: CIFAR-10's per-pixel std
     "cifar10": {**PAPER, "std": CIFAR10_PIXEL_STD},
     "cifar100-20": {**PAPER},
-    "stl10": {**PAPER, "cifar_stem": False},
-    "imagenet10": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 96, "cifar_stem": False},
-    "imagenet-dogs": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 96, "cifar_stem": False},
+    "stl10": {**PAPER, "stem": "imagenet"},
+    "imagenet10": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 96, "stem": "imagenet"},
+    "imagenet-dogs": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 96, "stem": "imagenet"},
     "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18, Adam, a sharper softmax than tau = 1. Digits:
     # tau 0.2 and 100 epochs (seed 0: 0.842 at tau 0.1 and 60 epochs, 0.894 with these)

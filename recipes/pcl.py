@@ -135,7 +135,7 @@ PAPER = {
     "crop_scale": 0.08,
     "score_embedding": "key_projection",
 }
-IMAGENET = {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 224, "cifar_stem": False, "blur": True}
+IMAGENET = {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 224, "stem": "imagenet", "blur": True}
 # CPU presets keep the cosine floor of lr * 1e-3 their documented results were measured with
 CPU = {
     "width": 0.25,
@@ -149,7 +149,7 @@ CPU = {
 PRESETS = {
     "cifar10": {**PAPER},
     "cifar100-20": {**PAPER},
-    "stl10": {**PAPER, "image_size": 96, "cifar_stem": False},
+    "stl10": {**PAPER, "image_size": 96, "stem": "imagenet"},
     "imagenet10": {**IMAGENET},
     "imagenet-dogs": {**IMAGENET},
     "tiny-imagenet": {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 64},

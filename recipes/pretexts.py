@@ -25,7 +25,7 @@ from cluster_ssl.runtime.errors import UserError
 from recipes import simclr
 
 #: what the pretext takes from the clustering recipe's settings: the network and the images
-SHARED = ("backbone", "width", "cifar_stem", "pretrained", "image_size", "flip")
+SHARED = ("backbone", "width", "stem", "pretrained", "image_size", "flip")
 
 
 @dataclass

@@ -5,7 +5,7 @@ stride-1 conv of ``models/resnet_stl.py`` followed by a 2x2 stride-2 max-pool, s
 images give 49-25-13-7 feature maps where the ImageNet stem gave 24-12-6-3), MLP head
 512-512-ReLU-128 (L2-normalised), NT-Xent with temperature 0.1 over both views; SGD lr 0.4,
 momentum 0.9, weight decay 1e-4, batch 512, 500 epochs, cosine decay to lr * 1e-3 (SCAN's
-configs; SCAN's ``adjust_learning_rate`` sets it once per epoch, here every batch).
+configs), set once per epoch as SCAN's ``adjust_learning_rate`` (``schedule_per_epoch``).
 Augmentation: SimCLR's weak pipeline. Protocol: trains on the train split and reports the
 test split, as SCAN does (STL-10 trains on train+unlabelled). Evaluation: k-means on the
 backbone embedding.
@@ -16,7 +16,6 @@ backbone embedding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from cluster_ssl.augment.pipelines import TwoViews
 from cluster_ssl.config import non_negative, positive
@@ -24,16 +23,12 @@ from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.engine.recipe import FolderUse, Recipe
 from cluster_ssl.engine.trainer import Stage
 from cluster_ssl.methods.simclr import SimCLR
-from cluster_ssl.models.backbones import STEMS, build_backbone
 from cluster_ssl.models.heads import ProjectionHead
-from cluster_ssl.runtime.errors import UserError
 from cluster_ssl.runtime.script import run_as_train_command
 from recipes.contrastive_common import (
     BackboneConfig,
     embedding_method_args,
     make_pipeline,
-    optimizer_of,
-    schedule_of,
 )
 
 
@@ -50,43 +45,10 @@ class SimCLRConfig(BackboneConfig):
     lr: float = positive(0.4)
     weight_decay: float = non_negative(1e-4)
     schedule: str = "cosine"
-    #: the ResNet's first layers, one of ``imagenet``, ``cifar``, ``stl`` (SCAN's STL-10
-    #: ResNet); None: as ``cifar_stem`` says. Given, it needs ``cifar_stem=false``.
-    stem: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.stem is not None and self.stem not in STEMS:
-            raise UserError(f"stem={self.stem!r}: use one of {', '.join(STEMS)}")
-        if self.stem not in (None, "cifar") and self.cifar_stem:
-            raise UserError(f"stem={self.stem} needs --set cifar_stem=false")
-
-
-def simclr_args(cfg: SimCLRConfig, dataset: ImageDataset, num_clusters: int) -> dict[str, Any]:
-    """:func:`~recipes.contrastive_common.embedding_method_args`, the backbone built with
-    ``cfg.stem`` when one is given."""
-    if cfg.stem is None:
-        return embedding_method_args(cfg, dataset, num_clusters)
-    backbone = build_backbone(
-        cfg.backbone,
-        in_channels=dataset.image_shape[0],
-        stem=cfg.stem,
-        width=cfg.width,
-        pretrained_path=cfg.pretrained,
-        pretrained_ignore=("fc.",),
-    )
-    return {
-        "backbone": backbone,
-        "eval_transform": make_pipeline("eval", cfg, dataset),
-        "optimizer": optimizer_of(cfg),
-        "schedule": schedule_of(cfg),
-        "num_clusters": num_clusters,
-        "kmeans_restarts": cfg.kmeans_restarts,
-    }
 
 
 def simclr_method(cfg: SimCLRConfig, dataset: ImageDataset, num_clusters: int) -> SimCLR:
-    args = simclr_args(cfg, dataset, num_clusters)
+    args = embedding_method_args(cfg, dataset, num_clusters)
     head = ProjectionHead(args["backbone"].feature_dim, cfg.head_hidden, cfg.feature_dim)
     views = TwoViews(make_pipeline("simclr", cfg, dataset))
     return SimCLR(**args, head=head, views=views, temperature=cfg.temperature)
@@ -121,9 +83,9 @@ PRESETS = {
     "cifar10": {**PAPER},
     "cifar100-20": {**PAPER},
     # SCAN's models/resnet_stl.py: 3x3 stride-1 conv + 2x2 stride-2 max-pool
-    "stl10": {**PAPER, "split": "train+unlabeled", "cifar_stem": False, "stem": "stl"},
-    "imagenet10": {**PAPER, "image_size": 224, "cifar_stem": False, "batch_size": 256},
-    "imagenet-dogs": {**PAPER, "image_size": 224, "cifar_stem": False, "batch_size": 256},
+    "stl10": {**PAPER, "split": "train+unlabeled", "stem": "stl"},
+    "imagenet10": {**PAPER, "image_size": 224, "stem": "imagenet", "batch_size": 256},
+    "imagenet-dogs": {**PAPER, "image_size": 224, "stem": "imagenet", "batch_size": 256},
     "tiny-imagenet": {**PAPER, "image_size": 64},
     # CPU presets: a quarter-width ResNet-18 and Adam
     # digits: no flips (a mirrored 2 is not a 2); 100 epochs (0.873 at 60, 0.896 at 100)

@@ -760,7 +760,7 @@ def bench_pass_batch(args: argparse.Namespace) -> None:
     images = torch.randn(args.images, 1, args.side, args.side, device=device)
     networks: list[tuple[str, torch.nn.Module, torch.Tensor]] = []
     for width in (float(w) for w in filter(None, args.widths.split(","))):
-        backbone = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=width)
+        backbone = build_backbone("resnet18", in_channels=1, stem="cifar", width=width)
         networks.append((f"ResNet-18, width {width:g}", backbone, images))
     convolutional = ConvAutoencoder((1, args.side, args.side))
     networks.append(("DCEC encoder 32-64-128 convolutions", convolutional.encoder, images))

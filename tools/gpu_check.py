@@ -296,7 +296,7 @@ def short_overrides(recipe: Any, sizes: Sizes, n: int) -> dict[str, Any]:
         "kmeans_restarts": 1,
         "backbone": "resnet18",
         "width": sizes.width,
-        "cifar_stem": True,
+        "stem": "cifar",
         # DEC, IDEC, DCEC
         "maxiter": sizes.steps,
         "update_interval": 2,
@@ -676,7 +676,7 @@ def check_paper_network(
     return {
         "backbone": config.backbone,
         "width": config.width,
-        "cifar_stem": config.cifar_stem,
+        "stem": config.stem,
         "image_size": overrides["image_size"],
         "batch": config.batch_size,
         "loss": round(losses[-1][2], 4) if losses else None,
@@ -697,7 +697,7 @@ def check_speed(
     overrides, config = paper_overrides(recipe_name, "cifar10", sizes)
     overrides["image_size"] = sizes.paper_image or 32
     # the same network for every recipe: the CIFAR-10 paper network (CC's own is a ResNet-34)
-    overrides.update(backbone="resnet18", cifar_stem=True)
+    overrides.update(backbone="resnet18", stem="cifar")
     if recipe_name == "scan":
         overrides["scan.num_neighbours"] = 5
     batch = sizes.speed_batch or 512
@@ -766,9 +766,7 @@ def lightly_loop(
         persistent_workers=False,
         prefetch_factor=4 if sizes.loader_workers else None,
     )
-    backbone = build_backbone(
-        config.backbone, in_channels=3, cifar_stem=config.cifar_stem, width=config.width
-    )
+    backbone = build_backbone(config.backbone, in_channels=3, stem=config.stem, width=config.width)
     model = nn.Sequential(
         backbone,
         nn.Linear(backbone.feature_dim, 512),
@@ -893,7 +891,7 @@ FMNIST_GPU = {
     "eval_split": "test",
     "backbone": "resnet18",
     "width": 1.0,
-    "cifar_stem": True,
+    "stem": "cifar",
     "image_size": 28,
     "batch_size": 256,
     "eval_every": 0,

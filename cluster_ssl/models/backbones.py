@@ -55,7 +55,7 @@ KEY_PREFIXES = ("module.", "backbone.", "encoder.", "model.", "net.")
 
 
 class ResNet(nn.Module):
-    """torchvision's ResNet without the classifier, with a width multiplier and a CIFAR stem.
+    """torchvision's ResNet without the classifier, with a width multiplier and a choice of stem.
 
     Same layer names, block classes and initialisation as ``torchvision.models.ResNet``, so at
     ``width=1`` its state dict equals torchvision's minus ``fc.*``.
@@ -66,16 +66,15 @@ class ResNet(nn.Module):
         in_channels: image channels (1 for grayscale).
         width: multiplies every stage's channels: 64-128-256-512 (times the block expansion)
             become e.g. 16-32-64-128 at ``width=0.25``.
-        cifar_stem: replace the 7x7 stride-2 ``conv1`` by a 3x3 stride-1 one and the max-pool
-            by the identity, for 32x32 and other small images (``stem="cifar"``).
-        stem: one of :data:`STEMS`; when given it decides the stem and ``cifar_stem`` must be
-            False or agree. ``"stl"`` is SCAN's STL-10 ResNet (``models/resnet_stl.py``):
-            ``Conv2d(in, 64, 3, stride=1, padding=1)``, BN, ReLU, then
-            ``MaxPool2d(kernel_size=2, stride=2, padding=1)``.
+        stem: one of :data:`STEMS`: ``"imagenet"`` torchvision's; ``"cifar"`` replaces the
+            7x7 stride-2 ``conv1`` by a 3x3 stride-1 one and the max-pool by the identity, for
+            32x32 and other small images; ``"stl"`` is SCAN's STL-10 ResNet
+            (``models/resnet_stl.py``): ``Conv2d(in, 64, 3, stride=1, padding=1)``, BN, ReLU,
+            then ``MaxPool2d(kernel_size=2, stride=2, padding=1)``.
 
     Raises:
-        UserError: ``in_channels`` below 1, a ``width`` that leaves no channels, an unknown
-            ``stem`` or one that contradicts ``cifar_stem``.
+        UserError: ``in_channels`` below 1, a ``width`` that leaves no channels, or an
+            unknown ``stem``.
     """
 
     def __init__(
@@ -85,11 +84,10 @@ class ResNet(nn.Module):
         *,
         in_channels: int = 3,
         width: float = 1.0,
-        cifar_stem: bool = False,
-        stem: str | None = None,
+        stem: str = "imagenet",
     ) -> None:
         super().__init__()
-        stem = resolve_stem(stem, cifar_stem)
+        check_stem(stem)
         base = round(64 * width)
         if in_channels < 1:
             raise UserError(f"in_channels must be at least 1; got {in_channels}")
@@ -151,22 +149,10 @@ class ResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-def resolve_stem(stem: str | None, cifar_stem: bool = False) -> str:
-    """The stem named by ``stem`` or, when it is None, by the older ``cifar_stem`` switch.
-
-    Raises:
-        UserError: an unknown ``stem``, or ``cifar_stem=True`` with another stem.
-    """
-    if stem is None:
-        return "cifar" if cifar_stem else "imagenet"
+def check_stem(stem: str) -> None:
+    """A UserError naming the choices when ``stem`` is none of :data:`STEMS`."""
     if stem not in STEMS:
-        raise UserError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-    if cifar_stem and stem != "cifar":
-        raise UserError(
-            f"stem={stem!r} contradicts cifar_stem=true; add --set cifar_stem=false "
-            f"(stem decides when it is given)"
-        )
-    return stem
+        raise UserError(f"--set stem={stem}: unknown stem; use one of {', '.join(STEMS)}")
 
 
 class Backbone(nn.Module):
@@ -205,8 +191,7 @@ def build_backbone(
     name: str,
     *,
     in_channels: int = 3,
-    cifar_stem: bool = False,
-    stem: str | None = None,
+    stem: str = "imagenet",
     width: float = 1.0,
     pretrained_path: str | Path | None = None,
     pretrained_ignore: tuple[str, ...] = (),
@@ -216,9 +201,8 @@ def build_backbone(
     Args:
         name: ``resnet18``, ``resnet34``, ``resnet50`` or ``timm:<model_name>``.
         in_channels: image channels (1 for grayscale, 3 for RGB).
-        cifar_stem: ResNets only: 3x3 stride-1 first conv and no max-pool, for small images.
-        stem: ResNets only: one of :data:`STEMS` (None: as ``cifar_stem`` says); ``"stl"`` is
-            SCAN's STL-10 stem (3x3 stride-1 conv, 2x2 stride-2 max-pool with padding 1).
+        stem: one of :data:`STEMS` (see :class:`ResNet`); timm models take only
+            ``"imagenet"``, their own.
         width: ResNets only: channel multiplier (0.25 gives a ResNet-18 of 16-32-64-128).
         pretrained_path: a weights file, loaded with :func:`load_backbone_weights`.
         pretrained_ignore: key prefixes of that file to leave out, e.g. ``("fc.",)`` for a
@@ -235,17 +219,10 @@ def build_backbone(
     key = name.strip()
     if key.lower() in RESNET_SPECS:
         block, layers = RESNET_SPECS[key.lower()]
-        net = ResNet(
-            block, layers, in_channels=in_channels, width=width, cifar_stem=cifar_stem, stem=stem
-        )
+        net = ResNet(block, layers, in_channels=in_channels, width=width, stem=stem)
         backbone = Backbone(net, net.feature_dim, key.lower())
     elif key.startswith(TIMM_PREFIX):
-        if stem is not None and stem != "imagenet":
-            raise UserError(
-                f"stem={stem!r} is only supported for the torchvision ResNets, not {key}; "
-                f"leave stem unset"
-            )
-        backbone = _build_timm(key[len(TIMM_PREFIX) :], in_channels, cifar_stem, width)
+        backbone = _build_timm(key[len(TIMM_PREFIX) :], in_channels, stem, width)
     else:
         raise UserError(
             f"unknown backbone {name!r}; choose one of {', '.join(RESNET_SPECS)} "
@@ -256,7 +233,7 @@ def build_backbone(
     return backbone
 
 
-def _build_timm(model_name: str, in_channels: int, cifar_stem: bool, width: float) -> Backbone:
+def _build_timm(model_name: str, in_channels: int, stem: str, width: float) -> Backbone:
     name = f"{TIMM_PREFIX}{model_name}"
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name}*")[:5]
@@ -267,10 +244,10 @@ def _build_timm(model_name: str, in_channels: int, cifar_stem: bool, width: floa
             f"width={width} is only supported for the torchvision ResNets, not {name}; "
             f"add --set width=1"
         )
-    if cifar_stem:
+    if stem != "imagenet":
         raise UserError(
-            f"cifar_stem is only supported for the torchvision ResNets, not {name}; "
-            f"add --set cifar_stem=false"
+            f"stem={stem} is only supported for the torchvision ResNets, not {name}; "
+            f"add --set stem=imagenet (the model's own)"
         )
     net = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=in_channels)
     feature_dim = getattr(net, "head_hidden_size", None) or net.num_features

@@ -43,8 +43,8 @@ def rows(dataset: str) -> tuple[Original, ...]:
     return (
         Original("backbone", "resnet34", CONFIG, note="resnet: ResNet34"),
         Original(
-            "cifar_stem",
-            False,
+            "stem",
+            "imagenet",
             f"{CC_REPO} modules/resnet.py lines 27-31",
             note="7x7 stride-2 conv + 3x3 stride-2 max-pool on every dataset",
         ),

@@ -65,8 +65,8 @@ def cifar10_rows() -> tuple[Original, ...]:
     return (
         *method_rows("cifar10"),
         Original(
-            "cifar_stem",
-            True,
+            "stem",
+            "cifar",
             f"{MAIN} lines 224-226",
             note="3x3 stride-1 conv1, max-pool replaced by Identity",
         ),

@@ -19,8 +19,8 @@ def rows(dataset: str) -> tuple[Original, ...]:
     return (
         Original("backbone", "resnet18", run, note="encoder_name: bigresnet18"),
         Original(
-            "cifar_stem",
-            True,
+            "stem",
+            "cifar",
             f"{PROPOS} network/__init__.py",
             note="bigresnet18 = ResNet('resnet18', cifar=True)",
         ),

@@ -135,7 +135,7 @@ def imagenet_rows() -> tuple[Original, ...]:
             f"{moco} lines 65-66",
             reason=weights,
         ),
-        Original("cifar_stem", False, f"{SCAN_REPO} models/resnet.py (torchvision ResNet-50)"),
+        Original("stem", "imagenet", f"{SCAN_REPO} models/resnet.py (torchvision ResNet-50)"),
         Original("image_size", 224, scan, note="crop_size: 224"),
         Original(
             "split",

@@ -22,18 +22,12 @@ def pretext_rows(dataset: str) -> tuple[Original, ...]:
         Original("backbone", "resnet18", config),
         Original("width", 1.0, f"{SCAN_REPO} {network}", note="64-512 channels"),
         Original(
-            "cifar_stem",
-            not stl,
-            f"{models}: {network}",
-            note="3x3 stride-1 conv, no max-pool" if not stl else "",
-        ),
-        Original(
             "stem",
-            "stl" if stl else None,
-            f"{SCAN_REPO} {network}",
+            "stl" if stl else "cifar",
+            f"{models}: {network}",
             note="3x3 stride-1 conv + 2x2 stride-2 max-pool"
             if stl
-            else "the stem cifar_stem names",
+            else "3x3 stride-1 conv, no max-pool",
         ),
         Original(
             "image_size",

@@ -430,7 +430,7 @@ def test_a_timm_backbone_clusters_a_folder(tmp_path):
     assert main([*argv, *options, "--no-progress"]) == 0  # no width or CIFAR stem forced on it
     overrides = json.loads((tmp_path / "o" / "run.json").read_text())["overrides"]
     assert overrides["backbone"] == "timm:test_resnet"
-    assert "width" not in overrides and "cifar_stem" not in overrides
+    assert "width" not in overrides and "stem" not in overrides
 
 
 def test_backbone_options_do_not_apply_to_autoencoders(tmp_path, capsys):

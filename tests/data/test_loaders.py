@@ -68,7 +68,7 @@ def test_embed_returns_rows_in_dataset_order():
 
 def test_whole_dataset_passes_batch_by_device_and_network_with_the_same_rows():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    convolutional = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=0.25)
+    convolutional = build_backbone("resnet18", in_channels=1, stem="cifar", width=0.25)
     fully_connected = MLPAutoencoder(64)
     # 64 for convolutions on a CPU (activations stay in cache), else 512
     assert dataset_pass_batch_size(cpu, convolutional) == 64

@@ -17,7 +17,7 @@ from tests.data_formats import write_stl10
 SMALL = {  # the STL-10 preset on a quarter-width ResNet-18 at 16 px
     "backbone": "resnet18",
     "width": 0.25,
-    "cifar_stem": True,
+    "stem": "cifar",
     "image_size": 16,
     "batch_size": 4,
     "epochs": 1,

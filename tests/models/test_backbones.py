@@ -33,11 +33,11 @@ def _n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("cifar_stem", [False, True])
+@pytest.mark.parametrize("stem", ["imagenet", "cifar"])
 @pytest.mark.parametrize("name", sorted(FEATURE_DIMS))
-def test_full_width_feature_dim_and_output_shape(name: str, cifar_stem: bool) -> None:
+def test_full_width_feature_dim_and_output_shape(name: str, stem: str) -> None:
     with torch.device("meta"):
-        backbone = build_backbone(name, cifar_stem=cifar_stem)
+        backbone = build_backbone(name, stem=stem)
         out = backbone(torch.empty(2, 3, 32, 32))
     assert isinstance(backbone, Backbone)
     assert backbone.feature_dim == FEATURE_DIMS[name]
@@ -63,10 +63,10 @@ def test_resnet18_computes_what_torchvision_computes() -> None:
         torch.testing.assert_close(backbone(x), reference(x))
 
 
-@pytest.mark.parametrize("cifar_stem", [False, True])
+@pytest.mark.parametrize("stem", ["imagenet", "cifar"])
 @pytest.mark.parametrize("name", sorted(FEATURE_DIMS))
-def test_narrow_resnet_forward(name: str, cifar_stem: bool) -> None:
-    backbone = build_backbone(name, cifar_stem=cifar_stem, width=0.25)
+def test_narrow_resnet_forward(name: str, stem: str) -> None:
+    backbone = build_backbone(name, stem=stem, width=0.25)
     out = backbone(torch.randn(2, 3, 32, 32))
     assert backbone.feature_dim == FEATURE_DIMS[name] // 4
     assert out.shape == (2, backbone.feature_dim)
@@ -76,7 +76,7 @@ def test_narrow_resnet_forward(name: str, cifar_stem: bool) -> None:
 
 
 def test_cifar_stem_is_3x3_stride_1_without_maxpool() -> None:
-    cifar = build_backbone("resnet18", cifar_stem=True, width=0.125).net
+    cifar = build_backbone("resnet18", stem="cifar", width=0.125).net
     assert (cifar.conv1.kernel_size, cifar.conv1.stride, cifar.conv1.padding) == (
         (3, 3),
         (1, 1),
@@ -91,7 +91,7 @@ def test_cifar_stem_is_3x3_stride_1_without_maxpool() -> None:
 
 
 def test_grayscale_input() -> None:
-    backbone = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=0.125)
+    backbone = build_backbone("resnet18", in_channels=1, stem="cifar", width=0.125)
     assert backbone.net.conv1.in_channels == 1
     assert backbone(torch.randn(2, 1, 28, 28)).shape == (2, 64)
 
@@ -117,7 +117,7 @@ def test_width_without_channels_is_rejected() -> None:
 
 
 def test_channels_last_gives_the_same_features() -> None:
-    backbone = build_backbone("resnet18", cifar_stem=True, width=0.125).eval()
+    backbone = build_backbone("resnet18", stem="cifar", width=0.125).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = backbone(x)
@@ -177,17 +177,11 @@ def test_stl_stem_is_scans_resnet_stl() -> None:
         assert torch.allclose(net(x), pooled, atol=1e-6)
 
 
-def test_stem_option_and_cifar_stem_agree() -> None:
+def test_stem_choice_and_its_errors() -> None:
     assert build_backbone("resnet18", width=0.125).net.stem == "imagenet"
-    assert build_backbone("resnet18", cifar_stem=True, width=0.125).net.stem == "cifar"
-    assert build_backbone("resnet18", stem="cifar", cifar_stem=True, width=0.125).net.stem == (
-        "cifar"
-    )
     cifar = build_backbone("resnet18", stem="cifar", width=0.125).net
-    assert isinstance(cifar.maxpool, nn.Identity)
-    with pytest.raises(UserError, match="contradicts cifar_stem"):
-        build_backbone("resnet18", stem="stl", cifar_stem=True)
-    with pytest.raises(UserError, match="unknown stem 'vgg'"):
+    assert cifar.stem == "cifar" and isinstance(cifar.maxpool, nn.Identity)
+    with pytest.raises(UserError, match="stem=vgg: unknown stem; use one of imagenet"):
         build_backbone("resnet18", stem="vgg")
     with pytest.raises(UserError, match="only supported for the torchvision ResNets"):
         build_backbone("timm:test_resnet", stem="stl")
@@ -195,7 +189,10 @@ def test_stem_option_and_cifar_stem_agree() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"width": 0.5}, "width=0.5 .*add --set width=1$"), ({"cifar_stem": True}, "false$")],
+    [
+        ({"width": 0.5}, "width=0.5 .*add --set width=1$"),
+        ({"stem": "cifar"}, r"stem=cifar .*add --set stem=imagenet \(the model's own\)$"),
+    ],
 )
 def test_timm_rejects_resnet_only_options(kwargs: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
@@ -206,7 +203,7 @@ def test_unknown_timm_model() -> None:
     with pytest.raises(UserError, match="no_such_net"):
         build_backbone("timm:no_such_net")
     with pytest.raises(UserError, match="^timm has no model 'no_such_net'"):  # named first
-        build_backbone("timm:no_such_net", width=0.25, cifar_stem=True)
+        build_backbone("timm:no_such_net", width=0.25, stem="cifar")
 
 
 def test_unknown_name_lists_choices() -> None:
@@ -220,7 +217,7 @@ def test_unknown_name_lists_choices() -> None:
 
 
 def _tiny() -> Backbone:
-    return build_backbone("resnet18", cifar_stem=True, width=0.125)
+    return build_backbone("resnet18", stem="cifar", width=0.125)
 
 
 @pytest.fixture
@@ -299,7 +296,7 @@ def test_pretrained_path(tmp_path: Path, source: dict) -> None:
     torch.save({"state_dict": {**source, "fc.weight": torch.zeros(10, 64)}}, path)
     backbone = build_backbone(
         "resnet18",
-        cifar_stem=True,
+        stem="cifar",
         width=0.125,
         pretrained_path=str(path),
         pretrained_ignore=("fc.",),

@@ -8,9 +8,11 @@ import torch
 
 from cluster_ssl.augment.stats import CIFAR10_PIXEL_STD, unnormalised_stats
 from cluster_ssl.commands.config_card import resolved_settings
+from cluster_ssl.config import build_config, overrides_in_current_names
 from cluster_ssl.data.base import ImageDataset
 from cluster_ssl.runtime.errors import UserError
-from recipes import cc, idfd, simclr
+from recipes import RECIPES, cc, idfd, simclr
+from recipes.contrastive_common import embedding_method_args
 from recipes.originals import originals_of, resolved_value, same
 
 
@@ -39,22 +41,35 @@ def assert_matched(recipe: str, dataset: str, originals: dict[str, object]) -> N
 @pytest.mark.parametrize("recipe", ["simclr", "scan"])
 def test_stl10_uses_scans_stl_stem(recipe):
     settings = resolved_settings(recipe, "stl10")
-    assert settings["stem"] == "stl" and settings["cifar_stem"] is False
+    assert settings["stem"] == "stl"
     assert settings["split"] == "train+unlabeled"
 
 
 @pytest.mark.parametrize("recipe", ["simclr", "scan"])
 def test_other_datasets_keep_their_stems(recipe):
-    assert resolved_settings(recipe, "cifar10")["stem"] is None
-    assert resolved_settings(recipe, "cifar10")["cifar_stem"] is True
-    assert resolved_settings(recipe, "imagenet10")["cifar_stem"] is False
+    assert resolved_settings(recipe, "cifar10")["stem"] == "cifar"
+    assert resolved_settings(recipe, "imagenet10")["stem"] == "imagenet"
 
 
-def test_stem_setting_is_checked():
-    with pytest.raises(UserError, match="cifar_stem=false"):
-        resolved_settings("simclr", "cifar10", {"stem": "stl"})
-    with pytest.raises(UserError, match="stem"):
-        resolved_settings("simclr", "stl10", {"stem": "vgg"})
+@pytest.mark.parametrize("recipe", ["simclr", "scan", "cc", "idfd", "pcl", "deepcluster"])
+def test_stem_setting_is_checked_and_names_the_choices(recipe):
+    assert resolved_settings(recipe, "cifar10", {"stem": "stl"})["stem"] == "stl"
+    with pytest.raises(UserError, match=r"stem=vgg: unknown stem; use one of imagenet, cifar, stl"):
+        resolved_settings(recipe, "stl10", {"stem": "vgg"})
+
+
+@pytest.mark.parametrize(("old", "stem"), [(True, "cifar"), ("false", "imagenet"), ("1", "cifar")])
+def test_runs_recorded_with_cifar_stem_resume_with_its_stem(old, stem):
+    """Runs written before the switch became ``stem`` keep their network."""
+    recipe = RECIPES.get("simclr")
+    overrides = overrides_in_current_names(recipe.config, {"cifar_stem": old, "lr": 0.1})
+    assert overrides == {"stem": stem, "lr": 0.1}
+    assert build_config(recipe.config, recipe.preset("cifar10"), overrides).stem == stem
+
+
+def test_setting_cifar_stem_now_names_stem():
+    with pytest.raises(UserError, match=r"--set cifar_stem: this setting is now stem; write"):
+        resolved_settings("simclr", "cifar10", {"cifar_stem": "false"})
 
 
 class _Images(ImageDataset):
@@ -70,8 +85,8 @@ class _Images(ImageDataset):
 
 
 def test_simclr_builds_the_stl_stem():
-    cfg = simclr.SimCLRConfig(cifar_stem=False, stem="stl", width=0.25)
-    args = simclr.simclr_args(cfg, _Images("stl10", 8, 96), 10)
+    cfg = simclr.SimCLRConfig(stem="stl", width=0.25)
+    args = embedding_method_args(cfg, _Images("stl10", 8, 96), 10)
     net = args["backbone"].net
     assert isinstance(net.maxpool, torch.nn.MaxPool2d)
     assert (net.maxpool.kernel_size, net.maxpool.stride, net.maxpool.padding) == (2, 2, 1)

@@ -80,7 +80,7 @@ def test_profile_measures_every_section_and_the_bare_backbone(recipe, bare_calls
     assert profile.bare_shapes == [(64, 1, 8, 8)] * bare_calls
     assert profile.overhead_ratio == pytest.approx(profile.step_seconds / profile.bare_seconds)
     # the network timed bare is the preset's quarter-width ResNet-18 on 1-channel digits
-    quarter = build_backbone("resnet18", in_channels=1, cifar_stem=True, width=0.25)
+    quarter = build_backbone("resnet18", in_channels=1, stem="cifar", width=0.25)
     assert profile.backbone_parameters == sum(p.numel() for p in quarter.parameters())
     assert profile.refresh_share is None  # less than an epoch was measured
     text = report(profile, "cpu")

@@ -47,7 +47,7 @@ def default_settings(num_images: int, side: int, on_gpu: bool) -> dict[str, Any]
     image_size = 16 if side <= 16 else 32 if side <= 32 else 96 if on_gpu else 64
     return {
         "image_size": image_size,
-        "cifar_stem": image_size <= 64,
+        "stem": "cifar" if image_size <= 64 else "imagenet",
         "width": 1.0 if on_gpu else 0.25,
         "backbone": "resnet18",
         "optimizer": "adam",
@@ -81,7 +81,7 @@ def method_settings(
         if value is not None:
             overrides[key] = value
     if str(request.backbone).startswith(TIMM_PREFIX):  # timm models take neither
-        overrides = {k: v for k, v in overrides.items() if k not in ("width", "cifar_stem")}
+        overrides = {k: v for k, v in overrides.items() if k not in ("width", "stem")}
     if request.epochs is not None:
         overrides["epochs"] = request.epochs
     return {**overrides, **request.overrides}

@@ -423,6 +423,17 @@ def test_settings_follow_the_recipe_and_the_image_size():
     assert method_settings(request, "cc", 50_000, 200, cpu)["image_size"] == 64
 
 
+@pytest.mark.parametrize(
+    ("images", "epochs"), [(300, 200), (1000, 200), (3000, 66), (10_000, 20), (50_000, 20)]
+)
+def test_the_default_length_is_about_200000_images_seen(images, epochs):
+    """The rule chosen from tools/folder_length.py's curves (docs/RESULTS.md)."""
+    from cluster_ssl.commands.folder.sizing import default_settings
+
+    assert default_settings(images, 28, on_gpu=False)["epochs"] == epochs
+    assert default_settings(images, 28, on_gpu=True)["epochs"] == epochs
+
+
 def test_a_timm_backbone_clusters_a_folder(tmp_path):
     folder = write_few_images(tmp_path / "few")
     argv = ["cluster", str(folder), "--k", "2", "--out", str(tmp_path / "o")]

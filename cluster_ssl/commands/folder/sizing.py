@@ -16,6 +16,10 @@ from cluster_ssl.models.backbones import TIMM_PREFIX
 from cluster_ssl.runtime.errors import UserError
 from recipes import RECIPES
 
+#: images seen in training by a folder's default run (see :func:`default_settings`)
+IMAGES_SEEN = 200_000
+MIN_EPOCHS, MAX_EPOCHS = 20, 200
+
 
 def native_side(paths: list[Path], sample: int = 200) -> int:
     """Median shorter side of (up to ``sample``) images, read from their headers."""
@@ -36,13 +40,14 @@ def default_settings(num_images: int, side: int, on_gpu: bool) -> dict[str, Any]
     least 30%); larger ones at 64 px on a CPU, 96 on a GPU. A quarter-width ResNet-18 on a
     CPU.
 
-    Length: ``epochs = min(200, max(30, 100_000 // num_images))``, i.e. about 100,000 images
-    seen in training, but never fewer than 30 epochs nor more than 200. So every folder of
-    500 to 3,333 images trains for the same ~100,000 images (1,000 images: 100 epochs; 3,000:
-    33), a folder under 500 images stops at 200 epochs and one above 3,333 trains 30 epochs
-    (more than 100,000 images seen). The rule is not yet backed by a measurement of ACC
-    against images seen (Fashion-MNIST subsets of 1,000 / 3,000 / 10,000 would choose it);
-    ``--time-budget`` or ``--epochs`` set the length instead.
+    Length: ``epochs = min(200, max(20, 200_000 // num_images))``, i.e. about
+    :data:`IMAGES_SEEN` images seen in training, but never fewer than 20 epochs nor more than
+    200: a folder of 1,000 images trains 200 epochs, 3,000 trains 66, 10,000 and more train
+    20, and one under 1,000 stops at 200 epochs. Chosen from ACC against images seen on
+    Fashion-MNIST subsets of 1,000 / 3,000 / 10,000 PNGs (tools/folder_length.py,
+    docs/RESULTS.md): ACC still rose past 100,000 images seen (+0.05 to +0.08 on 1,000 and
+    3,000 images) and levelled off between 150,000 and 250,000 on all three, so 10,000
+    images need 20 epochs, not 30. ``--time-budget`` or ``--epochs`` set the length instead.
     """
     image_size = 16 if side <= 16 else 32 if side <= 32 else 96 if on_gpu else 64
     return {
@@ -53,7 +58,7 @@ def default_settings(num_images: int, side: int, on_gpu: bool) -> dict[str, Any]
         "optimizer": "adam",
         "lr": 1e-3,
         "batch_size": max(2, min(256, num_images // 4)),
-        "epochs": min(200, max(30, 100_000 // num_images)),
+        "epochs": min(MAX_EPOCHS, max(MIN_EPOCHS, IMAGES_SEEN // num_images)),
         **({"crop_scale": 0.3} if image_size <= 32 else {}),
         "split": "train",  # a folder is one split, which SCAN also uses to pick its head
         "eval_split": None,

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from cluster_ssl.commands.config_card import resolved_settings
+from cluster_ssl.commands.folder import sizing
 from cluster_ssl.commands.folder.cluster import DEFAULT_METHOD
 from cluster_ssl.commands.folder.request import FolderRequest
-from cluster_ssl.commands.folder.sizing import method_settings, native_side, sized_for_folder
 from cluster_ssl.commands.record import RunRequest
 from cluster_ssl.commands.train import train
 from cluster_ssl.data.folder import list_images
@@ -41,11 +41,8 @@ K = 10
 
 def folder_run_settings(images: Path, out: Path, method: str) -> dict[str, Any]:
     """The settings ``cluster IMAGES --k 10 --method METHOD`` trains on the CPU with."""
-    paths = list_images(images)
     request = FolderRequest(folder=images, k=K, out=out, method=method)
-    settings = method_settings(request, method, len(paths), native_side(paths), torch.device("cpu"))
-    settings["num_clusters"] = K
-    return {**sized_for_folder(method, len(paths), K, settings), **settings}
+    return sizing.folder_run_settings(request, method, list_images(images), K, torch.device("cpu"))
 
 
 def measure(

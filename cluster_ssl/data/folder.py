@@ -304,13 +304,13 @@ def read_folder_labels(path: Path, root: Path, paths: list[Path]) -> tuple[np.nd
             image has no row.
     """
     try:
-        rows = [line.rstrip("\n").rsplit(",", 1) for line in path.read_text().splitlines()]
+        rows = [line.rsplit(",", 1) for line in path.read_text().splitlines()]
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read the labels file {path}: {describe(error)}") from None
     bad = [i + 1 for i, row in enumerate(rows) if len(row) != 2 or not row[0] or not row[1]]
     if bad:
         raise UserError(f"{path} line {bad[0]}: expected 'name,label'")
-    by_name = {name: label for name, label in rows}
+    by_name = dict(rows)
     names = [p.relative_to(root).as_posix() for p in paths]
     missing = [name for name in names if name not in by_name]
     if missing:

@@ -410,7 +410,8 @@ def test_a_pcl_pretext_of_scan_is_sized_for_the_folder_too(tmp_path, monkeypatch
 def test_settings_follow_the_recipe_and_the_image_size():
     import torch
 
-    from cluster_ssl.commands.folder.cluster import FolderRequest, method_settings
+    from cluster_ssl.commands.folder.request import FolderRequest
+    from cluster_ssl.commands.folder.sizing import method_settings
 
     request = FolderRequest(folder=Path("."), k=3, out=Path("o"), epochs=7)
     cpu = torch.device("cpu")

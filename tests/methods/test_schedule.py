@@ -7,6 +7,10 @@ import math
 import pytest
 import torch
 
+from cluster_ssl.commands.prepare import prepare
+from cluster_ssl.engine.logging import RunLogger
+from cluster_ssl.engine.trainer import Trainer, TrainSettings
+from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.optim import ScheduleSpec
 
 
@@ -108,11 +112,6 @@ def test_per_epoch_steps_are_torchs_multisteplr_stepped_each_epoch() -> None:
 
 
 def test_the_trainer_gives_the_schedule_its_steps_per_epoch(tmp_path) -> None:
-    from cluster_ssl.commands.prepare import prepare
-    from cluster_ssl.engine.logging import RunLogger
-    from cluster_ssl.engine.trainer import Trainer, TrainSettings
-    from cluster_ssl.methods.base import StageContext
-
     prepared = prepare(
         {
             "recipe": "simclr",

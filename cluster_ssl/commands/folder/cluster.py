@@ -26,12 +26,7 @@ from cluster_ssl.commands.folder.plan import (
     start_block,
 )
 from cluster_ssl.commands.folder.request import FolderRequest
-from cluster_ssl.commands.folder.sizing import (
-    folder_methods,
-    method_settings,
-    native_side,
-    sized_for_folder,
-)
+from cluster_ssl.commands.folder.sizing import folder_methods, folder_run_settings
 from cluster_ssl.commands.record import RunRequest
 from cluster_ssl.commands.train import train
 from cluster_ssl.data.folder import scan_images
@@ -97,10 +92,8 @@ def _cluster_folder(request: FolderRequest) -> dict[str, Any]:
         bound = f"fewer than the {len(readable)}" if auto else f"at most the {len(readable)}"
         raise UserError(f"{asked}: need 2 <= k and k {bound} readable images in {folder}")
     device = resolve_device(request.device)
-    overrides = method_settings(request, method, len(readable), native_side(readable), device)
-    overrides["num_clusters"] = high  # the largest k tried when it is chosen
-    sizing = sized_for_folder(method, len(readable), high, overrides)
-    overrides = {**sizing, **overrides}  # the user's --set still has the last word
+    # sized for the largest k tried when it is chosen
+    overrides = folder_run_settings(request, method, readable, high, device)
     planned = {**overrides, **stored.get("overrides", {})}  # a resumed run keeps its own
     plan = stage_plan(method, planned, len(readable))
     budget = None if request.resume else request.time_budget

@@ -92,6 +92,17 @@ def method_settings(
     return {**overrides, **request.overrides}
 
 
+def folder_run_settings(
+    request: FolderRequest, method: str, paths: list[Path], k: int, device: torch.device
+) -> dict[str, Any]:
+    """Every setting ``cluster`` gives ``method`` for the readable images ``paths`` and the
+    largest k it clusters into: :func:`method_settings`, then the recipe's own sizing for
+    the folder under them (the command's options keep the last word)."""
+    settings = method_settings(request, method, len(paths), native_side(paths), device)
+    settings["num_clusters"] = k
+    return {**sized_for_folder(method, len(paths), k, settings), **settings}
+
+
 def folder_methods() -> list[str]:
     """The recipes ``cluster --method`` accepts: those that declare how to size for a folder."""
     return [recipe.name for recipe in RECIPES.values() if recipe.folder is not None]

@@ -14,7 +14,10 @@ per 256 images, ProPos's linear rule), 1000 epochs, 50 of them InfoNCE alone, no
 temperature 1 (``moco_temp``, also the concentrations' mean), ProtoNCE weighted 0.01
 (``cls_loss_weight``), the loss symmetric (each view once the query), and the learning rate
 raised linearly over the first 50 epochs, then a cosine down to lr * 0.01 (ProPos's
-``cosine_annealing_LR``, set every batch as here). The ImageNet subsets at 224 px (ImageNet
+``cosine_annealing_LR``, set every batch as here), and the E-step ProPos's k-means (cosine
+assignment, 10 k-means++ restarts of up to 300 iterations, the prototypes the plain means:
+``estep_kmeans=propos``; PCL's own, 5 restarts of 20 Euclidean iterations with normalised
+prototypes, is ``pcl``, the CPU presets' choice). The ImageNet subsets at 224 px (ImageNet
 stem) with MoCo v2's blur.
 MoCo's shuffling BatchNorm is done within each process: 8 groups of the batch (MoCo's 8
 GPUs), the key views' groups drawn from a permutation.
@@ -69,6 +72,7 @@ class PCLConfig(BackboneConfig):
     negative_prototypes: int = positive(4096)
     negative_sampling: str = "per_sample"
     prototype_weight: float = non_negative(1.0)
+    estep_kmeans: str = "pcl"
     bn_groups: int = positive(8)
     symmetric: bool = False
     score_embedding: str = "backbone"
@@ -112,6 +116,7 @@ def pcl_method(cfg: PCLConfig, dataset: ImageDataset, num_clusters: int) -> PCL:
         negative_prototypes=cfg.negative_prototypes,
         negative_sampling=cfg.negative_sampling,
         prototype_weight=cfg.prototype_weight,
+        estep_kmeans=cfg.estep_kmeans,
         bn_groups=cfg.bn_groups,
         symmetric=cfg.symmetric,
         score_embedding=cfg.score_embedding,
@@ -134,6 +139,7 @@ PAPER = {
     "final_lr_fraction": 0.01,
     "crop_scale": 0.08,
     "score_embedding": "key_projection",
+    "estep_kmeans": "propos",
 }
 IMAGENET = {**PAPER, **IMAGENET_TRAIN_ONLY, "image_size": 224, "stem": "imagenet", "blur": True}
 # CPU presets keep the cosine floor of lr * 1e-3 their documented results were measured with

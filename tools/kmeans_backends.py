@@ -124,7 +124,7 @@ class Recorder:
         self._patched: list[tuple[Any, str, Any]] = []
         original_faiss = kmeans_module._faiss_kmeans
         original_lloyd = torch_backend.lloyd
-        original_seeds = torch_backend._draw_seeds
+        original_seeds = torch_backend.kmeans_plus_plus_seeds
         recorder = self
 
         class RecordingKMeans(sklearn_backend.KMeans):  # type: ignore[misc, name-defined]
@@ -161,7 +161,7 @@ class Recorder:
         for module, name, replacement in (
             (kmeans_module, "_faiss_kmeans", faiss_kmeans),
             (torch_backend, "lloyd", lloyd),
-            (torch_backend, "_draw_seeds", draw_seeds),
+            (torch_backend, "kmeans_plus_plus_seeds", draw_seeds),
             (sklearn_backend, "KMeans", RecordingKMeans),
         ):
             self._patched.append((module, name, getattr(module, name)))

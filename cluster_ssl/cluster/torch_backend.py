@@ -194,7 +194,7 @@ def local_trials(k: int) -> int:
     return 2 + int(math.log(k)) if k > 1 else 2
 
 
-def _draw_seeds(
+def kmeans_plus_plus_seeds(
     x: torch.Tensor, x_norms: torch.Tensor, k: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Greedy k-means++ seeding: (k,) int64 indices of the rows chosen as initial centres.
@@ -280,7 +280,11 @@ def lloyd(
     if x_norms is None:
         x_norms = squared_norms(x)
     # k = N: every sample its own centre, as faiss does
-    seeds = torch.arange(n, device=x.device) if k == n else _draw_seeds(x, x_norms, k, generator)
+    seeds = (
+        torch.arange(n, device=x.device)
+        if k == n
+        else kmeans_plus_plus_seeds(x, x_norms, k, generator)
+    )
     centroids = x[seeds]
     if spherical:
         centroids = F.normalize(centroids, dim=1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cluster_ssl.augment.pipelines import TwoViews
-from cluster_ssl.cluster.prototypes import Prototypes, estimate_prototypes
+from cluster_ssl.cluster.prototypes import ESTEP_KMEANS, Prototypes, estimate_prototypes
 from cluster_ssl.losses.pcl import (
     NEGATIVE_SAMPLING,
     info_nce_with_queue,
@@ -80,7 +80,10 @@ class PCL(EmbeddingMethod):
         negative_sampling: ``per_sample`` (the paper) or ``batch`` (the public code), see
             :func:`~cluster_ssl.losses.pcl.sample_negative_prototypes`.
         prototype_weight: w.
-        estep_restarts, estep_iterations: k-means restarts and Lloyd iterations of the
+        estep_kmeans: the E-step's k-means, one of
+            :data:`~cluster_ssl.cluster.prototypes.ESTEP_KMEANS`: PCL's own (``"pcl"``) or
+            ProPos's cosine k-means with plain-mean prototypes (``"propos"``).
+        estep_restarts, estep_iterations: k-means restarts and Lloyd iterations of PCL's
             E-step (5 and 20 in PCL).
         concentration_alpha: alpha of the concentration estimate (10 in PCL).
         bn_groups: groups of the shuffling BN (8, as MoCo's 8 GPUs; 1 turns it off); at
@@ -106,6 +109,7 @@ class PCL(EmbeddingMethod):
         negative_prototypes: int,
         negative_sampling: str = "per_sample",
         prototype_weight: float = 1.0,
+        estep_kmeans: str = "pcl",
         estep_restarts: int = 5,
         estep_iterations: int = 20,
         concentration_alpha: float = 10.0,
@@ -119,6 +123,10 @@ class PCL(EmbeddingMethod):
             raise ValueError(
                 f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, "
                 f"got {negative_sampling!r}"
+            )
+        if estep_kmeans not in ESTEP_KMEANS:
+            raise ValueError(
+                f"estep_kmeans must be one of {', '.join(ESTEP_KMEANS)}, got {estep_kmeans!r}"
             )
         if score_embedding not in SCORE_EMBEDDINGS:
             raise ValueError(
@@ -147,6 +155,7 @@ class PCL(EmbeddingMethod):
         self.negative_prototypes = negative_prototypes
         self.negative_sampling = negative_sampling
         self.prototype_weight = prototype_weight
+        self.estep_kmeans = estep_kmeans
         self.estep_restarts = estep_restarts
         self.estep_iterations = estep_iterations
         self.concentration_alpha = concentration_alpha
@@ -188,6 +197,7 @@ class PCL(EmbeddingMethod):
                 restarts=self.estep_restarts,
                 iterations=self.estep_iterations,
                 alpha=self.concentration_alpha,
+                kmeans_style=self.estep_kmeans,
             )
         )
         device = ctx.device

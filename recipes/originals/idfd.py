@@ -83,9 +83,11 @@ def cifar10_rows() -> tuple[Original, ...]:
             f"{MAIN} lines 45-48",
             reason=(
                 "the paper's protocol is followed (issue 22, item 8): train+test merged as the "
-                "methods its tables compare with; which split produced the paper's own number "
-                "is unconfirmed (its text was not checked here); --set split=train runs the "
-                "code's 50,000 training images"
+                "methods its tables compare with, and as ProPos (arXiv 2111.11821, section 4 "
+                "and Table 1: CIFAR-10/20 train+test, 60,000) says it follows Tao et al. 2021's "
+                "train-test split among others; the IDFD paper's own setup section could not "
+                "be read here, so this stays unconfirmed; --set split=train runs the code's "
+                "50,000 training images"
             ),
             note="CIFAR10(train=True): the 50,000 training images",
         ),

@@ -169,7 +169,7 @@ def test_converged_restart_stops_early_and_n_iter_bounds_the_updates() -> None:
 def test_kmeans_plus_plus_seeds_are_distinct_points_one_per_blob() -> None:
     x, y = separated(k=6, spread=0.1)
     tensor = torch.from_numpy(x)
-    chosen = torch_backend._draw_seeds(
+    chosen = torch_backend.kmeans_plus_plus_seeds(
         tensor, torch_backend.squared_norms(tensor), 6, torch.Generator().manual_seed(3)
     )
     assert sorted(y[chosen.numpy()].tolist()) == list(range(6))
@@ -177,7 +177,7 @@ def test_kmeans_plus_plus_seeds_are_distinct_points_one_per_blob() -> None:
 
 def test_seeding_with_fewer_distinct_points_than_k_draws_uniformly() -> None:
     x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    chosen = torch_backend._draw_seeds(
+    chosen = torch_backend.kmeans_plus_plus_seeds(
         x, torch_backend.squared_norms(x), 4, torch.Generator().manual_seed(0)
     )
     assert ((chosen >= 0) & (chosen < 4)).all()
@@ -199,7 +199,7 @@ def test_an_empty_cluster_is_split_off_a_populated_one(monkeypatch) -> None:
     first = int(np.flatnonzero(y == 0)[0])
     other = int(np.flatnonzero(y == 1)[0])
     seeds = torch.tensor([first, first, other])
-    monkeypatch.setattr(torch_backend, "_draw_seeds", lambda *args: seeds)
+    monkeypatch.setattr(torch_backend, "kmeans_plus_plus_seeds", lambda *args: seeds)
     result = kmeans(x, 3, n_init=1, seed=0, backend="torch")
     assert splits and splits[0] == 1
     assert np.bincount(result.labels, minlength=3).min() > 0

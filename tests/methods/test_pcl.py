@@ -416,6 +416,22 @@ def test_estep_clusters_the_momentum_encoder_features(trained) -> None:
         np.testing.assert_allclose(method.concentrations[m].numpy(), clustering.concentration)
 
 
+def test_propos_estep_takes_cosine_kmeans_and_plain_mean_prototypes() -> None:
+    torch.manual_seed(0)
+    stage, dataset = build(estep_kmeans="propos")
+    method = stage.method
+    estep(method, dataset, epoch=1)
+    method.eval()
+    features = context(dataset).embed(method.key_features)
+    expected = estimate_prototypes(
+        features, (10, 20), method.temperature, seed=0, kmeans_style="propos"
+    )
+    for m, clustering in enumerate(expected):
+        np.testing.assert_array_equal(method.assignments[m].numpy(), clustering.assignments)
+        np.testing.assert_allclose(method.prototypes[m].numpy(), clustering.centroids, atol=1e-6)
+        assert (method.prototypes[m].norm(dim=1) < 1.0 - 1e-4).any()  # means, not unit rows
+
+
 def test_extra_state_round_trips(trained) -> None:
     method, dataset, _, _ = trained
     torch.manual_seed(1)
@@ -468,6 +484,8 @@ def test_settings_the_data_cannot_hold_are_clear_errors() -> None:
         build(num_prototypes=(10, 400))
     with pytest.raises(UserError, match="negative_sampling"):
         build(negative_sampling="shared")
+    with pytest.raises(UserError, match="estep_kmeans must be one of pcl, propos"):
+        build(estep_kmeans="faiss")
     with pytest.raises(UserError, match="num_prototypes"):
         build(num_prototypes=(1,))
     with pytest.raises(UserError, match=r"encoder_momentum=1.0: must be below 1"):

@@ -8,19 +8,22 @@ package imports and clusters without it. The rule for ``backend="auto"`` lives i
   cannot use it, and faiss-gpu is not installed on the GPU machines);
 * otherwise, when faiss is importable, plain (not spherical) k-means of at least
   :data:`SKLEARN_MIN_SAMPLES` (10,000) samples into at most :data:`SKLEARN_MAX_CLUSTERS`
-  (100) clusters, where faiss has no GPU -> ``"sklearn"``: scikit-learn's Lloyd kernel
+  (100) clusters, or into any number below :data:`SKLEARN_ANY_CLUSTERS_BELOW` (15,000)
+  samples, where faiss has no GPU -> ``"sklearn"``: scikit-learn's Lloyd kernel
   started from faiss's own initial centres (:mod:`cluster_ssl.cluster.sklearn_backend`).
   With few clusters an iteration is bound by reading the features, which faiss does three
   times and scikit-learn once; on 10,000 and 70,000 x 128 features, k = 10, one thread,
   a faiss iteration took 1.2-1.5x scikit-learn's (``tools/kmeans_backends.py --grid``,
   docs/BENCHMARKS.md; at k = 100 the two are level). Fewer samples stay on faiss, whose
   fixed cost is lower there, so the digits-sized runs of the DEC family keep their
-  numbers;
+  numbers. With many clusters and few samples a run converges in ~12 iterations and
+  faiss's stopping rule (an objective that repeats) runs one more than scikit-learn's (an
+  assignment that repeats), which cost more than faiss's faster iterations saved at
+  10,000 x 128, k = 1,000 (0.94-0.99x scikit-learn's time, 1.05-1.08x per iteration);
 * otherwise faiss (k-means with more clusters, kNN, assignment): on the CPU the torch
   backend is slower (1.7x for exact kNN and 2-3x for k-means at k = 1000 on 70,000 x 128
   features, 2 cores; measured by ``tools/kmeans_backends.py``), and at k = 1,000 faiss's
-  k-means is 1.2x faster than scikit-learn's from 70,000 samples (0.94x at 10,000, where
-  a run is ~12 iterations and faiss's stopping rule runs one more);
+  k-means is 1.09x faster than scikit-learn's at 20,000 samples and 1.2x from 70,000;
 * otherwise torch, on the CPU.
 
 The methods hand k-means (and SCAN's mining, PCL's E-step) their embedding as a tensor on
@@ -45,6 +48,8 @@ BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch", "sklearn")
 SKLEARN_MIN_SAMPLES = 10_000
 #: ... and at most this many clusters (above it faiss's kernel is as fast or faster)
 SKLEARN_MAX_CLUSTERS = 100
+#: ... or any number of clusters below this many samples (faiss's extra iteration)
+SKLEARN_ANY_CLUSTERS_BELOW = 15_000
 
 
 def import_faiss() -> ModuleType | None:
@@ -138,8 +143,8 @@ def resolve_backend(
         clusters is not None
         and not spherical
         and not faiss_gpus
-        and clusters <= SKLEARN_MAX_CLUSTERS
         and len(x) >= SKLEARN_MIN_SAMPLES
+        and (clusters <= SKLEARN_MAX_CLUSTERS or len(x) < SKLEARN_ANY_CLUSTERS_BELOW)
     ):
         return "sklearn"
     return "faiss"

@@ -11,6 +11,7 @@ import torch
 
 from cluster_ssl.cluster import backend as backend_module
 from cluster_ssl.cluster.backend import (
+    SKLEARN_ANY_CLUSTERS_BELOW,
     SKLEARN_MAX_CLUSTERS,
     SKLEARN_MIN_SAMPLES,
     resolve_backend,
@@ -110,7 +111,11 @@ def test_auto_takes_sklearn_for_many_samples_and_few_clusters() -> None:
     big = features(SKLEARN_MIN_SAMPLES)
     assert resolve_backend("auto", big, clusters=SKLEARN_MAX_CLUSTERS) == "sklearn"
     assert resolve_backend("auto", torch.from_numpy(big), clusters=2) == "sklearn"
-    assert resolve_backend("auto", big, clusters=SKLEARN_MAX_CLUSTERS + 1) == "faiss"
+    # many clusters: scikit-learn's below SKLEARN_ANY_CLUSTERS_BELOW samples, then faiss's
+    assert resolve_backend("auto", big, clusters=1000) == "sklearn"
+    larger = features(SKLEARN_ANY_CLUSTERS_BELOW)
+    assert resolve_backend("auto", larger, clusters=SKLEARN_MAX_CLUSTERS) == "sklearn"
+    assert resolve_backend("auto", larger, clusters=SKLEARN_MAX_CLUSTERS + 1) == "faiss"
     assert resolve_backend("auto", big, clusters=2, spherical=True) == "faiss"
     assert resolve_backend("auto", big) == "faiss"  # kNN, assignment
     small = features(SKLEARN_MIN_SAMPLES - 1)  # digits-sized runs keep faiss's numbers

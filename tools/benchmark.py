@@ -571,6 +571,7 @@ def _recipe_step(
         num_workers=args.workers,
         channels_last=args.channels_last,
         compile_backend=args.compile,
+        speed=args.speed,
     )
 
 
@@ -582,6 +583,7 @@ def _rounds_header(args: argparse.Namespace, step: Any) -> None:
         f"{args.steps} steps a round after {args.warmup} warm-up steps, device {step.device}, "
         f"{args.rounds} round(s) in alternating order"
     )
+    print(f"ours: {step.speed_line}")
 
 
 def bench_peer(args: argparse.Namespace) -> None:
@@ -709,6 +711,8 @@ def bench_method(args: argparse.Namespace) -> None:
 
     if args.reference or args.contention:
         return _bench_rounds(args)
+    if args.speed == "auto":
+        raise UserError("--speed auto: only with --reference or --contention")
     if args.accumulate is not None and args.accumulate < 1:
         raise SystemExit(f"--accumulate must be at least 1, got {args.accumulate}")
     if args.checkpoint_every < 1:
@@ -904,6 +908,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         method.add_argument(
             "--rounds", type=int, default=5, help="rounds of each (--reference, --contention)"
+        )
+        method.add_argument(
+            "--speed",
+            choices=("off", "auto"),
+            default="off",
+            help="with --reference or --contention: auto runs train's --speed auto trial "
+            "first (as for a run of at least 500 steps) and times our step with its choice; "
+            "off (default): the fixed settings and flags given",
         )
         method.add_argument(
             "--peer-workers", type=int, default=2, help="lightly's DataLoader workers"

@@ -13,9 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cluster_ssl.commands.prepare import Prepared, prepare
 from cluster_ssl.commands.record import RECORD_DEFAULTS
 from cluster_ssl.engine.logging import RunLogger
+from cluster_ssl.engine.speed import SpeedChoice
+from cluster_ssl.engine.speed_trial import SpeedTrial, TrialRun
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.runtime.device import resolve_device, resolve_precision
@@ -45,6 +49,7 @@ class RecipeStep:
         num_workers: int = 0,
         channels_last: bool = False,
         compile_backend: str | None = None,
+        speed: str = "off",
     ) -> None:
         record = {
             **RECORD_DEFAULTS,
@@ -69,9 +74,16 @@ class RecipeStep:
         self.ctx = StageContext(
             self.prepared.dataset, self.device, 0, DistInfo(), num_workers=num_workers
         )
+        precision = resolve_precision(precision_spec, self.device)
+        #: what the steps are timed with: ``train``'s line for ``--speed auto``'s choice
+        self.speed_line = f"speed off: channels_last {'on' if channels_last else 'off'}"
+        if speed == "auto":
+            choice = self._speed_trial(precision, num_workers, channels_last, compile_backend)
+            channels_last = choice.channels_last
+            self.speed_line = choice.describe(self.device)
         self.trainer = Trainer(
             TrainSettings(
-                precision=resolve_precision(precision_spec, self.device),
+                precision=precision,
                 progress=False,
                 log_every=10**9,
                 channels_last=channels_last,
@@ -80,6 +92,32 @@ class RecipeStep:
             RunLogger(Path(tempfile.gettempdir()), enabled=False),
         )
         self._scratch = tempfile.TemporaryDirectory()
+
+    def _speed_trial(
+        self,
+        precision: torch.dtype | None,
+        num_workers: int,
+        channels_last: bool,
+        compile_backend: str | None,
+    ) -> SpeedChoice:
+        """``train --speed auto``'s trial on this stage, as for a run of at least the
+        trial's shortest (a benchmark's few steps would not pay for one; a user's run
+        does)."""
+        trial = SpeedTrial()
+        return trial.choose(
+            TrialRun(
+                network=self.stage.method.network(),
+                input_side=self.prepared.config.image_size or self.prepared.dataset.image_shape[-1],
+                micro_batch=self.stage.batch_size,
+                total_steps=max(trial.min_run_steps, self.steps_per_epoch * self.stage.epochs),
+                device=self.device,
+                precision=precision,
+                dataset=self.prepared.dataset,
+                num_workers=num_workers,
+                channels_last=True if channels_last else None,
+                compile_backend=compile_backend,
+            )
+        )
 
     @property
     def batch_size(self) -> int:

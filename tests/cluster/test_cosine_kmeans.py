@@ -127,3 +127,15 @@ def test_propos_estep_keeps_plain_mean_prototypes_and_their_distances() -> None:
     )
     with pytest.raises(ValueError, match="kmeans_style"):
         estimate_prototypes(x, (3,), 0.2, kmeans_style="faiss")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_cosine_kmeans_matches_the_cpu_and_repeats_exactly() -> None:
+    x, y = blobs(n_per=40, k=5, d=16, spread=0.5, seed=6)
+    cpu = cosine_kmeans(x, 5, seed=0)
+    first = cosine_kmeans(torch.from_numpy(x).cuda(), 5, seed=0)
+    second = cosine_kmeans(torch.from_numpy(x).cuda(), 5, seed=0)
+    assert cluster_accuracy(y, first.labels) == 1.0
+    np.testing.assert_array_equal(first.labels, cpu.labels)
+    np.testing.assert_allclose(first.centroids, cpu.centroids, atol=1e-5)
+    np.testing.assert_array_equal(first.centroids, second.centroids)

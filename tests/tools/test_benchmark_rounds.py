@@ -191,3 +191,37 @@ def test_a_stage_that_stops_before_its_first_step_is_one_line(monkeypatch):
         monkeypatch.setattr(step.stage.method, "stop_reason", lambda: "labels settled")
         with pytest.raises(UserError, match="stopped before its first step.*--set tol=0"):
             step.run(2)
+
+
+def test_speed_auto_times_our_step_with_the_trials_choice(monkeypatch, capsys):
+    from cluster_ssl.engine.speed import SpeedChoice
+    from tools import recipe_step
+
+    runs = []
+
+    class Trial:  # the trial itself is tests/engine's: here only what is done with its choice
+        min_run_steps = 500
+
+        def choose(self, run):
+            runs.append(run)
+            return SpeedChoice(mode="auto", channels_last=True, trial_seconds=0.5)
+
+    monkeypatch.setattr(recipe_step, "SpeedTrial", Trial)
+    monkeypatch.setattr(contention, "competing_load", lambda threads: contextlib.nullcontext())
+    main(["dec", "--contention", *TINY, "--speed", "auto"])
+    (run,) = runs
+    assert run.total_steps >= 500 and run.channels_last is None and run.micro_batch == 8
+    header = capsys.readouterr().out
+    assert "ours: speed auto (measured in 0.5 s): channels_last on" in header
+    with recipe_step.RecipeStep(
+        "dec", "digits", overrides={}, batch_size=8, device_spec="cpu", speed="auto"
+    ) as step:
+        assert step.trainer.settings.channels_last is True
+    with recipe_step.RecipeStep("dec", "digits", overrides={}, device_spec="cpu") as step:
+        assert step.trainer.settings.channels_last is False
+        assert step.speed_line == "speed off: channels_last off"
+
+
+def test_speed_auto_outside_the_rounds_is_one_line():
+    with pytest.raises(SystemExit, match=r"^error: --speed auto: only with --reference or"):
+        main(["dec", "--speed", "auto", *TINY[:4]])

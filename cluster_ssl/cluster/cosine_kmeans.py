@@ -75,7 +75,7 @@ def _restart(
     centres = x[kmeans_plus_plus_seeds(x, squared_norms(x), k, generator)]
     labels, _ = most_similar_centres(x, centres)
     best: tuple[torch.Tensor, torch.Tensor, float] | None = None
-    for _ in range(max_iter):
+    for _ in range(max_iter):  # at least one: cosine_kmeans checks
         counts = torch.bincount(labels, minlength=k).clamp_(min=1).unsqueeze(1)
         moved = cluster_sums(x, labels, k) / counts.to(x.dtype)
         new_labels, distances = most_similar_centres(x, moved)
@@ -87,9 +87,7 @@ def _restart(
         centres, labels = moved, new_labels
         if converged:
             break
-    if best is None:  # max_iter 0: the seeds themselves
-        _, distances = most_similar_centres(x, centres)
-        best = (centres, labels, float(distances.sum(dtype=torch.float64)))
+    assert best is not None
     return best
 
 
@@ -119,12 +117,15 @@ def cosine_kmeans(
         The plain-mean centres (not normalised), each sample's most similar centre and J.
 
     Raises:
-        ValueError: k outside [1, N], or ``n_init`` < 1.
+        ValueError: k outside [1, N], or ``n_init`` or ``max_iter`` below 1.
         UserError: non-finite features.
     """
     x = F.normalize(as_float32_tensor(features), dim=1, eps=1e-12)
-    if not 1 <= k <= x.shape[0] or n_init < 1:
-        raise ValueError(f"need 1 <= k <= {x.shape[0]} and n_init >= 1, got k={k}, {n_init}")
+    if not 1 <= k <= x.shape[0] or n_init < 1 or max_iter < 1:
+        raise ValueError(
+            f"need 1 <= k <= {x.shape[0]}, n_init >= 1 and max_iter >= 1, "
+            f"got k={k}, n_init={n_init}, max_iter={max_iter}"
+        )
     threshold = tol * float(x.var(dim=0).mean()) if x.shape[0] > 1 else 0.0
     best: tuple[torch.Tensor, torch.Tensor, float] | None = None
     for restart in range(n_init):

@@ -110,8 +110,10 @@ def test_bad_sizes_are_errors() -> None:
     x, _ = blobs(n_per=2, k=2, d=3, spread=0.1, seed=0)
     with pytest.raises(ValueError, match="k <= 4"):
         cosine_kmeans(x, 5)
-    with pytest.raises(ValueError, match="n_init"):
+    with pytest.raises(ValueError, match="n_init=0"):
         cosine_kmeans(x, 2, n_init=0)
+    with pytest.raises(ValueError, match="max_iter=0"):
+        cosine_kmeans(x, 2, max_iter=0)
 
 
 def test_propos_estep_keeps_plain_mean_prototypes_and_their_distances() -> None:

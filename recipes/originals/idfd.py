@@ -81,15 +81,12 @@ def cifar10_rows() -> tuple[Original, ...]:
             "split",
             "train",
             f"{MAIN} lines 45-48",
-            reason=(
-                "the paper's protocol is followed (issue 22, item 8): train+test merged as the "
-                "methods its tables compare with, and as ProPos (arXiv 2111.11821, section 4 "
-                "and Table 1: CIFAR-10/20 train+test, 60,000) says it follows Tao et al. 2021's "
-                "train-test split among others; the IDFD paper's own setup section could not "
-                "be read here, so this stays unconfirmed; --set split=train runs the code's "
-                "50,000 training images"
+            note=(
+                "CIFAR10(train=True): the 50,000 training images. The code decides (issue 22, "
+                "item 8): the paper's setup section could not be re-read here; ProPos (arXiv "
+                "2111.11821, section 4 and Table 1) lists CIFAR-10/20 as train+test while "
+                "citing Tao et al. 2021 among several works whose split it follows"
             ),
-            note="CIFAR10(train=True): the 50,000 training images",
         ),
         Original(
             "eval_split",
@@ -104,8 +101,9 @@ NETWORK_ELSEWHERE = Unmatched(
     "network, image size, normalisation and split on this dataset",
     "unconfirmed",
     "main.py runs CIFAR-10 only; the paper's experimental section was not checked here",
-    "the preset's choice (recipes/idfd.py): train+test merged on CIFAR / STL-10, train only "
-    "on the ImageNet subsets and Tiny-ImageNet",
+    "the preset's choice (recipes/idfd.py): CIFAR-100-20's training images alone, as "
+    "main.py's CIFAR-10; train+test merged on STL-10; train only on the ImageNet subsets and "
+    "Tiny-ImageNet",
 )
 
 PROTOCOLS = {

@@ -158,10 +158,13 @@ def test_cc_unnormalised_pipeline_keeps_the_0_1_scale():
     assert unnormalised_stats(3) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
-# 4. IDFD: train+test merged as the paper; 5. its bank initialisation and CIFAR-10 std
-@pytest.mark.parametrize("dataset", ["cifar10", "cifar100-20", "stl10"])
-def test_idfd_follows_the_papers_merged_protocol(dataset):
-    assert resolved_settings("idfd", dataset)["split"] == "train+test"
+# 4. IDFD: CIFAR's training images alone, as its code; 5. its bank initialisation and std
+@pytest.mark.parametrize(
+    ("dataset", "split"), [("cifar10", "train"), ("cifar100-20", "train"), ("stl10", "train+test")]
+)
+def test_idfd_trains_and_scores_the_codes_split(dataset, split):
+    settings = resolved_settings("idfd", dataset)
+    assert (settings["split"], settings["eval_split"]) == (split, None)
 
 
 def test_idfd_cifar10_uses_the_codes_std():

@@ -73,9 +73,11 @@ def preset_config(recipe: str, dataset: str):
 
 
 def merged(recipe: str, dataset: str) -> bool:
-    """Whether the preset trains and evaluates on one split (train+test) or on two."""
+    """Whether the preset trains and evaluates on one merged split (train+test), where the
+    halves together need K images, rather than on splits that each need K."""
     config = preset_config(recipe, dataset)
-    return config.eval_split is None or config.eval_split == config.split
+    one_split = config.eval_split is None or config.eval_split == config.split
+    return one_split and "+" in config.split
 
 
 def write_tiny_data(dataset: str, root: Path, merged_split: bool) -> None:
@@ -164,5 +166,7 @@ def test_imagenet_subsets_cluster_their_train_images_alone(recipe):
         config = build_config(spec.config, spec.presets[dataset], {})
         if recipe == "cc" and dataset == "stl10":  # CC's train_STL10.py adds the unlabelled
             assert (config.split, config.eval_split) == ("train+test+unlabeled", "train+test")
+        elif recipe == "idfd" and dataset != "stl10":  # main.py: CIFAR10(train=True) alone
+            assert (config.split, config.eval_split) == ("train", None)
         else:
             assert config.split == "train+test"

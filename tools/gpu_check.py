@@ -323,6 +323,7 @@ def short_overrides(recipe: Any, sizes: Sizes, n: int) -> dict[str, Any]:
         "num_prototypes": [10, 20],
         "negative_prototypes": 16,
         "warmup_epochs": 1,
+        "estep_kmeans": "propos",  # the paper presets' E-step, on the GPU's torch
     }
     keys = set(setting_keys(recipe.config))
     if "maxiter" in keys:  # autoencoders: a few steps of pretraining embed all in one point

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -557,16 +557,20 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, method: Method, ctx: StageContext) -> dict[str, Any]:
-        """The online monitor: the method's clustering scored against the labels (when
-        there are any), kNN accuracy of its embedding, and a collapse warning."""
+        """The online monitor: the method's clustering of the run's evaluation split (the
+        held-out split where the run has one, as its final line scores; else the training
+        data) scored against the labels when there are any, kNN accuracy of its embedding,
+        and a collapse warning."""
+        scored = ctx
+        if ctx.heldout is not None:
+            scored = replace(ctx, dataset=ctx.heldout, training_data=False, device_images=None)
         method.eval()
-        prediction = method.predict(ctx)
+        prediction = method.predict(scored)
         method.train()
-        metrics = evaluate_clustering(
-            ctx.dataset.labels, prediction.labels, prediction.num_clusters
-        )
-        if prediction.embedding is not None and ctx.dataset.labels is not None:
-            embedding, labels = prediction.embedding, ctx.dataset.labels
+        labels = scored.dataset.labels
+        metrics = evaluate_clustering(labels, prediction.labels, prediction.num_clusters)
+        if prediction.embedding is not None and labels is not None:
+            embedding = prediction.embedding
             metrics["knn_acc"] = ctx.on_main(lambda: knn_accuracy(embedding, labels))
 
         if metrics["clusters_used"] < prediction.num_clusters:

@@ -11,9 +11,12 @@ import torch.nn.functional as F
 
 from cluster_ssl.cluster.prediction import Prediction
 from cluster_ssl.commands.prepare import prepare
+from cluster_ssl.commands.train import predict_method
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.trainer import Trainer, TrainSettings
+from cluster_ssl.eval.metrics import evaluate_clustering
 from cluster_ssl.methods.base import StageContext
+from cluster_ssl.runtime.distributed import DistInfo
 
 RECIPES = ("simclr", "cc", "idfd")
 # the digits CPU preset (quarter-width ResNet-18, Adam), on the 359 test images at 8 px
@@ -212,6 +215,35 @@ def test_online_monitor_logs_clustering_and_knn_metrics(tmp_path, recipe):
     assert 0.0 < logged["acc"] <= 1.0 and 0.0 <= logged["knn_acc"] <= 1.0
     assert 1 <= logged["clusters_used"] <= 10 and sum(logged["cluster_sizes"]) == len(dataset)
     assert any("loss" in line and "lr" in line for line in lines)  # the step log
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "idfd"])
+def test_online_monitor_scores_the_heldout_split_as_the_final_line(tmp_path, recipe):
+    """With a held-out evaluation split the monitor clusters and scores it (IDFD then
+    clusters its embedding, not the training bank), so its figures are the final line's."""
+    torch.manual_seed(0)
+    prepared = prepare(
+        {
+            "recipe": recipe,
+            "dataset": "digits",
+            "data_root": None,
+            "overrides": {**TINY, "split": "test", "eval_split": "train", "eval_every": 1},
+        }
+    )
+    stage, dataset, heldout = prepared.stages[0], prepared.dataset, prepared.eval_dataset
+    stage.epochs = 1
+    ctx = StageContext(dataset, CPU, seed=0, num_workers=0, heldout=heldout)
+    Trainer(TrainSettings(progress=False), RunLogger(tmp_path, enabled=True)).fit(
+        stage, ctx, tmp_path / "stage.pt", stage_index=0, resume=None, run_config={}
+    )
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = next(line for line in lines if "acc" in line)
+    assert sum(logged["cluster_sizes"]) == len(heldout) != len(dataset)
+    final = predict_method(stage, heldout, CPU, DistInfo(), 0, training_data=False, num_workers=0)
+    scores = evaluate_clustering(heldout.labels, final.labels, final.num_clusters)
+    assert logged["acc"] == pytest.approx(scores["acc"]) and logged["nmi"] == pytest.approx(
+        scores["nmi"]
+    )
 
 
 def fit_one_epoch(stage, dataset, tmp_path):

@@ -17,6 +17,7 @@ import torch
 
 from cluster_ssl.commands.prepare import Prepared, prepare
 from cluster_ssl.commands.record import RECORD_DEFAULTS
+from cluster_ssl.commands.speed_settings import apply_threads
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.speed import SpeedChoice
 from cluster_ssl.engine.speed_trial import SpeedTrial, TrialRun
@@ -77,9 +78,13 @@ class RecipeStep:
         precision = resolve_precision(precision_spec, self.device)
         #: what the steps are timed with: ``train``'s line for ``--speed auto``'s choice
         self.speed_line = f"speed off: channels_last {'on' if channels_last else 'off'}"
-        if speed == "auto":
+        if speed == "auto":  # applied as train applies it
             choice = self._speed_trial(precision, num_workers, channels_last, compile_backend)
             channels_last = choice.channels_last
+            compile_backend = compile_backend or choice.compile_backend
+            apply_threads(choice)
+            if choice.workers is not None:
+                self.ctx.num_workers = choice.workers
             self.speed_line = choice.describe(self.device)
         self.trainer = Trainer(
             TrainSettings(

@@ -204,7 +204,7 @@ def test_speed_auto_times_our_step_with_the_trials_choice(monkeypatch, capsys):
 
         def choose(self, run):
             runs.append(run)
-            return SpeedChoice(mode="auto", channels_last=True, trial_seconds=0.5)
+            return SpeedChoice(mode="auto", channels_last=True, workers=1, trial_seconds=0.5)
 
     monkeypatch.setattr(recipe_step, "SpeedTrial", Trial)
     monkeypatch.setattr(contention, "competing_load", lambda threads: contextlib.nullcontext())
@@ -216,7 +216,7 @@ def test_speed_auto_times_our_step_with_the_trials_choice(monkeypatch, capsys):
     with recipe_step.RecipeStep(
         "dec", "digits", overrides={}, batch_size=8, device_spec="cpu", speed="auto"
     ) as step:
-        assert step.trainer.settings.channels_last is True
+        assert step.trainer.settings.channels_last is True and step.ctx.num_workers == 1
     with recipe_step.RecipeStep("dec", "digits", overrides={}, device_spec="cpu") as step:
         assert step.trainer.settings.channels_last is False
         assert step.speed_line == "speed off: channels_last off"

@@ -31,6 +31,7 @@ from cluster_ssl.methods.base import StageContext
 from cluster_ssl.methods.contrastive import EmbeddingMethod
 from cluster_ssl.runtime.distributed import DistInfo
 from recipes import RECIPES
+from tests.spawned import finish_worker
 from tools.step_profile import pick_stage
 
 pytestmark = pytest.mark.slow
@@ -114,8 +115,10 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
         }
         if rank == 0:
             (Path(out_dir) / "ddp.json").write_text(json.dumps(found))
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    finish_worker()
 
 
 @pytest.fixture(scope="module")

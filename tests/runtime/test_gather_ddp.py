@@ -28,6 +28,7 @@ import cluster_ssl.losses.contrastive as contrastive_module
 from cluster_ssl.losses.cc import cluster_contrastive_loss
 from cluster_ssl.losses.contrastive import nt_xent
 from cluster_ssl.runtime.distributed import gather_with_grad, rank_offset
+from tests.spawned import finish_worker
 
 pytestmark = pytest.mark.slow
 
@@ -142,8 +143,10 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
 
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
         dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    finish_worker()
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

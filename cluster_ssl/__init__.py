@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster_ssl.runtime.allocator import process_allocator
 from cluster_ssl.runtime.threads import process_wait_policy
 
 # before anything of ours imports torch or faiss: their OpenMP threads then sleep, not
 # spin, while they wait (cluster_ssl/runtime/threads.py says why)
 process_wait_policy()
+# malloc keeps large freed buffers for the next step (cluster_ssl/runtime/allocator.py)
+process_allocator()
 
 
 def __getattr__(name: str) -> Any:

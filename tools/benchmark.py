@@ -117,6 +117,7 @@ import torch  # noqa: E402
 
 from cluster_ssl.augment import TwoViews, build_pipeline, dataset_stats  # noqa: E402
 from cluster_ssl.cli import add_set_option, add_speed_options  # noqa: E402
+from cluster_ssl.runtime.allocator import process_allocator  # noqa: E402
 from cluster_ssl.runtime.choices import DEVICE_CHOICES, PRECISION_CHOICES  # noqa: E402
 from cluster_ssl.runtime.device import resolve_device  # noqa: E402
 from cluster_ssl.runtime.errors import UserError  # noqa: E402
@@ -135,7 +136,7 @@ def machine_summary() -> str:
         f"cpu: {cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}; "
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"torchvision {torchvision.__version__}, kornia {kornia.__version__}; "
-        f"{process_wait_policy().describe()}"
+        f"{process_wait_policy().describe()}; {process_allocator().describe()}"
     )
 
 

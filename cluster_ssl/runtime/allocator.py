@@ -25,7 +25,6 @@ than on glibc (macOS, Windows, musl) nothing is done.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 from collections.abc import Callable, Mapping
@@ -65,13 +64,10 @@ class AllocatorChoice:
 
 def glibc_mallopt() -> Callable[[int, int], int] | None:
     """glibc's ``mallopt``, or None where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the running program's symbols, the C library's among them
         libc.gnu_get_libc_version  # noqa: B018 (only glibc has it)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows wants a name
         return None
     mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int

@@ -17,10 +17,10 @@ import torch
 
 from cluster_ssl.commands.prepare import Prepared, prepare
 from cluster_ssl.commands.record import RECORD_DEFAULTS
-from cluster_ssl.commands.speed_settings import apply_threads
+from cluster_ssl.commands.speed_settings import apply_threads, measure_stage
 from cluster_ssl.engine.logging import RunLogger
 from cluster_ssl.engine.speed import SpeedChoice
-from cluster_ssl.engine.speed_trial import SpeedTrial, TrialRun
+from cluster_ssl.engine.speed_trial import SpeedTrial
 from cluster_ssl.engine.trainer import Stage, Trainer, TrainSettings
 from cluster_ssl.methods.base import StageContext
 from cluster_ssl.runtime.device import resolve_device, resolve_precision
@@ -109,19 +109,17 @@ class RecipeStep:
         trial's shortest (a benchmark's few steps would not pay for one; a user's run
         does)."""
         trial = SpeedTrial()
-        return trial.choose(
-            TrialRun(
-                network=self.stage.method.network(),
-                input_side=self.prepared.config.image_size or self.prepared.dataset.image_shape[-1],
-                micro_batch=self.stage.batch_size,
-                total_steps=max(trial.min_run_steps, self.steps_per_epoch * self.stage.epochs),
-                device=self.device,
-                precision=precision,
-                dataset=self.prepared.dataset,
-                num_workers=num_workers,
-                channels_last=True if channels_last else None,
-                compile_backend=compile_backend,
-            )
+        return measure_stage(
+            self.prepared,
+            self.stage,
+            self.device,
+            precision,
+            micro_batch=self.stage.batch_size,
+            total_steps=max(trial.min_run_steps, self.steps_per_epoch * self.stage.epochs),
+            num_workers=num_workers,
+            channels_last=channels_last,
+            compile_backend=compile_backend,
+            trial=trial,
         )
 
     @property

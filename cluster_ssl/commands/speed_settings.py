@@ -15,7 +15,7 @@ from cluster_ssl.commands.prepare import Prepared
 from cluster_ssl.commands.record import RunRequest
 from cluster_ssl.engine.speed import SpeedChoice
 from cluster_ssl.engine.speed_trial import SpeedTrial, TrialRun
-from cluster_ssl.engine.trainer import micro_batch
+from cluster_ssl.engine.trainer import Stage, micro_batch
 from cluster_ssl.runtime.distributed import DistInfo, broadcast_object
 
 #: the run record's keys: the mode asked for, and the settings chosen
@@ -59,23 +59,51 @@ def _measure(
     world_size: int,
 ) -> SpeedChoice:
     first = prepared.stages[0]
-    network = first.method.network()
+    accumulate = record.get("accumulate", 1)
+    return measure_stage(
+        prepared,
+        first,
+        device,
+        precision,
+        micro_batch=micro_batch(first, world_size, accumulate),
+        total_steps=total_steps(prepared, world_size, accumulate),
+        num_workers=request.num_workers,
+        channels_last=request.channels_last,
+        compile_backend=request.compile_backend,
+        trial=request.speed_trial,
+    )
+
+
+def measure_stage(
+    prepared: Prepared,
+    stage: Stage,
+    device: torch.device,
+    precision: torch.dtype | None,
+    *,
+    micro_batch: int,
+    total_steps: int,
+    num_workers: int,
+    channels_last: bool,
+    compile_backend: str | None,
+    trial: SpeedTrial | None = None,
+) -> SpeedChoice:
+    """The speed trial on ``stage``'s network for a run of ``total_steps`` steps
+    (``channels_last`` True: fixed on; False: a candidate)."""
+    network = stage.method.network()
     if network is None:
         return SpeedChoice(mode="auto", note="the method has no network to time; defaults kept")
-    accumulate = record.get("accumulate", 1)
-    trial = request.speed_trial or SpeedTrial()
-    return trial.choose(
+    return (trial or SpeedTrial()).choose(
         TrialRun(
             network=network,
             input_side=prepared.config.image_size or prepared.dataset.image_shape[-1],
-            micro_batch=micro_batch(first, world_size, accumulate),
-            total_steps=total_steps(prepared, world_size, accumulate),
+            micro_batch=micro_batch,
+            total_steps=total_steps,
             device=device,
             precision=precision,
             dataset=prepared.dataset,
-            num_workers=request.num_workers,
-            channels_last=True if request.channels_last else None,
-            compile_backend=request.compile_backend,
+            num_workers=num_workers,
+            channels_last=True if channels_last else None,
+            compile_backend=compile_backend,
         )
     )
 
